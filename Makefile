@@ -1,0 +1,36 @@
+# The two commands of the README's quick start, and the checks CI runs.
+# Each target sets up what it needs: a virtual environment in .venv with this project installed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench setup clean
+
+$(BIN)/secretwarden: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/secretwarden
+
+## demo: run the daemon against the built-in sandbox tenant (Ctrl-C to stop)
+demo: setup
+	$(BIN)/secretwarden demo
+
+## lint: ruff, mypy --strict and the import-linter layer contracts
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: lint, then the whole test suite (the e2e tests need prometheus and prometheus-alertmanager on PATH)
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

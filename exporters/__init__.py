@@ -1,0 +1,1 @@
+"""Observing: probes that read Azure and the app, and the metrics they feed."""
