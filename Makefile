@@ -25,8 +25,9 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## test: lint, then the whole test suite (the e2e tests need prometheus and prometheus-alertmanager on PATH)
+## test: system packages (prometheus, alertmanager, promtool, systemd-analyze), lint, the whole suite
 test: lint
+	scripts/install-system-deps
 	$(BIN)/pytest
 
 bench: setup
