@@ -1,0 +1,463 @@
+"""The daemon's configuration: a TOML file validated in one pass.
+
+Defaults come first, unknown keys are rejected, and every problem is reported at once
+with its dotted path (``targets[0].key_vault_url: ...``). :func:`load_config` raises
+:class:`ConfigError` carrying all of them; the CLI prints them and exits 2.
+
+Secrets never live in this file: the operator's client secret and the webhook token
+are read from files named here (``client_secret_file``, ``webhook_token_file``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tenant.endpoints import CLOUDS, Cloud, RetryPolicy
+from tenant.models import SecretValue
+from tenant.ports import Identity, TargetRef
+
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9877"
+DEFAULT_SECRET_NAME = "AzureAdClientSecret"
+PROBE_NAMES = ("expiry", "health", "graph", "reference")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable. ``problems`` lists every one, path first."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+def _https_url(value: str) -> str:
+    if not value.startswith("https://"):
+        raise ValueError(f"must be an https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _listen_address(value: str) -> str:
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT with a port from 0 to 65535, got {value!r}")
+    return value
+
+
+def split_listen_address(value: str) -> tuple[str, int]:
+    host, _, port = _listen_address(value).rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class DaemonSection(_Model):
+    state_directory: Path = Path("/var/lib/secretwarden")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class WebSection(_Model):
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # username -> "pbkdf2_sha256$<iterations>$<salt b64>$<hash b64>" (see daemon/webauth.py)
+    basic_auth_users: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        return _listen_address(value)
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        for user, hashed in value.items():
+            if not hashed.startswith("pbkdf2_sha256$") or hashed.count("$") != 3:
+                raise ValueError(
+                    f"user {user!r}: expected a pbkdf2_sha256$... hash "
+                    "(make one with `secretwarden hash-password`), not a plain password"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        return self
+
+
+class IdentitySection(_Model):
+    kind: Literal["default", "client_secret", "certificate"] = "default"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret_file: Path | None = None
+    certificate_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> IdentitySection:
+        missing: list[str] = []
+        if self.kind != "default":
+            missing += [n for n in ("tenant_id", "client_id") if getattr(self, n) is None]
+        if self.kind == "client_secret" and self.client_secret_file is None:
+            missing.append("client_secret_file")
+        if self.kind == "certificate" and self.certificate_file is None:
+            missing.append("certificate_file")
+        if missing:
+            raise ValueError(f"kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+
+class CloudSection(_Model):
+    name: Literal["public", "usgovernment", "china", "custom"] = "public"
+    authority: str | None = None
+    graph_url: str | None = None
+    arm_url: str | None = None
+    ca_file: Path | None = None
+
+    @field_validator("authority", "graph_url", "arm_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return None if value is None else _https_url(value)
+
+    @model_validator(mode="after")
+    def _custom(self) -> CloudSection:
+        if self.name == "custom":
+            missing = [n for n in ("authority", "graph_url", "arm_url") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"name 'custom' needs {', '.join(missing)}")
+        return self
+
+    def to_cloud(self) -> Cloud:
+        base = CLOUDS["public" if self.name == "custom" else self.name]
+        if self.name == "custom" or any((self.authority, self.graph_url, self.arm_url)):
+            return base.with_custom(
+                authority=self.authority,
+                graph_url=self.graph_url,
+                arm_url=self.arm_url,
+                ca_file=self.ca_file,
+            )
+        if self.ca_file is not None:
+            return Cloud(**{**_cloud_fields(base), "ca_file": self.ca_file})
+        return base
+
+
+def _cloud_fields(cloud: Cloud) -> dict[str, Any]:
+    return {name: getattr(cloud, name) for name in Cloud.__slots__}
+
+
+class ProbeSchedule(_Model):
+    """When one probe runs. Each probe has its own defaults (the subclasses)."""
+
+    interval_seconds: PositiveSeconds
+    timeout_seconds: PositiveSeconds
+    jitter_seconds: Annotated[float, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> ProbeSchedule:
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError("timeout_seconds must not exceed interval_seconds")
+        return self
+
+
+class ExpirySchedule(ProbeSchedule):
+    interval_seconds: PositiveSeconds = 300
+    timeout_seconds: PositiveSeconds = 60
+    jitter_seconds: Annotated[float, Field(ge=0)] = 15
+
+
+class HealthSchedule(ProbeSchedule):
+    interval_seconds: PositiveSeconds = 30
+    timeout_seconds: PositiveSeconds = 10
+    jitter_seconds: Annotated[float, Field(ge=0)] = 3
+
+
+class GraphSchedule(ProbeSchedule):
+    interval_seconds: PositiveSeconds = 60
+    timeout_seconds: PositiveSeconds = 30
+    jitter_seconds: Annotated[float, Field(ge=0)] = 5
+
+
+class ReferenceSchedule(ProbeSchedule):
+    interval_seconds: PositiveSeconds = 120
+    timeout_seconds: PositiveSeconds = 30
+    jitter_seconds: Annotated[float, Field(ge=0)] = 10
+
+
+class ProbesSection(_Model):
+    expiry: ExpirySchedule = ExpirySchedule()
+    health: HealthSchedule = HealthSchedule()
+    graph: GraphSchedule = GraphSchedule()
+    reference: ReferenceSchedule = ReferenceSchedule()
+
+    def schedule(self, probe: str) -> ProbeSchedule:
+        value: ProbeSchedule = getattr(self, probe)
+        return value
+
+
+class RetrySection(_Model):
+    """How hard each Azure call is retried (maps to tenant.endpoints.RetryPolicy)."""
+
+    total: Annotated[int, Field(ge=0)] = 3
+    backoff_factor: Annotated[float, Field(ge=0)] = 0.8
+    backoff_max: Annotated[float, Field(ge=0)] = 60.0
+    timeout_seconds: PositiveSeconds = 30.0
+
+    def to_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            total=self.total,
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
+class RemediationSection(_Model):
+    """Placeholder owned by the remediation engineer: defaults so configs validate."""
+
+    enabled: bool = False
+    dry_run: bool = False
+    rotate_before_days: Annotated[float, Field(gt=0)] = 30
+    heal_after_failures: Annotated[int, Field(ge=1)] = 3
+    max_rotations_per_day: Annotated[int, Field(ge=0)] = 2
+    secret_lifetime_days: Annotated[int, Field(ge=1, le=730)] = 180
+    grace_period_seconds: Annotated[float, Field(ge=0)] = 0
+    webhook_token_file: Path | None = None
+    backoff_initial_seconds: Annotated[float, Field(gt=0)] = 300
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 21600
+    circuit_failures: Annotated[int, Field(ge=1)] = 3
+
+
+class TargetSection(_Model):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    tenant_id: str | None = None
+    app_object_id: str | None = None
+    app_client_id: str | None = None
+    key_vault_url: str
+    secret_name: str = DEFAULT_SECRET_NAME
+    subscription_id: str
+    resource_group: str
+    site_name: str
+    app_setting: str | None = None
+    health_url: str
+    graph_probe_url: str | None = None
+
+    @field_validator("key_vault_url")
+    @classmethod
+    def _kv(cls, value: str) -> str:
+        return _https_url(value)
+
+    @field_validator("health_url", "graph_probe_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _app(self) -> TargetSection:
+        if self.app_object_id is None and self.app_client_id is None:
+            raise ValueError("set app_object_id or app_client_id")
+        return self
+
+
+class Config(_Model):
+    daemon: DaemonSection = DaemonSection()
+    web: WebSection = WebSection()
+    identity: IdentitySection = IdentitySection()
+    cloud: CloudSection = CloudSection()
+    probes: ProbesSection = ProbesSection()
+    retry: RetrySection = RetrySection()
+    remediation: RemediationSection = RemediationSection()
+    targets: Annotated[list[TargetSection], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _targets(self) -> Config:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.name in seen:
+                raise ValueError(f"target name {target.name!r} is used twice")
+            seen.add(target.name)
+            if target.tenant_id is None and self.identity.tenant_id is None:
+                raise ValueError(
+                    f"target {target.name!r} needs tenant_id (or set identity.tenant_id)"
+                )
+        return self
+
+    # conversions to what tenant/ takes --------------------------------------------
+
+    def cloud_endpoints(self) -> Cloud:
+        return self.cloud.to_cloud()
+
+    def target(self, name: str) -> TargetSection:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    def target_ref(self, target: TargetSection) -> TargetRef:
+        tenant_id = target.tenant_id or self.identity.tenant_id
+        assert tenant_id is not None  # checked by _targets
+        return TargetRef(
+            tenant_id=tenant_id,
+            app_object_id=target.app_object_id,
+            app_client_id=target.app_client_id,
+            key_vault_url=target.key_vault_url,
+            secret_name=target.secret_name,
+            subscription_id=target.subscription_id,
+            resource_group=target.resource_group,
+            site_name=target.site_name,
+            app_setting=target.app_setting,
+        )
+
+    def graph_probe_url(self, target: TargetSection) -> str:
+        if target.graph_probe_url is not None:
+            return target.graph_probe_url
+        return f"{self.cloud_endpoints().graph_url}/deviceAppManagement/mobileApps?$top=1"
+
+    def identity_value(self) -> Identity:
+        """The operator identity, with its secret read from ``client_secret_file``."""
+        section = self.identity
+        secret: SecretValue | None = None
+        if section.client_secret_file is not None:
+            secret = SecretValue(read_secret_file(section.client_secret_file, "identity"))
+        return Identity(
+            kind=section.kind,
+            tenant_id=section.tenant_id,
+            client_id=section.client_id,
+            client_secret=secret,
+            certificate_path=section.certificate_file,
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        return self.retry.to_policy()
+
+
+def read_secret_file(path: Path, section: str) -> str:
+    """Read a secret from a file, refusing files others can read."""
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"{section}: cannot read {path}: {exc.strerror}"]) from None
+    if mode & 0o077:
+        raise ConfigError(
+            str(path), [f"{section}: {path} is readable by others (mode {mode & 0o777:o})"]
+        )
+    if not value:
+        raise ConfigError(str(path), [f"{section}: {path} is empty"])
+    return value
+
+
+def _loc(parts: Iterable[int | str]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: ``dotted.path: message``."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        # pydantic appends the validator kind ("function-after[...]") to model-level locs
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and "[" in p)]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required"
+        path = _loc(loc)
+        lines.append(f"{path}: {message}" if path else message)
+    return lines
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_errors(exc)) from None
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    config = parse_config(data, str(path))
+    return _resolve_relative(config, path.parent)
+
+
+def _resolve_relative(config: Config, base: Path) -> Config:
+    """Paths in the file are relative to the file, so a config can travel with its files."""
+
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    updates: dict[str, Any] = {}
+    d = config.daemon
+    if (sd := fix(d.state_directory)) is not None:
+        updates["daemon"] = d.model_copy(update={"state_directory": sd})
+    ident = config.identity
+    upd = {
+        k: v
+        for k, v in (
+            ("client_secret_file", fix(ident.client_secret_file)),
+            ("certificate_file", fix(ident.certificate_file)),
+        )
+        if v is not None
+    }
+    if upd:
+        updates["identity"] = ident.model_copy(update=upd)
+    if (ca := fix(config.cloud.ca_file)) is not None:
+        updates["cloud"] = config.cloud.model_copy(update={"ca_file": ca})
+    web_upd = {
+        k: v
+        for k, v in (
+            ("tls_cert_file", fix(config.web.tls_cert_file)),
+            ("tls_key_file", fix(config.web.tls_key_file)),
+        )
+        if v is not None
+    }
+    if web_upd:
+        updates["web"] = config.web.model_copy(update=web_upd)
+    if (wt := fix(config.remediation.webhook_token_file)) is not None:
+        updates["remediation"] = config.remediation.model_copy(update={"webhook_token_file": wt})
+    return config.model_copy(update=updates) if updates else config
+
+
+def state_directory_writable(config: Config) -> str | None:
+    d = config.daemon.state_directory
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"daemon.state_directory: cannot create {d}: {exc.strerror}"
+    if not os.access(d, os.W_OK):
+        return f"daemon.state_directory: {d} is not writable"
+    return None

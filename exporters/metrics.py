@@ -1,0 +1,298 @@
+"""Every metric the daemon exports, fed only by probe observations.
+
+A scrape reads what the probes left: nothing here calls Azure. The registry is
+injected (a fresh ``CollectorRegistry()`` per test). Label children are created when a
+target is added, so every per-target series exists at 0 from the start, except the
+expiry timestamps, which appear once known (an expiry of 0 would read as "expired in
+1970" and fire every alert). Credential series are rebuilt from the latest expiry
+observation on each scrape, so a removed credential's series disappears with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporters.observations import (
+    ExpiryObservation,
+    GraphAuthObservation,
+    HealthObservation,
+    Observed,
+    ReferenceObservation,
+)
+
+PROBES = ("expiry", "health", "graph", "reference")
+# Reasons created at 0 up front so rate() and increase() see the first failure.
+KNOWN_AUTH_FAILURE_REASONS = ("aadsts_7000215", "aadsts_7000222", "graph_401", "graph_403")
+
+
+def probe_succeeded(observed: Observed) -> bool:
+    """Did the probe get a definitive answer? (A failing app is an answer.)
+
+    Health always answers: a failed ``/health`` is the app's state, exported as
+    ``secretwarden_health_probe_success 0``. Graph auth answers when it succeeded or
+    was refused for authentication; throttling or an unreachable vault is no answer.
+    """
+    value = observed.value
+    if isinstance(value, HealthObservation):
+        return True
+    if isinstance(value, GraphAuthObservation):
+        return value.ok or value.auth_failed
+    return value.ok
+
+
+class _ExpiryCollector(Collector):
+    def __init__(self) -> None:
+        self.latest: dict[str, ExpiryObservation] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        every = GaugeMetricFamily(
+            "secretwarden_client_secret_expiry_timestamp_seconds",
+            "When each client secret of the app registration expires (endDateTime).",
+            labels=["target", "key_id", "display_name"],
+        )
+        in_use = GaugeMetricFamily(
+            "secretwarden_client_secret_in_use_expiry_timestamp_seconds",
+            "When the client secret whose value is in Key Vault expires.",
+            labels=["target"],
+        )
+        for target, obs in sorted(self.latest.items()):
+            for cred in obs.credentials:
+                if cred.end is not None:
+                    every.add_metric(
+                        [target, cred.key_id, cred.display_name or ""], cred.end.timestamp()
+                    )
+            if obs.in_use is not None and obs.in_use.end is not None:
+                in_use.add_metric([target], obs.in_use.end.timestamp())
+        yield every
+        yield in_use
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class Metrics:
+    """The daemon's metrics. Call :meth:`add_target` for each target, then
+    :meth:`record` with each probe result."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.registry = registry
+        r = registry
+        self._expiry = _ExpiryCollector()
+        r.register(self._expiry)
+        self.matches = Gauge(
+            "secretwarden_keyvault_secret_matches_credential",
+            "1 when the Key Vault value belongs to a live client secret of the app.",
+            ["target"],
+            registry=r,
+        )
+        self.health_success = Gauge(
+            "secretwarden_health_probe_success",
+            "1 when the app's health URL answered 2xx.",
+            ["target"],
+            registry=r,
+        )
+        self.health_duration = Gauge(
+            "secretwarden_health_probe_duration_seconds",
+            "How long the last health request took.",
+            ["target"],
+            registry=r,
+        )
+        self.health_status = Gauge(
+            "secretwarden_health_probe_status_code",
+            "HTTP status of the last health request (0 when none came back).",
+            ["target"],
+            registry=r,
+        )
+        self.graph_success = Gauge(
+            "secretwarden_graph_probe_success",
+            "1 when a token for the Key Vault value was issued and the Graph call succeeded.",
+            ["target"],
+            registry=r,
+        )
+        self.graph_requests = Counter(
+            "secretwarden_graph_requests",
+            "Graph calls made by the Graph probe with the Key Vault value, by HTTP status.",
+            ["target", "status_code"],
+            registry=r,
+        )
+        self.graph_auth_failures = Counter(
+            "secretwarden_graph_auth_failures",
+            "Graph probe authentication failures, by reason (aadsts_<code>, the token "
+            "endpoint's error, or graph_<status>).",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.reference_resolved = Gauge(
+            "secretwarden_keyvault_reference_resolved",
+            "1 when the App Service's Key Vault reference to the secret is Resolved.",
+            ["target"],
+            registry=r,
+        )
+        self.reference_stale = Gauge(
+            "secretwarden_keyvault_reference_stale",
+            "1 when the App Service holds an older version than Key Vault's current one.",
+            ["target"],
+            registry=r,
+        )
+        self.probe_success = Gauge(
+            "secretwarden_probe_success",
+            "1 when the probe's last run got a definitive answer.",
+            ["target", "probe"],
+            registry=r,
+        )
+        self.probe_last_success = Gauge(
+            "secretwarden_probe_last_success_timestamp_seconds",
+            "When the probe last got a definitive answer.",
+            ["target", "probe"],
+            registry=r,
+        )
+        self.probe_errors = Counter(
+            "secretwarden_probe_errors",
+            "Probe runs that got no definitive answer (Azure unreachable, throttled, timeout).",
+            ["target", "probe"],
+            registry=r,
+        )
+        self.probe_duration = Gauge(
+            "secretwarden_probe_duration_seconds",
+            "How long the probe's last run took.",
+            ["target", "probe"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "secretwarden_build_info",
+            "The running secretwarden's version.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(version=version).set(1)
+        self.reload_ok = Gauge(
+            "secretwarden_config_last_reload_successful",
+            "1 when the last configuration load succeeded.",
+            registry=r,
+        )
+        self.reload_ts = Gauge(
+            "secretwarden_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            registry=r,
+        )
+        self._targets: set[str] = set()
+
+    # targets ---------------------------------------------------------------------
+
+    def add_target(self, target: str) -> None:
+        if target in self._targets:
+            return
+        self._targets.add(target)
+        for gauge in (
+            self.matches,
+            self.health_success,
+            self.health_duration,
+            self.health_status,
+            self.graph_success,
+            self.reference_resolved,
+            self.reference_stale,
+        ):
+            gauge.labels(target=target)
+        for reason in KNOWN_AUTH_FAILURE_REASONS:
+            self.graph_auth_failures.labels(target=target, reason=reason)
+        for probe in PROBES:
+            self.probe_success.labels(target=target, probe=probe)
+            self.probe_last_success.labels(target=target, probe=probe)
+            self.probe_errors.labels(target=target, probe=probe)
+            self.probe_duration.labels(target=target, probe=probe)
+
+    def set_targets(self, targets: Iterable[str]) -> None:
+        """After a reload: add new targets, drop every series of removed ones."""
+        wanted = set(targets)
+        for gone in self._targets - wanted:
+            self._remove_target(gone)
+        for target in sorted(wanted):
+            self.add_target(target)
+
+    def _remove_target(self, target: str) -> None:
+        self._targets.discard(target)
+        self._expiry.latest.pop(target, None)
+        for metric in (
+            self.matches,
+            self.health_success,
+            self.health_duration,
+            self.health_status,
+            self.graph_success,
+            self.reference_resolved,
+            self.reference_stale,
+            self.graph_requests,
+            self.graph_auth_failures,
+            self.probe_success,
+            self.probe_last_success,
+            self.probe_errors,
+            self.probe_duration,
+        ):
+            # No public way to list a metric's children; the first label is the target.
+            for labels in list(metric._metrics):
+                if labels[0] == target:
+                    metric.remove(*labels)
+
+    # recording -------------------------------------------------------------------
+
+    def config_reloaded(self, ok: bool, at: datetime) -> None:
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_ts.set(at.timestamp())
+
+    def record(self, observed: Observed, duration_seconds: float) -> None:
+        target, probe = observed.target, observed.probe
+        self.add_target(target)
+        done = probe_succeeded(observed)
+        self.probe_success.labels(target=target, probe=probe).set(1 if done else 0)
+        self.probe_duration.labels(target=target, probe=probe).set(duration_seconds)
+        if done:
+            self.probe_last_success.labels(target=target, probe=probe).set(observed.at.timestamp())
+        else:
+            self.probe_errors.labels(target=target, probe=probe).inc()
+        value = observed.value
+        if isinstance(value, ExpiryObservation):
+            self._record_expiry(target, value)
+        elif isinstance(value, HealthObservation):
+            self.health_success.labels(target=target).set(1 if value.ok else 0)
+            self.health_duration.labels(target=target).set(value.duration_seconds)
+            self.health_status.labels(target=target).set(value.status_code or 0)
+        elif isinstance(value, GraphAuthObservation):
+            self._record_graph(target, value)
+        else:
+            self._record_reference(target, value)
+
+    def _record_expiry(self, target: str, obs: ExpiryObservation) -> None:
+        previous = self._expiry.latest.get(target)
+        if not obs.credentials and previous is not None:
+            # The app could not be read this time: keep the last known credentials
+            # (the probe's own success metric says the data is getting old).
+            return
+        self._expiry.latest[target] = obs
+        if obs.ok or obs.keyvault_version is not None:
+            self.matches.labels(target=target).set(1 if obs.keyvault_matches_credential else 0)
+
+    def _record_graph(self, target: str, obs: GraphAuthObservation) -> None:
+        if obs.graph_status is not None:
+            self.graph_requests.labels(target=target, status_code=str(obs.graph_status)).inc()
+        if obs.ok:
+            self.graph_success.labels(target=target).set(1)
+            return
+        if obs.auth_failed:
+            self.graph_success.labels(target=target).set(0)
+            self.graph_auth_failures.labels(target=target, reason=obs.reason or "error").inc()
+        elif obs.token_ok:
+            # A token was issued but Graph failed for another reason (5xx, 429).
+            self.graph_success.labels(target=target).set(0)
+        # No answer at all (Key Vault or Entra unreachable): leave the last verdict.
+
+    def _record_reference(self, target: str, obs: ReferenceObservation) -> None:
+        if obs.reference is None:
+            return  # ARM unreachable or no such reference: the probe's own metrics say so
+        self.reference_resolved.labels(target=target).set(1 if obs.resolved else 0)
+        if obs.ok:
+            self.reference_stale.labels(target=target).set(1 if obs.stale else 0)

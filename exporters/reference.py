@@ -1,0 +1,56 @@
+"""The App Service's Key Vault reference: resolved, and holding the current version?
+
+ARM's ``config/configreferences/appsettings`` says it directly, so a stale reference
+(the runbook's "restart didn't pick up the new value") is seen, not guessed.
+"""
+
+from __future__ import annotations
+
+from exporters._errors import describe
+from exporters.observations import ReferenceObservation
+from tenant.models import KeyVaultReference
+from tenant.ports import TargetClients
+
+
+def find_reference(
+    refs: list[KeyVaultReference], secret_name: str, app_setting: str | None
+) -> KeyVaultReference | None:
+    """The reference for the secret: the named app setting, else any naming the secret."""
+    if app_setting is not None:
+        return next((r for r in refs if r.key == app_setting), None)
+    wanted = secret_name.lower()
+    return next((r for r in refs if (r.secret_name or "").lower() == wanted), None)
+
+
+async def probe_reference(clients: TargetClients) -> ReferenceObservation:
+    ref = clients.ref
+    try:
+        refs = await clients.site.key_vault_references()
+    except Exception as exc:
+        return ReferenceObservation(ok=False, error=describe("read Key Vault references", exc))
+    found = find_reference(refs, ref.secret_name, ref.app_setting)
+    if found is None:
+        what = (
+            f"app setting {ref.app_setting} is not a Key Vault reference"
+            if ref.app_setting
+            else f"no app setting references secret {ref.secret_name}"
+        )
+        return ReferenceObservation(ok=False, error=f"read Key Vault references: {what}")
+    try:
+        current = await clients.vault.get_current()
+    except Exception as exc:
+        return ReferenceObservation(
+            ok=False,
+            reference=found,
+            resolved=found.resolved,
+            error=describe("read Key Vault secret", exc),
+        )
+    held = found.active_version or found.secret_version
+    stale = found.resolved and held is not None and held != current.version
+    return ReferenceObservation(
+        ok=True,
+        reference=found,
+        current_version=current.version,
+        resolved=found.resolved,
+        stale=stale,
+    )
