@@ -1,0 +1,135 @@
+"""Open and close everything a target needs, sharing what can be shared.
+
+A :class:`TenantSession` owns the operator credential and one HTTP client for the
+app's own Graph calls; ``session.target(ref)`` builds the per-target SDK clients
+(Graph, Key Vault, ARM) on top of them and closes them when its block ends::
+
+    async with TenantSession(identity, cloud, retry) as session:
+        async with session.target(ref) as clients:
+            app = await clients.app.get_app()
+
+:func:`open_target` is the one-target shorthand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.keyvault.secrets.aio import SecretClient
+from azure.mgmt.web.aio import WebSiteManagementClient
+
+from tenant._azure import client_kwargs
+from tenant.appservice import ArmAppService
+from tenant.credentials import operator_credential
+from tenant.endpoints import Cloud, RetryPolicy
+from tenant.entra import EntraTokenIssuer
+from tenant.graph import (
+    GraphAppRegistrations,
+    graph_http_client,
+    graph_service_client,
+    ssl_context,
+)
+from tenant.keyvault import KeyVaultSecretStore
+from tenant.ports import Identity, TargetClients, TargetRef
+
+
+class TenantSession:
+    """The operator's connection to one cloud, shared by every target."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        cloud: Cloud,
+        retry: RetryPolicy | None = None,
+        *,
+        credential: AsyncTokenCredential | None = None,
+    ) -> None:
+        self.cloud = cloud
+        self.retry = retry or RetryPolicy()
+        self._identity = identity
+        self._given_credential = credential
+        self._credential: AsyncTokenCredential | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> TenantSession:
+        self._credential = self._given_credential or operator_credential(
+            self._identity, self.cloud, self.retry
+        )
+        self._http = httpx.AsyncClient(
+            verify=ssl_context(self.cloud), timeout=httpx.Timeout(self.retry.timeout_seconds)
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._credential is not None and self._given_credential is None:
+            await self._credential.close()
+        self._credential = None
+
+    @property
+    def credential(self) -> AsyncTokenCredential:
+        if self._credential is None:
+            raise RuntimeError("TenantSession is not open (use 'async with')")
+        return self._credential
+
+    def token_issuer(self, tenant_id: str) -> EntraTokenIssuer:
+        if self._http is None:
+            raise RuntimeError("TenantSession is not open (use 'async with')")
+        return EntraTokenIssuer(tenant_id, self.cloud, self.retry, self._http)
+
+    @asynccontextmanager
+    async def target(self, ref: TargetRef) -> AsyncIterator[TargetClients]:
+        """The four clients of one target; closed when the block ends."""
+        credential = self.credential
+        kwargs = client_kwargs(self.cloud, self.retry)
+        async with AsyncExitStack() as stack:
+            graph_http = graph_http_client(self.cloud, self.retry)
+            stack.push_async_callback(graph_http.aclose)
+            graph = graph_service_client(credential, graph_http, self.cloud)
+
+            vault_client = SecretClient(
+                ref.key_vault_url, credential, verify_challenge_resource=False, **kwargs
+            )
+            await stack.enter_async_context(vault_client)
+
+            arm_client = WebSiteManagementClient(
+                credential,
+                ref.subscription_id,
+                base_url=self.cloud.arm_url,
+                credential_scopes=[self.cloud.arm_scope],
+                **kwargs,
+            )
+            stack.push_async_callback(arm_client.close)
+
+            yield TargetClients(
+                ref=ref,
+                app=GraphAppRegistrations(
+                    graph, object_id=ref.app_object_id, client_id=ref.app_client_id
+                ),
+                vault=KeyVaultSecretStore(vault_client, ref.secret_name),
+                entra=self.token_issuer(ref.tenant_id),
+                site=ArmAppService(arm_client, ref),
+            )
+
+
+@asynccontextmanager
+async def open_target(
+    ref: TargetRef, identity: Identity, cloud: Cloud, retry: RetryPolicy | None = None
+) -> AsyncIterator[TargetClients]:
+    """Open one target with its own session; everything is closed on exit."""
+    async with TenantSession(identity, cloud, retry) as session, session.target(ref) as clients:
+        yield clients

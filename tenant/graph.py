@@ -1,0 +1,241 @@
+"""The backend API app registration's client secrets, through msgraph-sdk.
+
+Reads the app with ``$select`` (only the fields we need), adds and removes
+passwords, and turns every ``ODataError`` into a classified :mod:`tenant.errors`
+error. The value Graph returns from addPassword is wrapped in a
+:class:`~tenant.models.SecretValue` at once and never formatted anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+    AddPasswordPostRequestBody,
+)
+from msgraph.generated.applications.item.application_item_request_builder import (
+    ApplicationItemRequestBuilder,
+)
+from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+    RemovePasswordPostRequestBody,
+)
+from msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder import (
+    ApplicationsWithAppIdRequestBuilder,
+)
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.password_credential import (
+    PasswordCredential as GraphPasswordCredential,
+)
+from msgraph_core import GraphClientFactory
+
+from tenant._azure import map_http_error, retry_after_seconds
+from tenant.endpoints import Cloud, RetryPolicy
+from tenant.errors import (
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+    TenantError,
+    Throttled,
+    TooManySecrets,
+    Unavailable,
+)
+from tenant.models import AppRegistration, NewPassword, PasswordCredential, SecretValue
+
+_ByIdQuery = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters
+_ByAppIdQuery = (
+    ApplicationsWithAppIdRequestBuilder.ApplicationsWithAppIdRequestBuilderGetQueryParameters
+)
+
+SERVICE = "graph"
+APP_FIELDS = ["id", "appId", "displayName", "passwordCredentials"]
+
+# Graph has no dedicated code for "this app holds too many secrets"; it answers 400
+# with a message naming the limit. Match the message as a fallback to the code.
+_TOO_MANY_CODES = frozenset({"TooManyPasswordCredentials", "CredentialCountExceedsLimit"})
+_TOO_MANY_TEXT = re.compile(
+    r"(too many|maximum|max(imum)? (number|limit)|exceed\w*).{0,60}"
+    r"(password|secret|credential)|(password|secret|credential)\w*.{0,60}"
+    r"(limit|maximum|too many)",
+    re.IGNORECASE,
+)
+
+
+def ssl_context(cloud: Cloud) -> ssl.SSLContext:
+    """The TLS context for httpx: the system store, or the cloud's CA bundle."""
+    if cloud.ca_file is not None:
+        return ssl.create_default_context(cafile=str(cloud.ca_file))
+    return ssl.create_default_context()
+
+
+def graph_http_client(cloud: Cloud, retry: RetryPolicy) -> httpx.AsyncClient:
+    """An httpx client carrying msgraph's middleware, retrying as ``retry`` says.
+
+    msgraph's retry handler retries 429/503/504 and waits Retry-After when given.
+    """
+    client = httpx.AsyncClient(
+        base_url=cloud.graph_url,
+        verify=ssl_context(cloud),
+        timeout=httpx.Timeout(retry.timeout_seconds),
+    )
+    options: dict[str, Any] = {
+        RetryHandlerOption.get_key(): RetryHandlerOption(
+            delay=min(retry.backoff_factor, RetryHandlerOption.MAX_DELAY),
+            max_retries=min(retry.total, RetryHandlerOption.MAX_MAX_RETRIES),
+            should_retry=retry.total > 0,
+        )
+    }
+    result: httpx.AsyncClient = GraphClientFactory.create_with_default_middleware(
+        client=client, options=options
+    )
+    return result
+
+
+def graph_service_client(
+    credential: AsyncTokenCredential, http_client: httpx.AsyncClient, cloud: Cloud
+) -> GraphServiceClient:
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[cloud.graph_scope])
+    adapter = GraphRequestAdapter(auth, client=http_client)
+    adapter.base_url = cloud.graph_url
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    for key in list(headers.keys()):
+        if str(key).lower() == name.lower():
+            value = headers[key]
+            if isinstance(value, set | list | tuple):
+                return next(iter(value), None)
+            return str(value)
+    return None
+
+
+def map_odata_error(error: Exception, operation: str) -> TenantError:
+    """Classify an msgraph exception by HTTP status and Graph's ``error.code``."""
+    if not isinstance(error, ODataError):
+        if isinstance(error, httpx.TransportError):
+            return Unavailable(SERVICE, operation, f"connection failed: {type(error).__name__}")
+        # Token acquisition for Graph goes through azure-core.
+        return map_http_error(error, SERVICE, operation)
+    status = error.response_status_code
+    main = error.error
+    code = main.code if main is not None else None
+    message = (main.message if main is not None else None) or "no error message"
+    retry_after = retry_after_seconds(_header(error.response_headers, "Retry-After"))
+    if status == 429:
+        return Throttled(
+            SERVICE, operation, message, status=status, code=code, retry_after=retry_after
+        )
+    if status == 404:
+        return NotFound(SERVICE, operation, message, status=status, code=code)
+    if status in (401, 403):
+        return PermissionDenied(SERVICE, operation, message, status=status, code=code)
+    if status is not None and status >= 500:
+        return Unavailable(
+            SERVICE, operation, message, status=status, code=code, retry_after=retry_after
+        )
+    if code in _TOO_MANY_CODES or (status == 400 and _TOO_MANY_TEXT.search(message)):
+        return TooManySecrets(SERVICE, operation, message, status=status, code=code)
+    if code is not None and (code.endswith("AsPerAppPolicy") or "Policy" in code):
+        return PolicyViolation(SERVICE, operation, message, status=status, code=code)
+    return TenantError(SERVICE, operation, message, status=status, code=code, permanent=True)
+
+
+def _credential(pc: GraphPasswordCredential) -> PasswordCredential:
+    return PasswordCredential(
+        key_id=str(pc.key_id) if pc.key_id is not None else "",
+        display_name=pc.display_name,
+        hint=pc.hint,
+        start=pc.start_date_time,
+        end=pc.end_date_time,
+    )
+
+
+class GraphAppRegistrations:
+    """:class:`~tenant.ports.AppRegistrations` for one app, by object id or appId."""
+
+    def __init__(
+        self, client: GraphServiceClient, *, object_id: str | None, client_id: str | None
+    ) -> None:
+        if not object_id and not client_id:
+            raise ValueError("an app registration needs an object id or a client id")
+        self._client = client
+        self._object_id = object_id
+        self._client_id = client_id
+
+    def _where(self) -> str:
+        return f"app {self._object_id or self._client_id}"
+
+    async def get_app(self) -> AppRegistration:
+        op = f"get {self._where()}"
+        try:
+            if self._object_id:
+                by_id = _ByIdQuery(select=APP_FIELDS)
+                app = await self._client.applications.by_application_id(self._object_id).get(
+                    RequestConfiguration(query_parameters=by_id)
+                )
+            else:
+                by_app_id = _ByAppIdQuery(select=APP_FIELDS)
+                app = await self._client.applications_with_app_id(self._client_id).get(
+                    RequestConfiguration(query_parameters=by_app_id)
+                )
+        except Exception as e:
+            raise map_odata_error(e, op) from None
+        if app is None or not app.id:
+            raise NotFound(SERVICE, op, "Graph returned no application")
+        self._object_id = app.id
+        return AppRegistration(
+            object_id=app.id,
+            client_id=app.app_id or (self._client_id or ""),
+            display_name=app.display_name,
+            credentials=tuple(_credential(pc) for pc in app.password_credentials or []),
+        )
+
+    async def _resolved_object_id(self) -> str:
+        if self._object_id is None:
+            await self.get_app()
+        assert self._object_id is not None  # get_app sets it or raises
+        return self._object_id
+
+    async def add_password(self, display_name: str, end: datetime | None) -> NewPassword:
+        op = f"addPassword on {self._where()}"
+        object_id = await self._resolved_object_id()
+        body = AddPasswordPostRequestBody(
+            password_credential=GraphPasswordCredential(
+                display_name=display_name, end_date_time=end
+            )
+        )
+        try:
+            created = await self._client.applications.by_application_id(
+                object_id
+            ).add_password.post(body)
+        except Exception as e:
+            raise map_odata_error(e, op) from None
+        if created is None or not created.secret_text or created.key_id is None:
+            raise TenantError(SERVICE, op, "Graph returned no secretText or keyId", permanent=True)
+        return NewPassword(credential=_credential(created), value=SecretValue(created.secret_text))
+
+    async def remove_password(self, key_id: str) -> None:
+        op = f"removePassword {key_id} on {self._where()}"
+        object_id = await self._resolved_object_id()
+        try:
+            body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
+        except ValueError:
+            raise NotFound(SERVICE, op, "the key id is not a GUID") from None
+        try:
+            await self._client.applications.by_application_id(object_id).remove_password.post(body)
+        except Exception as e:
+            raise map_odata_error(e, op) from None

@@ -1,0 +1,153 @@
+"""How tenant/ classifies what the SDKs raise (the shapes are taken from the
+reference wire captures; the integration tests check the same against the sandbox)."""
+
+from __future__ import annotations
+
+import pytest
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+)
+from msgraph.generated.models.o_data_errors.main_error import MainError
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+from tenant import errors
+from tenant._azure import retry_after_seconds
+from tenant.appservice import _vault_name
+from tenant.entra import classify_token_error
+from tenant.graph import map_odata_error
+from tenant.models import TokenFailure
+
+
+@pytest.mark.parametrize(
+    ("text", "failure", "aadsts", "error"),
+    [
+        (
+            "Microsoft Entra ID error '(invalid_client) AADSTS7000215: Invalid client secret "
+            "provided. Ensure the secret being sent in the request is the client secret value'",
+            TokenFailure.INVALID_SECRET,
+            7000215,
+            "invalid_client",
+        ),
+        (
+            "Microsoft Entra ID error '(invalid_client) AADSTS7000222: The provided client "
+            "secret keys for app 'x' are expired.'",
+            TokenFailure.EXPIRED_SECRET,
+            7000222,
+            "invalid_client",
+        ),
+        (
+            "Microsoft Entra ID error '(unauthorized_client) AADSTS700016: Application with "
+            "identifier 'x' was not found in the directory 'y'.'",
+            TokenFailure.APP_NOT_FOUND,
+            700016,
+            "unauthorized_client",
+        ),
+        (
+            "Microsoft Entra ID error '(invalid_request) AADSTS90002: Tenant 'x' not found.'",
+            TokenFailure.TENANT_NOT_FOUND,
+            90002,
+            "invalid_request",
+        ),
+        (
+            "Microsoft Entra ID error '(invalid_client) AADSTS7000999: something new'",
+            TokenFailure.INVALID_CLIENT,
+            7000999,
+            "invalid_client",
+        ),
+    ],
+)
+def test_token_errors_are_classified_by_code_from_the_exception_text(
+    text: str, failure: TokenFailure, aadsts: int, error: str
+) -> None:
+    outcome = classify_token_error(ClientAuthenticationError(message=text))
+    assert (outcome.ok, outcome.failure, outcome.aadsts, outcome.error) == (
+        False,
+        failure,
+        aadsts,
+        error,
+    )
+
+
+def test_a_connection_failure_at_the_token_endpoint_is_unavailable() -> None:
+    outcome = classify_token_error(ServiceRequestError("Cannot connect to host"))
+    assert outcome.failure is TokenFailure.UNAVAILABLE
+    assert not outcome.secret_rejected
+
+
+def _odata(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> ODataError:
+    return ODataError(
+        response_status_code=status,
+        response_headers=headers or {},
+        error=MainError(code=code, message=message),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "kind", "permanent"),
+    [
+        (404, "Request_ResourceNotFound", "Resource 'x' does not exist", errors.NotFound, True),
+        (
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges",
+            errors.PermissionDenied,
+            True,
+        ),
+        (
+            400,
+            "CredentialInvalidLifetimeAsPerAppPolicy",
+            "Credential lifetime exceeds the max value allowed as per assigned policy 'p'.",
+            errors.PolicyViolation,
+            True,
+        ),
+        (
+            400,
+            "Request_BadRequest",
+            "The number of password credentials exceeds the maximum allowed limit of 2.",
+            errors.TooManySecrets,
+            True,
+        ),
+        (503, "serviceNotAvailable", "try later", errors.Unavailable, False),
+        (400, "Request_BadRequest", "Invalid value for endDateTime", errors.TenantError, True),
+    ],
+)
+def test_graph_errors_are_classified_by_status_and_code(
+    status: int, code: str, message: str, kind: type[errors.TenantError], permanent: bool
+) -> None:
+    mapped = map_odata_error(_odata(status, code, message), "addPassword on app a1")
+    assert type(mapped) is kind
+    assert mapped.permanent is permanent
+    assert mapped.code == code and mapped.status == status
+    assert "addPassword on app a1" in str(mapped) and code in str(mapped)
+
+
+def test_graph_429_carries_retry_after_from_the_response_headers() -> None:
+    mapped = map_odata_error(
+        _odata(429, "TooManyRequests", "slow down", {"Retry-After": "7"}), "get app a1"
+    )
+    assert isinstance(mapped, errors.Throttled)
+    assert mapped.retry_after == 7.0
+    assert not mapped.permanent
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("10", 10.0), (" 2.5 ", 2.5), ("-3", 0.0), (None, None), ("Wed, 21 Oct", None)],
+)
+def test_retry_after_parses_seconds_only(raw: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(raw) == seconds
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://MyVault.vault.azure.net/", "myvault"),
+        ("https://127.0.0.1:8443/", "127"),
+        ("https://kv1.vault.usgovcloudapi.net", "kv1"),
+    ],
+)
+def test_vault_name_is_the_first_host_label(url: str, name: str) -> None:
+    assert _vault_name(url) == name
