@@ -1,0 +1,338 @@
+"""The long-running daemon: probes on schedules, metrics, hooks, reload and shutdown.
+
+One APScheduler job per (target, probe) with its interval, jitter, ``max_instances=1``
+(a probe never overlaps itself), ``coalesce=True`` and a first run at start. Each run
+is bounded by the probe's timeout; its observation is recorded in the metrics, logged
+when its outcome changed, and handed to every hook in :attr:`Daemon.observers`
+(the remediation policy registers there). A hook must return quickly: long work
+belongs in a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+
+from daemon import __version__
+from daemon.config import PROBE_NAMES, Config, ConfigError, load_config, split_listen_address
+from daemon.logging import REDACTOR, OutcomeTracker, get_logger
+from daemon.sdnotify import SystemdNotifier
+from daemon.web import WebServer
+from exporters.expiry import probe_expiry
+from exporters.graph_auth import probe_graph_auth
+from exporters.health import probe_health
+from exporters.metrics import Metrics, probe_succeeded
+from exporters.observations import (
+    ExpiryObservation,
+    GraphAuthObservation,
+    HealthObservation,
+    Observed,
+    ReferenceObservation,
+)
+from exporters.reference import probe_reference
+from tenant.connect import TenantSession
+from tenant.ports import TargetClients
+
+ObservationHook = Callable[[Observed], Awaitable[None]]
+Clock = Callable[[], datetime]
+log = get_logger("secretwarden.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timed_out(probe: str, seconds: float) -> Any:
+    error = f"{probe} probe: no answer within {seconds:g}s"
+    if probe == "expiry":
+        return ExpiryObservation(ok=False, error=error)
+    if probe == "health":
+        return HealthObservation(ok=False, status_code=None, duration_seconds=seconds, error=error)
+    if probe == "graph":
+        return GraphAuthObservation(ok=False, token_ok=False, error=error)
+    return ReferenceObservation(ok=False, error=error)
+
+
+def _outcome(observed: Observed) -> str:
+    value = observed.value
+    if value.ok:
+        return "ok"
+    if isinstance(value, GraphAuthObservation) and value.reason:
+        return f"failed:{value.reason}"
+    if isinstance(value, HealthObservation):
+        return f"failed:{value.status_code or 'no-answer'}"
+    return "failed"
+
+
+def health_http_client(config: Config) -> httpx.AsyncClient:
+    ctx = ssl.create_default_context()
+    ca = config.cloud.ca_file
+    if ca is not None:
+        ctx.load_verify_locations(cafile=str(ca))
+    return httpx.AsyncClient(verify=ctx, follow_redirects=False)
+
+
+class Daemon:
+    """Compose config, tenant clients, probes, metrics, web server and scheduler."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Clock = utcnow,
+        notifier: SystemdNotifier | None = None,
+        listen_address: str | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.clock = clock
+        self.notifier = notifier or SystemdNotifier()
+        self.metrics = Metrics(self.registry, __version__)
+        self.observers: list[ObservationHook] = []
+        self.latest: dict[tuple[str, str], Observed] = {}
+        self.listen_address = listen_address or config.web.listen_address
+        self.web = WebServer(
+            self.registry,
+            ready=self.ready,
+            basic_auth_users=config.web.basic_auth_users,
+            tls_cert_file=config.web.tls_cert_file,
+            tls_key_file=config.web.tls_key_file,
+        )
+        self._clients: dict[str, TargetClients] = {}
+        self._stack: AsyncExitStack | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._outcomes = OutcomeTracker()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reload_lock = asyncio.Lock()
+
+    # lifecycle --------------------------------------------------------------------
+
+    def clients(self, target: str) -> TargetClients:
+        """The open tenant clients of a target (for remediation)."""
+        return self._clients[target]
+
+    def ready(self) -> bool:
+        """True once every (target, probe) has reported at least once."""
+        wanted = {(t.name, p) for t in self.config.targets for p in PROBE_NAMES}
+        return wanted <= self.latest.keys()
+
+    async def _open_targets(self, config: Config) -> None:
+        stack = AsyncExitStack()
+        identity = config.identity_value()
+        if identity.client_secret is not None:
+            REDACTOR.register(identity.client_secret.reveal())
+        session = TenantSession(identity, config.cloud_endpoints(), config.retry_policy())
+        await stack.enter_async_context(session)
+        clients = {}
+        for target in config.targets:
+            clients[target.name] = await stack.enter_async_context(
+                session.target(config.target_ref(target))
+            )
+        self._http = await stack.enter_async_context(health_http_client(config))
+        self._stack, self._clients = stack, clients
+
+    async def _close_targets(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack, self._clients, self._http = None, {}, None
+
+    def _schedule(self, config: Config, first_run: datetime) -> None:
+        assert self._scheduler is not None
+        for target in config.targets:
+            for probe in PROBE_NAMES:
+                sched = config.probes.schedule(probe)
+                self._scheduler.add_job(
+                    self.run_probe,
+                    IntervalTrigger(seconds=sched.interval_seconds, jitter=sched.jitter_seconds),
+                    args=(target.name, probe),
+                    id=f"{target.name}/{probe}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=int(sched.interval_seconds),
+                    next_run_time=first_run,
+                    replace_existing=True,
+                )
+
+    async def start(self, *, serve_web: bool = True, schedule: bool = True) -> None:
+        """Open every target, start the web server and the schedules (first runs now)."""
+        await self._open_targets(self.config)
+        self.metrics.set_targets(t.name for t in self.config.targets)
+        self.metrics.config_reloaded(True, self.clock())
+        if serve_web:
+            host, port = split_listen_address(self.listen_address)
+            bound = await self.web.start(host, port)
+            self.listen_address = f"{host}:{bound}"
+        if schedule:
+            self._scheduler = AsyncIOScheduler(timezone=UTC)
+            self._scheduler.start()
+            self._schedule(self.config, datetime.now(UTC))
+        if self.notifier.watchdog_seconds:
+            self._spawn(self._watchdog(self.notifier.watchdog_seconds / 2))
+        self.notifier.ready(self._status_line())
+        log.info(
+            "daemon started",
+            version=__version__,
+            targets=[t.name for t in self.config.targets],
+            listen=self.listen_address if serve_web else None,
+        )
+
+    async def stop(self) -> None:
+        self.notifier.stopping()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.web.stop()
+        await self._close_targets()
+        log.info("daemon stopped")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_until_stopped(self, duration: float | None = None) -> None:
+        """Serve until SIGTERM/SIGINT (or ``duration`` seconds); SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        try:
+            if duration is None:
+                await self._stop.wait()
+            else:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), duration)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watchdog(self, every: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(every)
+
+    def _status_line(self) -> str:
+        total = len(self.config.targets) * len(PROBE_NAMES)
+        ok = sum(1 for o in self.latest.values() if o.value.ok)
+        return f"{len(self.config.targets)} target(s); {ok}/{total} probes passing"
+
+    # reload -----------------------------------------------------------------------
+
+    async def reload(self, path: Path | None = None) -> bool:
+        """Re-read the config; keep the running one if the new one is bad."""
+        path = path or self.config_path
+        if path is None:
+            return False
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                new = load_config(path)
+                if new.web != self.config.web:
+                    log.warning("web settings changed; they take effect after a restart")
+            except ConfigError as exc:
+                self.metrics.config_reloaded(False, self.clock())
+                log.error("config reload failed; keeping the running config", problems=exc.problems)
+                self.notifier.ready(self._status_line())
+                return False
+            if self._scheduler is not None:
+                self._scheduler.remove_all_jobs()
+            await self._close_targets()
+            old_names = {t.name for t in self.config.targets}
+            self.config = new
+            for gone in old_names - {t.name for t in new.targets}:
+                self._outcomes.forget(gone)
+                for probe in PROBE_NAMES:
+                    self.latest.pop((gone, probe), None)
+            await self._open_targets(new)
+            self.metrics.set_targets(t.name for t in new.targets)
+            self.metrics.config_reloaded(True, self.clock())
+            if self._scheduler is not None:
+                self._schedule(new, datetime.now(UTC))
+            log.info("config reloaded", targets=[t.name for t in new.targets])
+            self.notifier.ready(self._status_line())
+            return True
+
+    # probes -----------------------------------------------------------------------
+
+    async def _probe(self, target: str, probe: str) -> Any:
+        config = self.config
+        section = config.target(target)
+        if probe == "health":
+            assert self._http is not None
+            timeout = config.probes.health.timeout_seconds
+            return await probe_health(self._http, section.health_url, timeout)
+        clients = self._clients[target]
+        if probe == "expiry":
+            return await probe_expiry(clients, self.clock())
+        if probe == "graph":
+            return await probe_graph_auth(clients, config.graph_probe_url(section))
+        return await probe_reference(clients)
+
+    async def run_probe(self, target: str, probe: str) -> Observed:
+        """Run one probe once, record it, log a change, and call the hooks."""
+        seconds = self.config.probes.schedule(probe).timeout_seconds
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(seconds):
+                value = await self._probe(target, probe)
+        except TimeoutError:
+            value = _timed_out(probe, seconds)
+        duration = time.perf_counter() - started
+        observed = Observed(target=target, probe=probe, at=self.clock(), value=value)
+        self.latest[(target, probe)] = observed
+        self.metrics.record(observed, duration)
+        self._log_change(observed)
+        for hook in list(self.observers):
+            try:
+                await hook(observed)
+            except Exception:
+                log.exception("observation hook failed", target=target, probe=probe)
+        return observed
+
+    async def run_all_once(self) -> list[Observed]:
+        """Every probe of every target once, concurrently (for ``check`` and tests)."""
+        jobs = [self.run_probe(t.name, p) for t in self.config.targets for p in PROBE_NAMES]
+        return list(await asyncio.gather(*jobs))
+
+    def _log_change(self, observed: Observed) -> None:
+        outcome = _outcome(observed)
+        previous = self._outcomes.changed(observed.target, observed.probe, outcome)
+        if previous is None:
+            return
+        value = observed.value
+        fields: dict[str, Any] = {
+            "target": observed.target,
+            "probe": observed.probe,
+            "outcome": outcome,
+            "previous": previous,
+        }
+        if value.error:
+            fields["error"] = value.error
+        if not probe_succeeded(observed) or not value.ok:
+            log.warning("probe outcome changed", **fields)
+        else:
+            log.info("probe outcome changed", **fields)
+        self.notifier.status(self._status_line())
