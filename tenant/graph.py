@@ -63,13 +63,15 @@ APP_FIELDS = ["id", "appId", "displayName", "passwordCredentials"]
 
 # Graph has no dedicated code for "this app holds too many secrets"; it answers 400
 # with a message naming the limit. Match the message as a fallback to the code.
-_TOO_MANY_CODES = frozenset({"TooManyPasswordCredentials", "CredentialCountExceedsLimit"})
+_TOO_MANY_CODES = frozenset({"TooManyAppPasswords", "TooManyPasswordCredentials"})
 _TOO_MANY_TEXT = re.compile(
     r"(too many|maximum|max(imum)? (number|limit)|exceed\w*).{0,60}"
     r"(password|secret|credential)|(password|secret|credential)\w*.{0,60}"
     r"(limit|maximum|too many)",
     re.IGNORECASE,
 )
+
+_GONE_TEXT = re.compile(r"\bno (password )?credential found|not found|does not exist", re.I)
 
 
 def ssl_context(cloud: Cloud) -> ssl.SSLContext:
@@ -147,10 +149,13 @@ def map_odata_error(error: Exception, operation: str) -> TenantError:
         return Unavailable(
             SERVICE, operation, message, status=status, code=code, retry_after=retry_after
         )
+    if code is not None and "Policy" in code:
+        return PolicyViolation(SERVICE, operation, message, status=status, code=code)
     if code in _TOO_MANY_CODES or (status == 400 and _TOO_MANY_TEXT.search(message)):
         return TooManySecrets(SERVICE, operation, message, status=status, code=code)
-    if code is not None and (code.endswith("AsPerAppPolicy") or "Policy" in code):
-        return PolicyViolation(SERVICE, operation, message, status=status, code=code)
+    if status == 400 and _GONE_TEXT.search(message):
+        # removePassword of an unknown keyId is a 400, but for the caller it is "gone".
+        return NotFound(SERVICE, operation, message, status=status, code=code)
     return TenantError(SERVICE, operation, message, status=status, code=code, permanent=True)
 
 

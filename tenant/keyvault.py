@@ -45,9 +45,15 @@ class KeyVaultSecretStore:
     """:class:`~tenant.ports.SecretStore` for one secret of one vault."""
 
     def __init__(
-        self, client: SecretClient, secret_name: str, *, content_type: str = CONTENT_TYPE
+        self,
+        client: SecretClient,
+        secret_name: str,
+        *,
+        content_type: str = CONTENT_TYPE,
+        page_size: int | None = None,
     ) -> None:
         self._client = client
+        self._page_size = page_size
         self._name = secret_name
         self._content_type = content_type
         self._where = f"secret {secret_name} in {client.vault_url}"
@@ -76,12 +82,17 @@ class KeyVaultSecretStore:
             raise self._error(e, "set new version of") from None
         return _from_secret(secret)
 
+    def _list_kwargs(self) -> dict[str, Any]:
+        return {"max_page_size": self._page_size} if self._page_size else {}
+
     async def list_versions(self) -> list[SecretVersion]:
         """Every version (no values), oldest first; follows every page."""
         try:
             versions = [
                 _version(props, None)
-                async for props in self._client.list_properties_of_secret_versions(self._name)
+                async for props in self._client.list_properties_of_secret_versions(
+                    self._name, **self._list_kwargs()
+                )
             ]
         except Exception as e:
             raise self._error(e, "list versions of") from None

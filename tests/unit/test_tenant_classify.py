@@ -110,6 +110,20 @@ def _odata(
             errors.TooManySecrets,
             True,
         ),
+        (
+            400,
+            "TooManyAppPasswords",
+            "Not allowed to add 3 passwords. You can only add a maximum of 2 passwords.",
+            errors.TooManySecrets,
+            True,
+        ),
+        (
+            400,
+            "Request_BadRequest",
+            "No password credential found with keyId 'k'.",
+            errors.NotFound,
+            True,
+        ),
         (503, "serviceNotAvailable", "try later", errors.Unavailable, False),
         (400, "Request_BadRequest", "Invalid value for endDateTime", errors.TenantError, True),
     ],
@@ -120,8 +134,10 @@ def test_graph_errors_are_classified_by_status_and_code(
     mapped = map_odata_error(_odata(status, code, message), "addPassword on app a1")
     assert type(mapped) is kind
     assert mapped.permanent is permanent
-    assert mapped.code == code and mapped.status == status
-    assert "addPassword on app a1" in str(mapped) and code in str(mapped)
+    assert mapped.code == code
+    assert mapped.status == status
+    assert "addPassword on app a1" in str(mapped)
+    assert code in str(mapped)
 
 
 def test_graph_429_carries_retry_after_from_the_response_headers() -> None:
