@@ -1,0 +1,76 @@
+"""``secretwarden check``: every probe once per target, as a table; non-zero on failure."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import TextIO
+
+from daemon.app import Daemon
+from daemon.config import Config
+from exporters.observations import (
+    ExpiryObservation,
+    GraphAuthObservation,
+    HealthObservation,
+    Observed,
+)
+
+
+def verdict(observed: Observed, now: datetime) -> tuple[bool, str]:
+    """(passed, detail) for one probe result, in words an operator reads."""
+    v = observed.value
+    if isinstance(v, ExpiryObservation):
+        if not v.ok:
+            return False, v.error or "failed"
+        if not v.keyvault_matches_credential:
+            if v.in_use is not None:
+                return False, f"Key Vault value is an expired secret ({v.in_use.key_id})"
+            return False, "Key Vault value matches no live client secret"
+        days = ""
+        if v.in_use is not None and v.in_use.end is not None:
+            left = (v.in_use.end - now).total_seconds() / 86400
+            days = f"; in-use secret expires in {left:.1f} days"
+        return True, f"{len(v.credentials)} secret(s){days}"
+    if isinstance(v, HealthObservation):
+        if v.ok:
+            return True, f"HTTP {v.status_code} in {v.duration_seconds * 1000:.0f} ms"
+        return False, v.error or "failed"
+    if isinstance(v, GraphAuthObservation):
+        if v.ok:
+            return True, f"token issued, Graph HTTP {v.graph_status}"
+        return False, f"{v.reason}: {v.error}"
+    if not v.ok:
+        return False, v.error or "failed"
+    if not v.resolved:
+        status = v.reference.status if v.reference else "?"
+        return False, f"reference not resolved ({status})"
+    if v.stale:
+        held = v.reference.active_version if v.reference else "?"
+        return False, f"stale: app holds {held}, Key Vault current is {v.current_version}"
+    return True, f"resolved to the current version {v.current_version}"
+
+
+def print_table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
+    head = ("TARGET", "PROBE", "RESULT", "DETAIL")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    for row in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3], file=out)
+
+
+async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
+    daemon = Daemon(config)
+    await daemon.start(serve_web=False, schedule=False)
+    try:
+        results = await daemon.run_all_once()
+    finally:
+        await daemon.stop()
+    now = daemon.clock()
+    rows = []
+    failed = 0
+    for observed in results:
+        passed, detail = verdict(observed, now)
+        failed += not passed
+        rows.append((observed.target, observed.probe, "ok" if passed else "FAIL", detail))
+    print_table(rows, out)
+    print(f"\n{len(rows) - failed}/{len(rows)} checks passed", file=out)
+    return 1 if failed else 0

@@ -1,0 +1,225 @@
+"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, status).
+
+Flags follow the Prometheus exporters' style (``--config.file``,
+``--web.listen-address``). A bad config prints every problem with its path and exits
+2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__
+from daemon.config import Config, ConfigError, load_config, state_directory_writable
+from daemon.logging import configure_logging, get_logger
+
+EXIT_CONFIG = 2
+log = get_logger("secretwarden.cli")
+
+
+def _add_logging(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=("auto", "json", "console"),
+        default=None,
+        help="json lines (journald), console, or auto: console on a terminal (default)",
+    )
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=("debug", "info", "warning", "error"),
+        default=None,
+        help="default: info, or the config's daemon.log_level",
+    )
+
+
+def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        required=required,
+        metavar="PATH",
+        help="the TOML configuration (see docs/configuration.md)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secretwarden",
+        description="Watches the Graph client secret of an Azure App Service, exports it "
+        "to Prometheus, and rotates or reloads it before it breaks the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"secretwarden {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the daemon (probes, /metrics, remediation)")
+    _add_config(run)
+    run.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        help="overrides web.listen_address (default 127.0.0.1:9877)",
+    )
+    _add_logging(run)
+
+    check = sub.add_parser("check", help="validate the config, run every probe once, print a table")
+    _add_config(check)
+    _add_logging(check)
+
+    demo = sub.add_parser("demo", help="the daemon against a built-in sandbox tenant")
+    demo.add_argument(
+        "--web.listen-address", dest="listen_address", metavar="HOST:PORT", default=None
+    )
+    demo.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
+    )
+    demo.add_argument("--describe", type=Path, metavar="FILE", help="write the sandbox's facts")
+    _add_logging(demo)
+
+    sb = sub.add_parser("sandbox", help="run the local stand-in for the Azure tenant")
+    sb.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    sb.add_argument("--describe", type=Path, metavar="FILE", help="write its facts as JSON")
+    sb.add_argument(
+        "--write-config", type=Path, metavar="FILE", help="write a daemon config for it"
+    )
+    sb.add_argument("--state-file", type=Path, metavar="FILE", help="persist the tenant here")
+    _add_logging(sb)
+
+    rotate = sub.add_parser("rotate", help="rotate a target's secret now, step by step")
+    _add_config(rotate)
+    rotate.add_argument("--target", required=True, metavar="NAME")
+    rotate.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+    _add_logging(rotate)
+
+    status = sub.add_parser("status", help="current and recent remediations")
+    _add_config(status)
+    _add_logging(status)
+
+    hp = sub.add_parser("hash-password", help="hash a password for web.basic_auth_users")
+    hp.add_argument("--stdin", action="store_true", help="read it from stdin, not a prompt")
+    return parser
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    problem = state_directory_writable(config)
+    if problem:
+        raise ConfigError(str(path), [problem])
+    return config
+
+
+def _config_failed(exc: ConfigError) -> int:
+    print(f"secretwarden: bad configuration in {exc.source}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _logging(args: argparse.Namespace, config: Config | None = None) -> None:
+    fmt = args.log_format or (config.daemon.log_format if config else "auto")
+    level = args.log_level or (config.daemon.log_level if config else "info")
+    configure_logging(fmt, level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("rotate", "status"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        return _config_failed(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "hash-password":
+        from daemon.webauth import hash_password
+
+        password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass()
+        print(hash_password(password))
+        return 0
+    if command in ("rotate", "status"):
+        return _remediate(command, args)
+    if command == "sandbox":
+        _logging(args)
+        from daemon.demo import run_sandbox
+
+        return asyncio.run(run_sandbox(args))
+    if command == "demo":
+        _logging(args)
+        from daemon.demo import run_demo
+
+        return asyncio.run(run_demo(args))
+    config = _load(args.config_file)
+    _logging(args, config)
+    if command == "check":
+        from daemon.check import run_check
+
+        return asyncio.run(run_check(config))
+    return asyncio.run(_run(config, args))
+
+
+def _remediate(command: str, args: argparse.Namespace) -> int:
+    try:
+        remediate_cli = importlib.import_module("daemon.remediate_cli")
+    except ImportError as exc:
+        if exc.name not in ("daemon.remediate_cli", "remediation"):
+            raise
+        print(
+            f"secretwarden {command}: remediation is not available in this build "
+            "(daemon/remediate_cli.py is missing)",
+            file=sys.stderr,
+        )
+        return 1
+    code: int = getattr(remediate_cli, command)(args)
+    return code
+
+
+async def install_extensions(daemon: Any) -> None:
+    """Let the remediation layer attach itself (observers, web routes) if present.
+
+    ``daemon.remediate_cli.install(daemon)`` (sync or async) is called when it exists.
+    """
+    try:
+        remediate_cli = importlib.import_module("daemon.remediate_cli")
+    except ImportError as exc:
+        if exc.name in ("daemon.remediate_cli", "remediation"):
+            return
+        raise
+    install = getattr(remediate_cli, "install", None)
+    if install is None:
+        return
+    result = install(daemon)
+    if asyncio.iscoroutine(result):
+        await result
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    from daemon.app import Daemon
+
+    daemon = Daemon(config, config_path=args.config_file, listen_address=args.listen_address)
+    await install_extensions(daemon)
+    await daemon.start()
+    try:
+        await daemon.run_until_stopped()
+    finally:
+        await daemon.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
