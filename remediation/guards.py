@@ -1,0 +1,136 @@
+"""Guards: when remediation must not act even though something asked it to.
+
+- at most ``max_rotations_per_day`` rotations per target in any 24 h window;
+- after a failed run, exponential backoff (``backoff_initial`` doubling, capped at
+  ``backoff_max``) before the next automatic run;
+- after ``circuit_failures`` failed runs in a row (or one permanent failure, such as a
+  policy violation, that repeating cannot fix) the circuit opens: no automatic run until
+  ``circuit_reset`` has passed or an operator succeeds by hand.
+
+"One at a time per target" is not here: the :class:`~remediation.service.Remediator`
+coalesces a trigger into the run already in progress. State is seeded from the journal
+so a restart does not forget a cap or an open circuit. Time comes from the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from remediation.journal import RunRecord
+
+FAILED_OUTCOMES = ("failed", "rolled_back")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    max_rotations_per_day: int = 3
+    backoff_initial: timedelta = timedelta(minutes=5)
+    backoff_max: timedelta = timedelta(hours=6)
+    circuit_failures: int = 3
+    circuit_reset: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    reason: str  # one of metrics.BLOCK_REASONS
+    until: datetime | None
+    detail: str
+
+
+@dataclass(slots=True)
+class _TargetState:
+    rotations: list[datetime] = field(default_factory=list)
+    consecutive_failures: int = 0
+    last_failure: datetime | None = None
+    circuit_opened: datetime | None = None
+
+
+class Guards:
+    def __init__(self, settings: GuardSettings) -> None:
+        self.settings = settings
+        self._state: dict[str, _TargetState] = {}
+
+    def _get(self, target: str) -> _TargetState:
+        return self._state.setdefault(target, _TargetState())
+
+    def seed(self, target: str, runs: Iterable[RunRecord]) -> None:
+        """Replay finished runs from the journal (oldest first)."""
+        for r in runs:
+            if r.finished is None or r.outcome is None:
+                continue
+            self.record(
+                target,
+                r.action,
+                r.outcome,
+                r.finished,
+                rotated=bool(r.facts.get("rotated")),
+                permanent=bool(r.facts.get("permanent")),
+            )
+
+    def check(self, target: str, action: str, now: datetime) -> Blocked | None:
+        """Why an automatic run of ``action`` must not start now, or None."""
+        s = self._get(target)
+        cfg = self.settings
+        if s.circuit_opened is not None:
+            until = s.circuit_opened + cfg.circuit_reset
+            if now < until:
+                return Blocked(
+                    "circuit_open",
+                    until,
+                    f"{s.consecutive_failures} failed remediation(s) in a row; "
+                    f"automatic remediation stopped until {until.isoformat()} "
+                    "or a successful manual run",
+                )
+            s.circuit_opened = None
+        if s.last_failure is not None and s.consecutive_failures > 0:
+            delay = cfg.backoff_initial * (2 ** (s.consecutive_failures - 1))
+            delay = min(delay, cfg.backoff_max)
+            until = s.last_failure + delay
+            if now < until:
+                return Blocked(
+                    "backoff",
+                    until,
+                    f"backing off after {s.consecutive_failures} failure(s) "
+                    f"until {until.isoformat()}",
+                )
+        if action == "rotate":
+            window = [t for t in s.rotations if t > now - timedelta(days=1)]
+            s.rotations = window
+            if len(window) >= cfg.max_rotations_per_day:
+                until = min(window) + timedelta(days=1)
+                return Blocked(
+                    "rotation_cap",
+                    until,
+                    f"{len(window)} rotation(s) in the last 24 h "
+                    f"(cap {cfg.max_rotations_per_day}) until {until.isoformat()}",
+                )
+        return None
+
+    def record(
+        self,
+        target: str,
+        action: str,
+        outcome: str,
+        at: datetime,
+        *,
+        rotated: bool = False,
+        permanent: bool = False,
+    ) -> None:
+        """Account for a finished run. ``rotated``: a new credential was issued."""
+        s = self._get(target)
+        if rotated or (action == "rotate" and outcome in ("success", *FAILED_OUTCOMES)):
+            s.rotations.append(at)
+        if outcome in FAILED_OUTCOMES:
+            s.consecutive_failures += 1
+            s.last_failure = at
+            if permanent or s.consecutive_failures >= self.settings.circuit_failures:
+                s.circuit_opened = at
+        elif outcome in ("success", "nothing_to_do"):
+            s.consecutive_failures = 0
+            s.last_failure = None
+            s.circuit_opened = None
+
+    def consecutive_failures(self, target: str) -> int:
+        return self._get(target).consecutive_failures

@@ -1,0 +1,77 @@
+"""The remediation metrics (names are a contract, see issue 4).
+
+Registered on the same injected ``CollectorRegistry`` as the exporters' metrics, with
+every label child created at start so each series exists at 0 before anything happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ACTIONS = ("rotate", "heal")
+OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
+BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open")
+STEPS = (
+    "plan",
+    "free_slot",
+    "add_password",
+    "wait_propagation",
+    "write_keyvault",
+    "reload",
+    "verify",
+    "grace_period",
+    "remove_old",
+    "compensate",
+    "rollback",
+    "diagnose",
+)
+
+
+class RemediationMetrics:
+    def __init__(self, registry: CollectorRegistry, targets: Iterable[str] = ()) -> None:
+        self.total = Counter(
+            "secretwarden_remediation_total",
+            "Remediation runs by target, action (rotate, heal) and outcome.",
+            ["target", "action", "outcome"],
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            "secretwarden_remediation_in_progress",
+            "1 while a remediation of this action runs for the target.",
+            ["target", "action"],
+            registry=registry,
+        )
+        self.last_rotation = Gauge(
+            "secretwarden_rotation_last_success_timestamp_seconds",
+            "When the last rotation of the target's secret succeeded (Unix time, 0 = never).",
+            ["target"],
+            registry=registry,
+        )
+        self.blocked = Gauge(
+            "secretwarden_remediation_blocked",
+            "1 while a guard stops remediation of the target, by reason.",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.step_duration = Histogram(
+            "secretwarden_remediation_step_duration_seconds",
+            "How long each remediation step took, waits included.",
+            ["target", "action", "step"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=registry,
+        )
+        for t in targets:
+            self.add_target(t)
+
+    def add_target(self, target: str) -> None:
+        for action in ACTIONS:
+            self.in_progress.labels(target, action).set(0)
+            for outcome in OUTCOMES:
+                self.total.labels(target, action, outcome)
+            for step in STEPS:
+                self.step_duration.labels(target, action, step)
+        self.last_rotation.labels(target)
+        for reason in BLOCK_REASONS:
+            self.blocked.labels(target, reason).set(0)

@@ -1,0 +1,73 @@
+"""The reload ladder: make the App Service load the current Key Vault value with the
+least force that works.
+
+Rungs, in order: the Key Vault reference refresh (no downtime), Restart (a cold
+start), then Stop + Start (the runbook's fix for a restart that keeps cached
+references warm). After each rung the caller's ``verify`` is polled until it passes or
+the rung's timeout ends; only then does the ladder climb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from remediation.clock import Clock
+from remediation.verify import Verification
+from tenant.ports import AppService
+
+RUNGS = ("refresh", "restart", "stop_start")
+
+
+async def apply_rung(site: AppService, rung: str) -> None:
+    if rung == "refresh":
+        await site.refresh_key_vault_references()
+    elif rung == "restart":
+        await site.restart()
+    elif rung == "stop_start":
+        await site.stop()
+        await site.start()
+    else:
+        raise ValueError(f"unknown reload rung {rung!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LadderResult:
+    ok: bool
+    rung: str | None  # the rung after which verification passed
+    reason: str  # the last verification's reason
+
+
+async def wait_verified(
+    verify: Callable[[], Awaitable[Verification]],
+    clock: Clock,
+    timeout: float,  # noqa: ASYNC109  # a deadline on the injected clock, not asyncio's
+    poll: float,
+) -> Verification:
+    """Poll ``verify`` until it passes or ``timeout`` seconds have gone by."""
+    deadline = clock.monotonic() + timeout
+    while True:
+        v = await verify()
+        if v.ok or clock.monotonic() >= deadline:
+            return v
+        await clock.sleep(min(poll, max(0.0, deadline - clock.monotonic())))
+
+
+async def reload_app(
+    *,
+    apply: Callable[[str], Awaitable[None]],
+    verify: Callable[[], Awaitable[Verification]],
+    clock: Clock,
+    timeouts: dict[str, float],
+    poll: float,
+    rungs: Sequence[str] = RUNGS,
+) -> LadderResult:
+    """Climb the ladder until ``verify`` passes. ``apply`` runs (and journals) a rung."""
+    reason = "not tried"
+    for rung in rungs:
+        await apply(rung)
+        v = await wait_verified(verify, clock, timeouts[rung], poll)
+        reason = v.reason
+        if v.ok:
+            return LadderResult(True, rung, reason)
+    return LadderResult(False, None, reason)

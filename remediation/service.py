@@ -1,0 +1,276 @@
+"""The Remediator: one place where triggers become runs, behind the guards.
+
+Triggers come from the policy (probe observations), the Alertmanager webhook and the
+CLI. Per target at most one run exists at a time; a trigger that arrives while one
+runs is coalesced into it (so a flood of identical alerts is one run). Automatic
+triggers pass the guards (cap, backoff, circuit); a manual run by an operator does not.
+On start, :meth:`Remediator.recover` finishes whatever the journal shows unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from exporters.observations import Observed
+from remediation.clock import Clock, SystemClock
+from remediation.guards import Blocked, Guards, GuardSettings
+from remediation.journal import Journal, RunRecord
+from remediation.metrics import BLOCK_REASONS, RemediationMetrics
+from remediation.policy import Action, Policy
+from remediation.verify import Prober
+from remediation.workflow import Outcome, Progress, Workflow, WorkflowSettings
+from tenant.ports import TargetClients
+
+log = structlog.get_logger("secretwarden.remediation")
+
+TriggerStatus = Literal["started", "coalesced", "blocked", "unknown_target", "disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemediationTarget:
+    name: str
+    clients: TargetClients
+    prober: Prober
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerResult:
+    target: str
+    action: str
+    status: TriggerStatus
+    detail: str = ""
+    run_action: str | None = None  # the action of the run this trigger joined
+
+
+@dataclass(slots=True)
+class _Running:
+    action: str
+    source: str
+    task: asyncio.Task[Outcome]
+    coalesced: int = 0
+
+
+@dataclass
+class Remediator:
+    targets: Mapping[str, RemediationTarget]
+    state_dir: Path
+    settings: WorkflowSettings = field(default_factory=WorkflowSettings)
+    guard_settings: GuardSettings = field(default_factory=GuardSettings)
+    policy: Policy | None = None  # None: observations never trigger anything
+    clock: Clock = field(default_factory=SystemClock)
+    registry: CollectorRegistry | None = None
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        self.metrics = RemediationMetrics(
+            self.registry if self.registry is not None else CollectorRegistry(), self.targets
+        )
+        self.guards = Guards(self.guard_settings)
+        self._running: dict[str, _Running] = {}
+        self._blocked: dict[str, str | None] = {}
+        self.last: dict[str, Outcome] = {}
+        for name in self.targets:
+            self.guards.seed(name, self.journal(name).runs())
+            self._update_blocked(name, "rotate")
+
+    def journal(self, target: str) -> Journal:
+        return Journal(self.state_dir, target)
+
+    def running(self, target: str) -> str | None:
+        r = self._running.get(target)
+        return r.action if r and not r.task.done() else None
+
+    # -- triggers -----------------------------------------------------------------
+
+    def observe(self, observed: Observed) -> TriggerResult | None:
+        """The daemon's observer hook: feed each probe observation to the policy."""
+        if self.policy is None:
+            return None
+        decision = self.policy.evaluate(observed)
+        if decision is None:
+            return None
+        return self.trigger(decision.target, decision.action, f"policy: {decision.reason}")
+
+    def trigger(
+        self, target: str, action: Action, source: str, *, force: bool = False
+    ) -> TriggerResult:
+        """Start ``action`` for ``target`` in the background, unless guarded or running.
+
+        Returns at once; the caller never waits for the run (see :meth:`wait`).
+        """
+        if target not in self.targets:
+            return TriggerResult(target, action, "unknown_target", f"no target named {target!r}")
+        running = self._running.get(target)
+        if running is not None and not running.task.done():
+            running.coalesced += 1
+            return TriggerResult(
+                target,
+                action,
+                "coalesced",
+                f"joined the {running.action} run in progress",
+                running.action,
+            )
+        blocked = self.guards.check(target, action, self.clock.now())
+        if blocked is not None:
+            self._report_blocked(target, action, blocked)
+            return TriggerResult(target, action, "blocked", blocked.detail)
+        self._update_blocked(target, action)
+        task = asyncio.create_task(
+            self._run(target, action, source, force=force, guarded=True),
+            name=f"remediation-{target}-{action}",
+        )
+        self._running[target] = _Running(action, source, task)
+        log.info("remediation triggered", target=target, action=action, source=source)
+        return TriggerResult(target, action, "started", source, action)
+
+    async def wait(self, target: str) -> Outcome | None:
+        """Wait for the run in progress for ``target`` (None when there is none)."""
+        r = self._running.get(target)
+        if r is None:
+            return None
+        return await r.task
+
+    async def run(
+        self,
+        target: str,
+        action: Action,
+        source: str,
+        *,
+        force: bool = True,
+        progress: Progress | None = None,
+        dry_run: bool | None = None,
+    ) -> Outcome:
+        """Run ``action`` in the foreground (the CLI), past the guards but never
+        concurrently with another run for the target."""
+        if target not in self.targets:
+            raise KeyError(f"no target named {target!r}")
+        running = self._running.get(target)
+        if running is not None and not running.task.done():
+            await running.task
+        task = asyncio.create_task(
+            self._run(
+                target,
+                action,
+                source,
+                force=force,
+                guarded=False,
+                progress=progress,
+                dry_run=dry_run,
+            )
+        )
+        self._running[target] = _Running(action, source, task)
+        return await task
+
+    async def recover(self, progress: Progress | None = None) -> list[Outcome]:
+        """Resume or compensate every run the journal shows unfinished."""
+        outcomes = []
+        for name in self.targets:
+            rec = self.journal(name).unfinished()
+            if rec is None:
+                continue
+            log.warning("resuming unfinished remediation", target=name, run=rec.run)
+            task = asyncio.create_task(self._resume(name, rec, progress))
+            self._running[name] = _Running(rec.action, "recover", task)
+            outcomes.append(await task)
+        return outcomes
+
+    async def close(self) -> None:
+        """Cancel runs in progress; their journal stays unfinished and resumes later."""
+        tasks = [r.task for r in self._running.values() if not r.task.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _workflow(self, target: str, progress: Progress | None, dry_run: bool | None) -> Workflow:
+        t = self.targets[target]
+        return Workflow(
+            target,
+            t.clients,
+            t.prober,
+            self.journal(target),
+            self.settings,
+            self.clock,
+            metrics=self.metrics,
+            progress=progress,
+            dry_run=self.dry_run if dry_run is None else dry_run,
+        )
+
+    async def _run(
+        self,
+        target: str,
+        action: Action,
+        source: str,
+        *,
+        force: bool,
+        guarded: bool,
+        progress: Progress | None = None,
+        dry_run: bool | None = None,
+    ) -> Outcome:
+        wf = self._workflow(target, progress, dry_run)
+        rec = self.journal(target).unfinished()
+        if rec is not None and not wf.dry_run:
+            outcome = await wf.resume(rec)  # finish the interrupted run first
+            self._account(target, outcome, guarded)
+            if outcome.outcome in ("failed", "rolled_back") or action == rec.action:
+                return outcome
+            wf = self._workflow(target, progress, dry_run)
+        outcome = await wf.run(action, source, force=force)
+        self._account(target, outcome, guarded)
+        return outcome
+
+    async def _resume(self, target: str, rec: RunRecord, progress: Progress | None) -> Outcome:
+        outcome = await self._workflow(target, progress, False).resume(rec)
+        self._account(target, outcome, True)
+        return outcome
+
+    def _account(self, target: str, outcome: Outcome, guarded: bool) -> None:
+        self.last[target] = outcome
+        if outcome.outcome == "dry_run":
+            return
+        if guarded or outcome.outcome in ("success", "nothing_to_do"):
+            self.guards.record(
+                target,
+                outcome.action,
+                outcome.outcome,
+                self.clock.now(),
+                rotated=outcome.rotated,
+                permanent=outcome.permanent,
+            )
+        self._update_blocked(target, "rotate")
+
+    def _report_blocked(self, target: str, action: str, blocked: Blocked) -> None:
+        for reason in BLOCK_REASONS:
+            self.metrics.blocked.labels(target, reason).set(1 if reason == blocked.reason else 0)
+        self.metrics.total.labels(target, action, "blocked").inc()
+        if self._blocked.get(target) != blocked.reason:
+            log.warning(
+                "remediation blocked",
+                target=target,
+                action=action,
+                reason=blocked.reason,
+                detail=blocked.detail,
+            )
+        self._blocked[target] = blocked.reason
+
+    def _update_blocked(self, target: str, action: str) -> None:
+        blocked = self.guards.check(target, action, self.clock.now())
+        for reason in BLOCK_REASONS:
+            on = blocked is not None and blocked.reason == reason
+            self.metrics.blocked.labels(target, reason).set(1 if on else 0)
+        if blocked is not None and self._blocked.get(target) != blocked.reason:
+            log.warning(
+                "remediation blocked",
+                target=target,
+                reason=blocked.reason,
+                detail=blocked.detail,
+            )
+        self._blocked[target] = blocked.reason if blocked else None
