@@ -1,0 +1,240 @@
+"""The config: defaults, conversions, and a table of bad files with their exact messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.config import ConfigError, load_config, parse_config
+
+TARGET = """
+[[targets]]
+name = "portal"
+tenant_id = "t1"
+app_object_id = "obj"
+key_vault_url = "https://kv.vault.azure.net/"
+subscription_id = "sub"
+resource_group = "rg"
+site_name = "site"
+health_url = "https://site.azurewebsites.net/health"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_fill_everything_but_the_target(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, TARGET))
+    assert config.web.listen_address == "127.0.0.1:9877"
+    assert config.probes.expiry.interval_seconds == 300
+    assert config.probes.health.interval_seconds == 30
+    assert config.probes.graph.interval_seconds == 60
+    assert config.probes.reference.interval_seconds == 120
+    assert config.remediation.rotate_before_days == 30
+    assert config.remediation.heal_after_failures == 3
+    target = config.targets[0]
+    assert target.secret_name == "AzureAdClientSecret"
+    ref = config.target_ref(target)
+    assert (ref.tenant_id, ref.app_object_id, ref.key_vault_url) == (
+        "t1",
+        "obj",
+        "https://kv.vault.azure.net",
+    )
+    assert config.graph_probe_url(target) == (
+        "https://graph.microsoft.com/v1.0/deviceAppManagement/mobileApps?$top=1"
+    )
+    assert config.cloud_endpoints().name == "public"
+    assert config.retry_policy().total == 3
+
+
+def test_partial_probe_section_keeps_the_other_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[probes.health]\ninterval_seconds = 5\n" + TARGET))
+    assert config.probes.health.interval_seconds == 5
+    assert config.probes.health.timeout_seconds == 5  # shortened with the interval
+    assert config.probes.health.jitter_seconds == 3
+    assert config.probes.graph.timeout_seconds == 30
+
+
+def test_custom_cloud_and_relative_paths(tmp_path: Path) -> None:
+    secret = tmp_path / "op.secret"
+    secret.write_text("s3cr3t-value\n")
+    secret.chmod(0o600)
+    config = load_config(
+        write(
+            tmp_path,
+            """
+[daemon]
+state_directory = "state"
+[identity]
+kind = "client_secret"
+tenant_id = "t1"
+client_id = "op"
+client_secret_file = "op.secret"
+[cloud]
+name = "custom"
+authority = "https://127.0.0.1:8443"
+graph_url = "https://127.0.0.1:8443/v1.0/"
+arm_url = "https://127.0.0.1:8443"
+ca_file = "ca.pem"
+"""
+            + TARGET.replace('tenant_id = "t1"\n', ""),
+        )
+    )
+    cloud = config.cloud_endpoints()
+    assert cloud.graph_url == "https://127.0.0.1:8443/v1.0"
+    assert cloud.ca_file == tmp_path / "ca.pem"
+    assert cloud.disable_instance_discovery
+    assert config.daemon.state_directory == tmp_path / "state"
+    identity = config.identity_value()
+    assert identity.client_secret is not None
+    assert identity.client_secret.reveal() == "s3cr3t-value"
+    assert config.target_ref(config.targets[0]).tenant_id == "t1"
+
+
+def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "op.secret"
+    secret.write_text("value")
+    secret.chmod(0o644)
+    config = parse_config(
+        {
+            "identity": {
+                "kind": "client_secret",
+                "tenant_id": "t",
+                "client_id": "c",
+                "client_secret_file": str(secret),
+            },
+            "targets": [],
+        }
+        | {"targets": parse_config_target()}
+    )
+    with pytest.raises(ConfigError) as err:
+        config.identity_value()
+    assert err.value.problems == [f"identity: {secret} is readable by others (mode 644)"]
+
+
+def parse_config_target() -> list[dict[str, str]]:
+    return [
+        {
+            "name": "portal",
+            "tenant_id": "t1",
+            "app_client_id": "app",
+            "key_vault_url": "https://kv.vault.azure.net",
+            "subscription_id": "sub",
+            "resource_group": "rg",
+            "site_name": "site",
+            "health_url": "https://site/health",
+        }
+    ]
+
+
+BAD = [
+    ("", ["targets: required"]),
+    ("[daemon]\nbogus = 1\n" + TARGET, ["daemon.bogus: unknown key"]),
+    ("not toml [", None),  # checked separately: the parser's own message
+    (
+        TARGET.replace("https://kv.vault.azure.net/", "http://kv"),
+        ["targets[0].key_vault_url: must be an https:// URL, got 'http://kv'"],
+    ),
+    (
+        TARGET.replace('app_object_id = "obj"\n', ""),
+        ["targets[0]: set app_object_id or app_client_id"],
+    ),
+    (
+        TARGET.replace('site_name = "site"\n', "colour = 1\n"),
+        ["targets[0].site_name: required", "targets[0].colour: unknown key"],
+    ),
+    (
+        "[web]\nlisten_address = 'localhost'\n" + TARGET,
+        ["web.listen_address: must be HOST:PORT with a port from 0 to 65535, got 'localhost'"],
+    ),
+    (
+        "[web]\ntls_cert_file = 'c.pem'\n" + TARGET,
+        ["web: tls_cert_file and tls_key_file must be set together"],
+    ),
+    (
+        "[web.basic_auth_users]\nalice = 'hunter2'\n" + TARGET,
+        [
+            "web.basic_auth_users: user 'alice': expected a pbkdf2_sha256$... hash "
+            "(make one with `secretwarden hash-password`), not a plain password"
+        ],
+    ),
+    (
+        "[identity]\nkind = 'certificate'\n" + TARGET,
+        ["identity: kind 'certificate' needs tenant_id, client_id, certificate_file"],
+    ),
+    (
+        "[identity]\nkind = 'magic'\n" + TARGET,
+        ["identity.kind: Input should be 'default', 'client_secret' or 'certificate'"],
+    ),
+    (
+        "[cloud]\nname = 'custom'\n" + TARGET,
+        ["cloud: name 'custom' needs authority, graph_url, arm_url"],
+    ),
+    (
+        "[probes.graph]\ninterval_seconds = 10\ntimeout_seconds = 20\n" + TARGET,
+        ["probes.graph: timeout_seconds must not exceed interval_seconds"],
+    ),
+    (
+        "[probes.health]\ninterval_seconds = -1\n" + TARGET,
+        ["probes.health.interval_seconds: Input should be greater than 0"],
+    ),
+    (
+        TARGET.replace('tenant_id = "t1"\n', ""),
+        ["target 'portal' needs tenant_id (or set identity.tenant_id)"],
+    ),
+    (TARGET + TARGET, ["target name 'portal' is used twice"]),
+    (
+        TARGET.replace('name = "portal"', 'name = "my portal"'),
+        ["targets[0].name: String should match pattern '^[A-Za-z0-9_.-]+$'"],
+    ),
+    (
+        "[remediation]\nsecret_lifetime_days = 900\n" + TARGET,
+        ["remediation.secret_lifetime_days: Input should be less than or equal to 730"],
+    ),
+    # every problem at once, in file order
+    (
+        "[web]\nlisten_address = 'x'\n[daemon]\nlog_level = 'loud'\n"
+        + TARGET.replace("https://kv.vault.azure.net/", "kv"),
+        [
+            "daemon.log_level: Input should be 'debug', 'info', 'warning' or 'error'",
+            "web.listen_address: must be HOST:PORT with a port from 0 to 65535, got 'x'",
+            "targets[0].key_vault_url: must be an https:// URL, got 'kv'",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [b for b in BAD if b[1] is not None])
+def test_bad_config_reports_exact_problems(tmp_path: Path, text: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.problems == expected
+
+
+def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "a = 1\nnot toml [\n"))
+    assert err.value.problems[0].startswith("not valid TOML: ")
+    assert "line 2" in err.value.problems[0]
+
+
+def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, "[web]\nbogus = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "check", "--config.file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "  web.bogus: unknown key" in result.stderr
+    assert "  targets: required" in result.stderr

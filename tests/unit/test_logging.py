@@ -1,0 +1,64 @@
+"""No secret reaches a log line: the real renderer's output is captured and searched."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from daemon.logging import REDACTOR, OutcomeTracker, configure_logging, get_logger
+from tenant.models import SecretValue
+
+SECRET = "Xq8~abcDEF.ghiJKL-1234567890mnopQRSTuv"
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    yield
+    REDACTOR.clear()
+    structlog.reset_defaults()
+    logging.getLogger().handlers = []
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_secret_never_reaches_a_log_line(fmt: str) -> None:
+    out = io.StringIO()
+    configure_logging(fmt, "debug", stream=out)  # type: ignore[arg-type]
+    REDACTOR.register(SECRET)
+    log = get_logger("test")
+    log.info(f"value is {SECRET} in the message")
+    log.info("fields", detail=f"prefix-{SECRET}-suffix", nested={"deep": [SECRET]})
+    log.info("named", client_secret="short", password="pw", authorization="Bearer x")
+    log.info("wrapped", value=SecretValue(SECRET))
+    # the SDKs log through stdlib logging
+    logging.getLogger("azure.core").warning("sdk says %s", SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "Bearer x" not in text
+    assert '"pw"' not in text
+    assert "=pw" not in text
+    assert text.count("**********") >= 6
+    assert "sdk says" in text
+    assert "value is" in text
+
+
+def test_json_lines_keep_safe_names() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)  # type: ignore[arg-type]
+    get_logger("t").warning("probe outcome changed", secret_name="AzureAdClientSecret", target="p")
+    line = json.loads(out.getvalue().splitlines()[-1])
+    assert line["secret_name"] == "AzureAdClientSecret"
+    assert line["level"] == "warning"
+    assert line["event"] == "probe outcome changed"
+
+
+def test_outcome_tracker_reports_changes_only() -> None:
+    t = OutcomeTracker()
+    assert t.changed("p", "graph", "ok") == "unknown"
+    assert t.changed("p", "graph", "ok") is None
+    assert t.changed("p", "graph", "failed:aadsts_7000222") == "ok"
+    assert t.changed("p", "graph", "failed:aadsts_7000222") is None
