@@ -55,17 +55,23 @@ async def wait_verified(
 
 async def reload_app(
     *,
-    apply: Callable[[str], Awaitable[None]],
+    apply: Callable[[str], Awaitable[bool]],
     verify: Callable[[], Awaitable[Verification]],
     clock: Clock,
     timeouts: dict[str, float],
     poll: float,
     rungs: Sequence[str] = RUNGS,
 ) -> LadderResult:
-    """Climb the ladder until ``verify`` passes. ``apply`` runs (and journals) a rung."""
+    """Climb the ladder until ``verify`` passes.
+
+    ``apply`` runs (and journals) a rung and returns False when the rung itself failed
+    (e.g. ARM refused the refresh); the ladder then climbs without waiting.
+    """
     reason = "not tried"
     for rung in rungs:
-        await apply(rung)
+        if not await apply(rung):
+            reason = f"{rung} failed"
+            continue
         v = await wait_verified(verify, clock, timeouts[rung], poll)
         reason = v.reason
         if v.ok:

@@ -574,14 +574,18 @@ class Workflow:
         self._emit(f"{prefix}verify", phase, result.reason)
         return result.ok
 
-    async def _apply_rung_prefixed(self, prefix: str, rung: str) -> None:
+    async def _apply_rung_prefixed(self, prefix: str, rung: str) -> bool:
         async def body() -> dict[str, Any]:
             await self._call(
                 f"{prefix}reload.{rung}", rung, lambda: apply_rung(self.clients.site, rung)
             )
             return {"rung": rung}
 
-        await self._step(f"{prefix}reload.{rung}", body, metric_step="reload")
+        try:
+            await self._step(f"{prefix}reload.{rung}", body, metric_step="reload")
+        except StepError:
+            return False  # journaled as failed; climb to the next rung
+        return True
 
     async def _grace(self) -> dict[str, Any]:
         await self.clock.sleep(self.settings.grace_period)

@@ -1,0 +1,121 @@
+"""Guards: the rotation cap, exponential backoff and the circuit, on an injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from remediation.guards import Guards, GuardSettings
+from remediation.journal import Journal
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+S = GuardSettings(
+    max_rotations_per_day=2,
+    backoff_initial=timedelta(minutes=5),
+    backoff_max=timedelta(minutes=30),
+    circuit_failures=3,
+    circuit_reset=timedelta(hours=24),
+)
+
+
+def test_the_cap_blocks_the_third_rotation_in_a_day_but_not_a_heal() -> None:
+    g = Guards(S)
+    g.record("t", "rotate", "success", T0)
+    g.record("t", "rotate", "success", T0 + timedelta(hours=1))
+    blocked = g.check("t", "rotate", T0 + timedelta(hours=2))
+    assert blocked is not None
+    assert blocked.reason == "rotation_cap"
+    assert blocked.until == T0 + timedelta(days=1)
+    assert g.check("t", "heal", T0 + timedelta(hours=2)) is None
+    assert g.check("t", "rotate", T0 + timedelta(days=1, seconds=1)) is None
+
+
+def test_a_heal_that_rotated_counts_against_the_cap() -> None:
+    g = Guards(S)
+    g.record("t", "heal", "success", T0, rotated=True)
+    g.record("t", "heal", "success", T0, rotated=False)
+    assert g.check("t", "rotate", T0) is None
+    g.record("t", "heal", "success", T0, rotated=True)
+    blocked = g.check("t", "rotate", T0)
+    assert blocked is not None
+    assert blocked.reason == "rotation_cap"
+
+
+def test_backoff_doubles_after_each_failure_and_is_capped() -> None:
+    g = Guards(
+        GuardSettings(
+            max_rotations_per_day=100,
+            circuit_failures=10,
+            backoff_initial=timedelta(minutes=5),
+            backoff_max=timedelta(minutes=30),
+        )
+    )
+    waits = []
+    t = T0
+    for _ in range(5):
+        g.record("t", "heal", "failed", t)
+        blocked = g.check("t", "heal", t)
+        assert blocked is not None
+        assert blocked.reason == "backoff"
+        assert blocked.until
+        waits.append(blocked.until - t)
+        t = blocked.until
+        assert g.check("t", "heal", t) is None
+    assert waits == [timedelta(minutes=m) for m in (5, 10, 20, 30, 30)]
+
+
+def test_a_success_resets_the_backoff() -> None:
+    g = Guards(S)
+    g.record("t", "heal", "failed", T0)
+    g.record("t", "heal", "success", T0 + timedelta(minutes=6))
+    assert g.check("t", "heal", T0 + timedelta(minutes=6)) is None
+    assert g.consecutive_failures("t") == 0
+
+
+def test_the_circuit_opens_after_repeated_failures_and_says_so() -> None:
+    g = Guards(S)
+    t = T0
+    for _ in range(3):
+        g.record("t", "heal", "failed", t)
+        t += timedelta(hours=1)
+    blocked = g.check("t", "heal", t)
+    assert blocked is not None
+    assert blocked.reason == "circuit_open"
+    assert "3 failed remediation(s) in a row" in blocked.detail
+    # still open long after the backoff would have ended
+    blocked = g.check("t", "heal", T0 + timedelta(hours=20))
+    assert blocked is not None
+    assert blocked.reason == "circuit_open"
+    # a successful manual run closes it
+    g.record("t", "rotate", "success", T0 + timedelta(hours=21))
+    assert g.check("t", "heal", T0 + timedelta(hours=21)) is None
+
+
+def test_a_permanent_failure_opens_the_circuit_at_once() -> None:
+    g = Guards(S)
+    g.record("t", "rotate", "failed", T0, permanent=True)
+    blocked = g.check("t", "rotate", T0 + timedelta(hours=1))
+    assert blocked is not None
+    assert blocked.reason == "circuit_open"
+
+
+def test_state_is_seeded_from_the_journal(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "t")
+    for i, outcome in enumerate(("failed", "failed", "failed")):
+        run = f"r{i}"
+        ts = T0 + timedelta(minutes=i)
+        j.append(ts=ts, run=run, action="heal", step="run", phase="begin")
+        j.append(
+            ts=ts,
+            run=run,
+            action="heal",
+            step="run",
+            phase="done",
+            data={"outcome": outcome, "rotated": False, "permanent": False},
+        )
+    g = Guards(S)
+    g.seed("t", j.runs())
+    blocked = g.check("t", "heal", T0 + timedelta(hours=1))
+    assert blocked is not None
+    assert blocked.reason == "circuit_open"
+    assert g.check("other", "heal", T0) is None

@@ -1,0 +1,58 @@
+"""The reload ladder climbs only as far as it must, on a fake clock."""
+
+from __future__ import annotations
+
+from remediation.clock import FakeClock
+from remediation.reload import reload_app
+from remediation.verify import Verification
+
+TIMEOUTS = {"refresh": 10.0, "restart": 60.0, "stop_start": 60.0}
+
+
+async def test_stops_at_the_first_rung_that_verifies() -> None:
+    clock = FakeClock()
+    applied: list[str] = []
+
+    async def apply(rung: str) -> bool:
+        applied.append(rung)
+        return True
+
+    async def verify() -> Verification:
+        return Verification(applied[-1] == "restart", "state")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert result.ok
+    assert result.rung == "restart"
+    assert applied == ["refresh", "restart"]
+    assert sum(clock.slept) == 10.0  # waited out the refresh rung only
+
+
+async def test_waits_for_a_cold_start_within_the_rung_timeout() -> None:
+    clock = FakeClock()
+    start = clock.monotonic()
+
+    async def apply(rung: str) -> bool:
+        return rung != "refresh"  # the refresh call itself failed
+
+    async def verify() -> Verification:
+        return Verification(clock.monotonic() - start >= 25, "cold start")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert result.ok
+    assert result.rung == "restart"
+    assert clock.monotonic() - start == 25
+
+
+async def test_reports_failure_with_the_last_reason_when_no_rung_works() -> None:
+    clock = FakeClock()
+
+    async def apply(rung: str) -> bool:
+        return True
+
+    async def verify() -> Verification:
+        return Verification(False, "/health 503")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert not result.ok
+    assert result.reason == "/health 503"
+    assert sum(clock.slept) == 130.0
