@@ -1,0 +1,165 @@
+"""Faults the sandbox can be told to show, switchable while it runs (``POST faults``).
+
+Every key is documented in docs/sandbox.md. Unknown keys and wrong types are rejected
+as a whole, listing every problem, so a test never runs against a half-applied fault.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SERVICES = ("entra", "graph", "keyvault", "arm", "app")
+
+
+@dataclass(slots=True)
+class Injection:
+    """Answer the next ``count`` matching requests of ``service`` with ``status``."""
+
+    service: str
+    status: int
+    count: int = 1
+    retry_after: int | None = None
+    code: str | None = None  # override the service's error code for this status
+    method: str | None = None  # only requests with this HTTP method (e.g. PUT)
+    path_contains: str | None = None  # only requests whose path contains this
+
+    def matches(self, service: str, method: str, path: str) -> bool:
+        return (
+            self.count > 0
+            and self.service == service
+            and (self.method is None or self.method.upper() == method.upper())
+            and (self.path_contains is None or self.path_contains in path)
+        )
+
+
+@dataclass(slots=True)
+class Faults:
+    cold_start_seconds: float = 0.0
+    sticky_cache: bool = False
+    propagation_delay_seconds: float = 0.0
+    never_healthy: bool = False
+    latency_seconds: dict[str, float] = field(default_factory=dict)
+    app_sync_interval_seconds: float = 0.0
+    # App management policy: the longest lifetime addPassword accepts (None: no policy).
+    max_password_lifetime_days: float | None = None
+    # How many password credentials the app may hold (None: no cap).
+    max_password_credentials: int | None = None
+    # Validity of tokens the sandbox issues.
+    token_lifetime_seconds: int = 3599
+    inject: list[Injection] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def copy(self) -> Faults:
+        return copy.deepcopy(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Faults:
+        f = cls()
+        f.apply(data)
+        return f
+
+    def apply(self, data: object) -> None:
+        """Merge ``data`` into these faults; ``inject`` entries are appended.
+
+        Raises ValueError naming every bad key at once; nothing is applied then.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("faults must be a JSON object")
+        problems: list[str] = []
+        known = {f for f in self.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            problems.append("unknown fault keys: " + ", ".join(unknown))
+        staged = self.copy() if data.keys() & known else None
+        if staged is not None:
+            for key in sorted(data.keys() & known):
+                try:
+                    _set(staged, key, data[key])
+                except (TypeError, ValueError) as exc:
+                    problems.append(f"{key}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        if staged is not None:
+            for key in self.__dataclass_fields__:
+                setattr(self, key, getattr(staged, key))
+
+    def take_injection(self, service: str, method: str, path: str) -> Injection | None:
+        """Consume one matching injection, if any, and return a copy of it."""
+        for inj in self.inject:
+            if inj.matches(service, method, path):
+                inj.count -= 1
+                taken = Injection(**asdict(inj))
+                self.inject = [i for i in self.inject if i.count > 0]
+                return taken
+        return None
+
+
+def _number(value: object, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"must be >= {minimum}")
+    return float(value)
+
+
+def _set(f: Faults, key: str, value: object) -> None:
+    if key in ("sticky_cache", "never_healthy"):
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        setattr(f, key, value)
+    elif key in ("cold_start_seconds", "propagation_delay_seconds", "app_sync_interval_seconds"):
+        setattr(f, key, _number(value))
+    elif key == "max_password_lifetime_days":
+        f.max_password_lifetime_days = None if value is None else _number(value)
+    elif key == "max_password_credentials":
+        f.max_password_credentials = None if value is None else int(_number(value, minimum=1))
+    elif key == "token_lifetime_seconds":
+        f.token_lifetime_seconds = int(_number(value, minimum=1))
+    elif key == "latency_seconds":
+        if not isinstance(value, dict):
+            raise TypeError("expected an object {service: seconds}")
+        bad = sorted(set(value) - set(SERVICES))
+        if bad:
+            raise ValueError(f"unknown services {bad}; known: {list(SERVICES)}")
+        f.latency_seconds = {**f.latency_seconds, **{k: _number(v) for k, v in value.items()}}
+    elif key == "inject":
+        if not isinstance(value, list):
+            raise TypeError("expected a list of injections")
+        f.inject = [*f.inject, *(_injection(item) for item in value)]
+
+
+def _injection(item: object) -> Injection:
+    if not isinstance(item, dict):
+        raise TypeError("each injection must be an object")
+    allowed = set(Injection.__dataclass_fields__)
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise ValueError(f"unknown injection keys {unknown}; known: {sorted(allowed)}")
+    service = item.get("service")
+    if service not in SERVICES:
+        raise ValueError(f"service must be one of {list(SERVICES)}, got {service!r}")
+    status = item.get("status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+        raise ValueError("status must be an integer HTTP error status (400-599)")
+    count = item.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError("count must be a positive integer")
+    retry_after = item.get("retry_after")
+    if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
+        raise ValueError("retry_after must be a non-negative integer (seconds)")
+    for key in ("code", "method", "path_contains"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise TypeError(f"{key} must be a string")
+    return Injection(
+        service=service,
+        status=status,
+        count=count,
+        retry_after=retry_after,
+        code=item.get("code"),
+        method=item.get("method"),
+        path_contains=item.get("path_contains"),
+    )

@@ -1,0 +1,55 @@
+"""Shared fixtures: one sandbox tenant per test session, reset before each test.
+
+Use ``sb`` in a test::
+
+    def test_something(sb):
+        d = sb.describe                      # the describe file's facts (dict)
+        sb.faults(cold_start_seconds=0.2)    # POST faults (merged; returns the faults)
+        sb.admin("POST", f"credentials/{key_id}/expire")
+        state = sb.state()                   # GET state (the whole tenant as JSON)
+
+``sb`` resets the tenant (``POST reset``) before the test, which also resets every
+fault to the session defaults: no cold start, no latency, no injections, and the app's
+background Intune sync OFF (``app_sync_interval_seconds`` = 0) so counters stay
+deterministic. A test that wants the background sync turns it on with
+``sb.faults(app_sync_interval_seconds=0.05)``.
+
+``sandbox`` is the session-scoped :class:`sandbox.SandboxThread` itself (``.portal`` for
+in-process inspection; prefer the admin API).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox import SandboxThread
+from sandbox.testing import SandboxHandle
+
+SESSION_FAULTS: dict[str, Any] = {"app_sync_interval_seconds": 0.0, "cold_start_seconds": 0.0}
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxThread]:
+    ca_dir: Path = tmp_path_factory.mktemp("sandbox-ca")
+    with SandboxThread(ca_dir=ca_dir, faults=SESSION_FAULTS) as thread:
+        yield thread
+
+
+@pytest.fixture(scope="session")
+def _sandbox_client(sandbox: SandboxThread) -> Iterator[httpx.Client]:
+    ctx = ssl.create_default_context(cafile=sandbox.describe()["ca_file"])
+    with httpx.Client(verify=ctx, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def sb(sandbox: SandboxThread, _sandbox_client: httpx.Client) -> SandboxHandle:
+    handle = SandboxHandle(describe=sandbox.describe(), client=_sandbox_client, thread=sandbox)
+    handle.reset()
+    return handle
