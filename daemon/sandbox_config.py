@@ -25,8 +25,10 @@ def sandbox_config_toml(
     listen_address: str = "127.0.0.1:9877",
     target_name: str = "portal",
     intervals: dict[str, float] | None = None,
+    retry_total: int = 1,
 ) -> str:
     d = describe
+    health_url = d.get("health_url") or d["app_service_url"].rstrip("/") + "/health"
     lines = [
         "# Written by `secretwarden sandbox --write-config`: the daemon against the sandbox.",
         "[daemon]",
@@ -49,7 +51,7 @@ def sandbox_config_toml(
         f"ca_file = {_q(d['ca_file'])}",
         "",
         "[retry]",
-        "total = 1",
+        f"total = {retry_total}",
         "backoff_factor = 0.2",
         "timeout_seconds = 10",
         "",
@@ -72,9 +74,13 @@ def sandbox_config_toml(
         f"subscription_id = {_q(d['subscription_id'])}",
         f"resource_group = {_q(d['resource_group'])}",
         f"site_name = {_q(d['site_name'])}",
-        f"health_url = {_q(d['app_service_url'].rstrip('/') + '/health')}",
-        "",
+        f"health_url = {_q(health_url)}",
     ]
+    if d.get("graph_probe_url"):
+        lines.append(f"graph_probe_url = {_q(d['graph_probe_url'])}")
+    if d.get("app_setting"):
+        lines.append(f"app_setting = {_q(d['app_setting'])}")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -93,6 +99,7 @@ def write_sandbox_config(
     *,
     listen_address: str = "127.0.0.1:9877",
     intervals: dict[str, float] | None = None,
+    retry_total: int = 1,
 ) -> Path:
     """Write the TOML and its secret file beside it; returns the secret file's path."""
     config_file = config_file.resolve()
@@ -106,6 +113,7 @@ def write_sandbox_config(
             secret_file=secret_file,
             listen_address=listen_address,
             intervals=intervals,
+            retry_total=retry_total,
         )
     )
     return secret_file
