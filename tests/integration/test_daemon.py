@@ -1,0 +1,145 @@
+"""The daemon against the sandbox: /metrics parsed, readiness, hooks, reload, check CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon.app import Daemon
+from daemon.config import load_config
+from daemon.sandbox_config import write_sandbox_config
+from exporters.observations import Observed
+
+
+@pytest.fixture
+def config_file(sb: Any, tmp_path: Path) -> Path:
+    path = tmp_path / "secretwarden.toml"
+    write_sandbox_config(sb.describe, path, listen_address="127.0.0.1:0", retry_total=0)
+    return path
+
+
+@pytest.fixture
+async def daemon(config_file: Path) -> AsyncIterator[Daemon]:
+    d = Daemon(load_config(config_file), config_path=config_file, registry=CollectorRegistry())
+    await d.start(schedule=False)
+    yield d
+    await d.stop()
+
+
+async def scrape(d: Daemon) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with httpx.AsyncClient() as http:
+        resp = await http.get(f"http://{d.listen_address}/metrics")
+    assert resp.status_code == 200
+    out = {}
+    for family in text_string_to_metric_families(resp.text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def k(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return (name, frozenset(labels.items()))
+
+
+async def test_healthy_portal_exposition(sb: Any, daemon: Daemon) -> None:
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://{daemon.listen_address}/-/ready")).status_code == 503
+        assert (await http.get(f"http://{daemon.listen_address}/-/healthy")).status_code == 200
+    seen: list[Observed] = []
+
+    async def hook(o: Observed) -> None:
+        seen.append(o)
+
+    daemon.observers.append(hook)
+    await daemon.run_all_once()
+    assert sorted(o.probe for o in seen) == ["expiry", "graph", "health", "reference"]
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://{daemon.listen_address}/-/ready")).status_code == 200
+    s = await scrape(daemon)
+    t = "portal"
+    key_id = sb.in_use_key_id()
+    assert s[k("secretwarden_health_probe_success", target=t)] == 1
+    assert s[k("secretwarden_health_probe_status_code", target=t)] == 200
+    assert s[k("secretwarden_graph_probe_success", target=t)] == 1
+    assert s[k("secretwarden_graph_requests_total", target=t, status_code="200")] == 1
+    assert s[k("secretwarden_keyvault_secret_matches_credential", target=t)] == 1
+    assert s[k("secretwarden_keyvault_reference_resolved", target=t)] == 1
+    assert s[k("secretwarden_keyvault_reference_stale", target=t)] == 0
+    expiry = [
+        v
+        for (name, labels), v in s.items()
+        if name == "secretwarden_client_secret_expiry_timestamp_seconds"
+        and ("key_id", key_id) in labels
+    ]
+    assert len(expiry) == 1
+    assert s[k("secretwarden_client_secret_in_use_expiry_timestamp_seconds", target=t)] == expiry[0]
+    for probe in ("expiry", "health", "graph", "reference"):
+        assert s[k("secretwarden_probe_success", target=t, probe=probe)] == 1
+    assert s[k("secretwarden_config_last_reload_successful")] == 1
+
+
+async def test_expired_secret_and_stopped_app_show_in_metrics(sb: Any, daemon: Daemon) -> None:
+    sb.admin("POST", f"credentials/{sb.in_use_key_id()}/expire")
+    await daemon.clients("portal").site.stop()
+    await daemon.run_all_once()
+    s = await scrape(daemon)
+    t = "portal"
+    assert s[k("secretwarden_graph_probe_success", target=t)] == 0
+    assert s[k("secretwarden_graph_auth_failures_total", target=t, reason="aadsts_7000222")] == 1
+    assert s[k("secretwarden_keyvault_secret_matches_credential", target=t)] == 0
+    assert s[k("secretwarden_health_probe_success", target=t)] == 0
+    # a scrape never calls Azure: the sandbox's counters do not move while we scrape
+    before = sb.state()["counters"]
+    await scrape(daemon)
+    assert sb.state()["counters"] == before
+
+
+async def test_reload_keeps_running_config_when_bad(
+    sb: Any, daemon: Daemon, config_file: Path
+) -> None:
+    good = config_file.read_text()
+    config_file.write_text(good + "\n[web]\nbogus = 1\n")
+    assert not await daemon.reload()
+    s = await scrape(daemon)
+    assert s[k("secretwarden_config_last_reload_successful")] == 0
+    assert [t.name for t in daemon.config.targets] == ["portal"]
+    config_file.write_text(good.replace('name = "portal"', 'name = "portal2"'))
+    assert await daemon.reload()
+    await daemon.run_all_once()
+    s = await scrape(daemon)
+    assert s[k("secretwarden_config_last_reload_successful")] == 1
+    assert s[k("secretwarden_graph_probe_success", target="portal2")] == 1
+    assert not [key for key in s if ("target", "portal") in key[1]]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+
+
+def test_check_cli_passes_then_fails(sb: Any, config_file: Path) -> None:
+    ok = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "4/4 checks passed" in ok.stdout
+    sb.admin("POST", f"credentials/{sb.in_use_key_id()}/expire")
+    bad = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
+    assert bad.returncode == 1
+    graph_row = next(line for line in bad.stdout.splitlines() if line.startswith("portal  graph"))
+    assert "FAIL" in graph_row
+    assert "aadsts_7000222" in graph_row
+    secret = sb.describe["operator"]["client_secret"]
+    assert secret not in bad.stdout + bad.stderr
