@@ -172,6 +172,11 @@ class ProbeSchedule(_Model):
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> ProbeSchedule:
+        if "timeout_seconds" not in self.model_fields_set:
+            # a shorter interval shortens the default timeout with it
+            object.__setattr__(
+                self, "timeout_seconds", min(self.timeout_seconds, self.interval_seconds)
+            )
         if self.timeout_seconds > self.interval_seconds:
             raise ValueError("timeout_seconds must not exceed interval_seconds")
         return self
@@ -230,7 +235,9 @@ class RetrySection(_Model):
 
 
 class RemediationSection(_Model):
-    """Placeholder owned by the remediation engineer: defaults so configs validate."""
+    """``[remediation]``: see docs/remediation.md. ``enabled`` turns on the built-in
+    policy triggers (probe results); the webhook works when ``webhook_token_file`` is
+    set, and ``secretwarden rotate`` always works."""
 
     enabled: bool = False
     dry_run: bool = False
@@ -243,6 +250,14 @@ class RemediationSection(_Model):
     backoff_initial_seconds: Annotated[float, Field(gt=0)] = 300
     backoff_max_seconds: Annotated[float, Field(gt=0)] = 21600
     circuit_failures: Annotated[int, Field(ge=1)] = 3
+    circuit_reset_seconds: Annotated[float, Field(gt=0)] = 86400
+    display_name_prefix: Annotated[str, Field(min_length=1, max_length=60)] = "secretwarden"
+    propagation_timeout_seconds: Annotated[float, Field(gt=0)] = 180
+    propagation_poll_seconds: Annotated[float, Field(gt=0)] = 2
+    refresh_timeout_seconds: Annotated[float, Field(gt=0)] = 60
+    cold_start_timeout_seconds: Annotated[float, Field(gt=0)] = 300
+    verify_poll_seconds: Annotated[float, Field(gt=0)] = 5
+    step_attempts: Annotated[int, Field(ge=1)] = 5
 
 
 class TargetSection(_Model):

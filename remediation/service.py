@@ -93,6 +93,8 @@ class Remediator:
         """The daemon's observer hook: feed each probe observation to the policy."""
         if self.policy is None:
             return None
+        if observed.target in self.targets and self.running(observed.target) is None:
+            self._update_blocked(observed.target, "rotate")  # a backoff may have ended
         decision = self.policy.evaluate(observed)
         if decision is None:
             return None
@@ -169,17 +171,18 @@ class Remediator:
         return await task
 
     async def recover(self, progress: Progress | None = None) -> list[Outcome]:
-        """Resume or compensate every run the journal shows unfinished."""
-        outcomes = []
+        """Resume or compensate every run the journal shows unfinished (concurrently,
+        one per target); triggers meanwhile are coalesced into these runs."""
+        tasks = []
         for name in self.targets:
             rec = self.journal(name).unfinished()
-            if rec is None:
+            if rec is None or self.running(name) is not None:
                 continue
             log.warning("resuming unfinished remediation", target=name, run=rec.run)
             task = asyncio.create_task(self._resume(name, rec, progress))
             self._running[name] = _Running(rec.action, "recover", task)
-            outcomes.append(await task)
-        return outcomes
+            tasks.append(task)
+        return list(await asyncio.gather(*tasks))
 
     async def close(self) -> None:
         """Cancel runs in progress; their journal stays unfinished and resumes later."""

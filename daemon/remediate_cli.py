@@ -1,0 +1,292 @@
+"""Remediation wired into the daemon: ``rotate``, ``status`` and :func:`install`.
+
+- ``secretwarden rotate --config.file PATH --target NAME [--dry-run]`` runs the rotation
+  in the foreground and prints each runbook step as it happens. If the journal shows an
+  unfinished run for the target (the daemon or an earlier ``rotate`` died), that run is
+  finished first (resumed or compensated) and no second rotation is started.
+- ``secretwarden status --config.file PATH`` prints the current and recent remediations
+  from the journal (no Azure call).
+- :func:`install` (called by ``secretwarden run`` before the daemon starts) builds the
+  :class:`~remediation.service.Remediator`, feeds it every probe observation, resumes
+  unfinished runs once the targets are open, and mounts the Alertmanager webhook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TextIO
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from daemon.config import (
+    Config,
+    ConfigError,
+    load_config,
+    read_secret_file,
+    state_directory_writable,
+)
+from daemon.logging import REDACTOR, configure_logging, get_logger
+from daemon.webhook import webhook_routes
+from exporters.observations import Observed
+from remediation.clock import Clock, SystemClock
+from remediation.guards import Guards, GuardSettings
+from remediation.journal import Journal, RunRecord
+from remediation.policy import Policy
+from remediation.service import RemediationTarget, Remediator
+from remediation.verify import ExporterProber
+from remediation.workflow import Outcome, StepEvent, WorkflowSettings
+from tenant.connect import TenantSession
+from tenant.ports import TargetClients
+
+if TYPE_CHECKING:
+    from daemon.app import Daemon
+
+log = get_logger("secretwarden.remediation")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def workflow_settings(config: Config) -> WorkflowSettings:
+    r = config.remediation
+    return WorkflowSettings(
+        rotate_before=timedelta(days=r.rotate_before_days),
+        secret_lifetime=timedelta(days=r.secret_lifetime_days),
+        display_name_prefix=r.display_name_prefix,
+        propagation_timeout=r.propagation_timeout_seconds,
+        propagation_poll=r.propagation_poll_seconds,
+        propagation_poll_max=max(r.propagation_poll_seconds, 15.0),
+        refresh_timeout=r.refresh_timeout_seconds,
+        cold_start_timeout=r.cold_start_timeout_seconds,
+        verify_poll=r.verify_poll_seconds,
+        grace_period=r.grace_period_seconds,
+        step_attempts=r.step_attempts,
+    )
+
+
+def guard_settings(config: Config) -> GuardSettings:
+    r = config.remediation
+    return GuardSettings(
+        max_rotations_per_day=r.max_rotations_per_day,
+        backoff_initial=timedelta(seconds=r.backoff_initial_seconds),
+        backoff_max=timedelta(seconds=r.backoff_max_seconds),
+        circuit_failures=r.circuit_failures,
+        circuit_reset=timedelta(seconds=r.circuit_reset_seconds),
+    )
+
+
+def policy(config: Config) -> Policy:
+    r = config.remediation
+    return Policy(timedelta(days=r.rotate_before_days), r.heal_after_failures)
+
+
+def remediation_target(
+    config: Config, name: str, clients: TargetClients, http: httpx.AsyncClient
+) -> RemediationTarget:
+    section = config.target(name)
+    prober = ExporterProber(
+        clients=clients,
+        http=http,
+        health_url=section.health_url,
+        graph_probe_url=config.graph_probe_url(section),
+        health_timeout=config.probes.health.timeout_seconds,
+    )
+    return RemediationTarget(name, clients, prober)
+
+
+def build_remediator(
+    config: Config,
+    targets: Mapping[str, RemediationTarget],
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
+    dry_run: bool | None = None,
+    with_policy: bool | None = None,
+) -> Remediator:
+    use_policy = config.remediation.enabled if with_policy is None else with_policy
+    return Remediator(
+        targets=targets,
+        state_dir=config.daemon.state_directory,
+        settings=workflow_settings(config),
+        guard_settings=guard_settings(config),
+        policy=policy(config) if use_policy else None,
+        clock=clock or SystemClock(),
+        registry=registry,
+        dry_run=config.remediation.dry_run if dry_run is None else dry_run,
+    )
+
+
+# -- the daemon -------------------------------------------------------------------------
+
+
+class _DaemonTargets(Mapping[str, RemediationTarget]):
+    """The daemon's targets, looked up when a run starts (so a reload is followed)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._http: httpx.AsyncClient | None = None
+
+    def __getitem__(self, name: str) -> RemediationTarget:
+        config = self._daemon.config
+        names = {t.name for t in config.targets}
+        if name not in names:
+            raise KeyError(name)
+        if self._http is None:
+            from daemon.app import health_http_client
+
+            self._http = health_http_client(config)
+        return remediation_target(config, name, self._daemon.clients(name), self._http)
+
+    def __contains__(self, name: object) -> bool:
+        return any(t.name == name for t in self._daemon.config.targets)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([t.name for t in self._daemon.config.targets])
+
+    def __len__(self) -> int:
+        return len(self._daemon.config.targets)
+
+
+def install(daemon: Daemon) -> Remediator:
+    """Attach remediation to a daemon that has not started yet."""
+    config = daemon.config
+    remediator = build_remediator(config, _DaemonTargets(daemon), registry=daemon.registry)
+    token: str | None = None
+    if config.remediation.webhook_token_file is not None:
+        token = read_secret_file(config.remediation.webhook_token_file, "remediation")
+        REDACTOR.register(token)
+    daemon.web.add_routes(webhook_routes(remediator, token))
+    recovering: list[asyncio.Task[list[Outcome]]] = []
+
+    async def observe(observed: Observed) -> None:
+        if not recovering:  # first probe result: the targets are open now
+            recovering.append(asyncio.create_task(remediator.recover()))
+        if daemon.config.remediation.enabled:
+            remediator.observe(observed)
+
+    daemon.observers.append(observe)
+    daemon.remediator = remediator  # type: ignore[attr-defined]  # for tests and the demo
+    log.info(
+        "remediation installed",
+        policy=config.remediation.enabled,
+        webhook=token is not None,
+        dry_run=config.remediation.dry_run,
+    )
+    return remediator
+
+
+# -- rotate -----------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config_file)
+    problem = state_directory_writable(config)
+    if problem:
+        raise ConfigError(str(args.config_file), [problem])
+    fmt = getattr(args, "log_format", None) or config.daemon.log_format
+    level = getattr(args, "log_level", None) or "warning"
+    configure_logging(fmt, level)
+    return config
+
+
+class LivePrinter:
+    """Prints each step boundary as one readable line, as it happens."""
+
+    MARK = {"begin": "..", "done": "ok", "failed": "!!", "info": "--", "plan": "=>"}
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started = datetime.now(UTC)
+
+    def __call__(self, ev: StepEvent) -> None:
+        t = (datetime.now(UTC) - self.started).total_seconds()
+        mark = self.MARK.get(ev.phase, ev.phase)
+        detail = f"  {ev.detail}" if ev.detail else ""
+        print(f"[{t:7.1f}s] {mark} {ev.step:<28}{detail}", file=self.out, flush=True)
+
+
+def rotate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    name: str = args.target
+    if name not in {t.name for t in config.targets}:
+        known = ", ".join(t.name for t in config.targets)
+        print(f"secretwarden rotate: no target named {name!r} (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_rotate(config, name, bool(args.dry_run), sys.stdout))
+
+
+async def _rotate(config: Config, name: str, dry_run: bool, out: TextIO) -> int:
+    from daemon.app import health_http_client
+
+    identity = config.identity_value()
+    if identity.client_secret is not None:
+        REDACTOR.register(identity.client_secret.reveal())
+    section = config.target(name)
+    async with (
+        TenantSession(identity, config.cloud_endpoints(), config.retry_policy()) as session,
+        session.target(config.target_ref(section)) as clients,
+        health_http_client(config) as http,
+    ):
+        targets = {name: remediation_target(config, name, clients, http)}
+        remediator = build_remediator(config, targets, dry_run=dry_run, with_policy=False)
+        printer = LivePrinter(out)
+        mode = " (dry run: nothing will be written)" if dry_run else ""
+        print(f"secretwarden rotate: target {name}{mode}", file=out, flush=True)
+        unfinished = remediator.journal(name).unfinished()
+        if unfinished is not None and not dry_run:
+            [outcome] = await remediator.recover(progress=printer)
+        else:
+            outcome = await remediator.run(name, "rotate", "cli", progress=printer)
+    print(f"{outcome.outcome}: {outcome.detail}", file=out, flush=True)
+    return EXIT_OK if outcome.outcome in ("success", "nothing_to_do", "dry_run") else EXIT_FAILED
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+def status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print_status(config, sys.stdout)
+    return EXIT_OK
+
+
+def _run_line(r: RunRecord) -> str:
+    started = r.started.strftime("%Y-%m-%d %H:%M:%S")
+    if r.finished is None:
+        step = r.begun[-1] if r.begun else (r.done[-1] if r.done else "start")
+        state = f"IN PROGRESS or interrupted (at {step})"
+    else:
+        took = (r.finished - r.started).total_seconds()
+        state = f"{r.outcome} in {took:.0f}s"
+    line = f"  {started}Z  {r.action:<6} {state}  [run {r.run}, trigger: {r.trigger}]"
+    if r.error:
+        line += f"\n      error: {r.error}"
+    return line
+
+
+def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
+    guards = Guards(guard_settings(config))
+    now = datetime.now(UTC)
+    for t in config.targets:
+        journal = Journal(config.daemon.state_directory, t.name)
+        runs = [r for r in journal.runs() if r.outcome != "compensated" or r.unfinished]
+        guards.seed(t.name, runs)
+        print(f"target {t.name}", file=out)
+        current = journal.unfinished()
+        if current is not None:
+            print("  current:", file=out)
+            print(_run_line(current), file=out)
+        blocked = guards.check(t.name, "rotate", now)
+        if blocked is not None:
+            print(f"  blocked ({blocked.reason}): {blocked.detail}", file=out)
+        done = [r for r in runs if not r.unfinished][-recent:]
+        if not done and current is None:
+            print("  no remediation yet", file=out)
+            continue
+        if done:
+            print("  recent:", file=out)
+            for r in reversed(done):
+                print(_run_line(r), file=out)
