@@ -23,7 +23,7 @@ from daemon.app import Daemon
 from daemon.cli import install_extensions
 from daemon.config import load_config, split_listen_address
 from daemon.sandbox_config import write_sandbox_config
-from exporters.observations import Observed
+from exporters.observations import ExpiryObservation, Observed
 
 DEMO_INTERVALS = {"expiry": 20.0, "health": 5.0, "graph": 10.0, "reference": 10.0}
 DEMO_EXPIRES_IN = timedelta(days=3)
@@ -48,6 +48,10 @@ class DemoHooks:
             return
         self._last[key] = ok
         word = "ok" if ok else f"FAILING ({observed.value.error})"
+        value = observed.value
+        if isinstance(value, ExpiryObservation) and value.in_use and value.in_use.end:
+            left = (value.in_use.end - observed.at).total_seconds() / 86400
+            word += f": the in-use secret expires in {left:.1f} days"
         self.say(f"{observed.target}: {observed.probe} probe {word}")
 
 
