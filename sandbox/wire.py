@@ -39,7 +39,7 @@ def parse_time(value: str) -> datetime:
     v = value.strip().replace("Z", "+00:00")
     if "." in v:
         head, _, rest = v.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]  # the fraction only
         tz = rest[len(digits) :]
         v = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
     t = datetime.fromisoformat(v)
