@@ -7,7 +7,10 @@ gets the same authentication, retries and CA), restart, and stop + start.
 
 from __future__ import annotations
 
+import enum
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
@@ -22,10 +25,19 @@ SERVICE = "arm"
 REFRESH_PATH = "config/configreferences/appsettings/refresh"
 
 
-def _vault_name(key_vault_url: str) -> str:
-    """``https://myvault.vault.azure.net/`` -> ``myvault`` (ARM names vaults this way)."""
-    host = key_vault_url.split("://", 1)[-1].split("/", 1)[0]
-    return host.split(".", 1)[0].split(":", 1)[0].lower()
+def _vault_name(key_vault_url: str) -> str | None:
+    """``https://myvault.vault.azure.net/`` -> ``myvault`` (ARM names vaults this way);
+    None when the host is an address (a proxy or the sandbox), which names no vault."""
+    host = (urlsplit(key_vault_url).hostname or "").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if host in ("", "localhost"):
+        return None
+    return host.split(".", 1)[0]
 
 
 def _reference(item: Any) -> KeyVaultReference:
@@ -33,6 +45,8 @@ def _reference(item: Any) -> KeyVaultReference:
 
     def prop(name: str) -> str | None:
         value = getattr(props, name, None) if props is not None else None
+        if isinstance(value, enum.Enum):  # ResolveStatus.RESOLVED -> "Resolved", ARM's word
+            value = value.value
         return str(value) if value is not None else None
 
     key = getattr(item, "name", None) or (getattr(item, "id", None) or "").rsplit("/", 1)[-1]
@@ -81,7 +95,9 @@ class ArmAppService:
         if reference.secret_name.lower() != self._ref.secret_name.lower():
             return False
         vault = _vault_name(self._ref.key_vault_url)
-        return reference.vault_name is None or reference.vault_name.lower() == vault
+        return (
+            vault is None or reference.vault_name is None or reference.vault_name.lower() == vault
+        )
 
     async def key_vault_references(self) -> list[KeyVaultReference]:
         """The references to the target's secret (or its configured app setting),

@@ -161,9 +161,10 @@ def test_retry_after_parses_seconds_only(raw: str | None, seconds: float | None)
     ("url", "name"),
     [
         ("https://MyVault.vault.azure.net/", "myvault"),
-        ("https://127.0.0.1:8443/", "127"),
+        ("https://127.0.0.1:8443/", None),
+        ("https://localhost:8443/", None),
         ("https://kv1.vault.usgovcloudapi.net", "kv1"),
     ],
 )
-def test_vault_name_is_the_first_host_label(url: str, name: str) -> None:
+def test_vault_name_is_the_first_host_label(url: str, name: str | None) -> None:
     assert _vault_name(url) == name
