@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
+from exporters.expiry import candidates
 from remediation.clock import Clock
 from remediation.journal import RUN, Entry, Journal, Phase, RunRecord, crash_point
 from remediation.metrics import RemediationMetrics
@@ -389,10 +390,12 @@ class Workflow:
         current = await self._call("plan", "read Key Vault secret", self.clients.vault.get_current)
         app = await self._call("plan", "read app registration", self.clients.app.get_app)
         by_id = {c.key_id: c for c in app.credentials}
+        # Which credential the current value belongs to: the keyId tag, else the one
+        # credential whose hint matches, else what the expiry probe proves by token.
         old_keys: list[str] = []
-        tagged = current.tags.get(KEY_TAG)
-        if tagged and tagged in by_id:
-            old_keys = [tagged]
+        cands = candidates(app.credentials, current.value, current.tags) if current.value else []
+        if len(cands) == 1:
+            old_keys = [cands[0].key_id]
         else:
             exp = await self.prober.expiry(now)
             if exp.ok and exp.in_use is not None:

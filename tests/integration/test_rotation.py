@@ -1,0 +1,178 @@
+"""rotate_secret against the sandbox with the real SDKs.
+
+Every test also checks that the app never got a 401 from Graph because of the rotation
+(the sandbox counts the 401s of the app's own background sync) and that no credential
+still needed was removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_rotation_fixtures import (
+    TARGET,
+    Rig,
+    assert_converged,
+)
+
+from remediation.workflow import KEY_TAG
+
+# The fixtures (rig, skew, tenant_clients, health_http) live there.
+pytest_plugins = ("test_rotation_fixtures",)
+
+
+def current(st: dict[str, Any]) -> dict[str, Any]:
+    kv = st["keyvault"]
+    return next(v for v in kv["versions"] if v["version"] == kv["current_version"])
+
+
+async def test_happy_path_rotates_with_the_least_force(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    before = sb.state()
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    st = assert_converged(sb, gone=[old])
+    [new] = st["credentials"]
+    assert new["displayName"].startswith("secretwarden ")
+    assert current(st)["tags"][KEY_TAG] == new["keyId"]
+    assert st["site"]["refreshes"] == 1
+    assert st["site"]["restarts"] == before["site"]["restarts"]
+    assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="success") == 1
+    assert (rig.metric("secretwarden_rotation_last_success_timestamp_seconds") or 0) > 0
+    assert rig.metric("secretwarden_remediation_in_progress", action="rotate") == 0
+    # the journal says what happened and holds no secret value
+    text = rig.rem.journal(TARGET).path.read_text()
+    for v in st["keyvault"]["versions"]:
+        assert v["value"] not in text
+    [run] = rig.rem.journal(TARGET).runs()
+    assert run.outcome == "success"
+    assert run.done[:4] == ["plan", "add_password", "wait_propagation", "write_keyvault"]
+    assert run.done[-1] == "remove_old"
+
+
+async def test_entra_propagation_delay_of_30s_is_waited_out(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    sb.faults(propagation_delay_seconds=30)
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert_converged(sb, gone=[old])
+    [run] = rig.rem.journal(TARGET).runs()
+    waited = next(e for e in run.entries if e.step == "wait_propagation" and e.phase == "done")
+    assert waited.data["seconds"] >= 30
+    assert waited.data["tries"] > 1
+    # never wrote an unproven value: Entra refused it first (invalid until propagated)
+    assert sb.state()["counters"]["entra"].get("401", 0) >= 1
+
+
+async def test_sticky_cache_climbs_to_stop_and_start(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    sb.faults(
+        sticky_cache=True,
+        cold_start_seconds=20,
+        inject=[{"service": "arm", "status": 500, "count": 100, "path_contains": "refresh"}],
+    )
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    st = assert_converged(sb, gone=[old])
+    assert st["site"]["restarts"] == 1  # tried and did not help
+    assert st["site"]["stops"] == 1
+    [run] = rig.rem.journal(TARGET).runs()
+    assert "reload.refresh" in run.failed
+    assert "reload.restart" in run.done
+    assert "reload.stop_start" in run.done
+    verified = next(e for e in run.entries if e.step == "verify")
+    assert verified.data["rung"] == "stop_start"
+
+
+async def test_never_healthy_app_rolls_back_with_the_old_credential_intact(
+    sb: Any, rig: Rig
+) -> None:
+    old = sb.in_use_key_id()
+    old_value = current(sb.state())["value"]
+    sb.faults(never_healthy=True)
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "rolled_back", outcome.detail
+    assert "/health" in outcome.detail
+    st = assert_converged(sb, kept=[old])
+    assert [c["keyId"] for c in st["credentials"]] == [old]  # the new one is gone
+    assert current(st)["value"] == old_value
+    assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="rolled_back") == 1
+    assert (rig.metric("secretwarden_rotation_last_success_timestamp_seconds") or 0) == 0
+
+
+async def test_key_vault_write_failing_after_add_password_removes_the_orphan(
+    sb: Any, rig: Rig
+) -> None:
+    old = sb.in_use_key_id()
+    version = sb.state()["keyvault"]["current_version"]
+    sb.faults(inject=[{"service": "keyvault", "status": 503, "count": 100, "method": "PUT"}])
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "failed"
+    assert "write_keyvault" in outcome.detail
+    assert TARGET in outcome.detail
+    st = assert_converged(sb, kept=[old])
+    assert [c["keyId"] for c in st["credentials"]] == [old]
+    assert st["keyvault"]["current_version"] == version
+    [run] = rig.rem.journal(TARGET).runs()
+    assert "compensate" in run.done
+    assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="failed") == 1
+
+
+async def test_graph_429s_throughout_are_waited_out(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    sb.faults(
+        inject=[
+            {
+                "service": "graph",
+                "status": 429,
+                "count": 2,
+                "retry_after": 3,
+                "path_contains": "addPassword",
+            },
+            {
+                "service": "graph",
+                "status": 429,
+                "count": 2,
+                "retry_after": 3,
+                "path_contains": "removePassword",
+            },
+            {"service": "graph", "status": 429, "count": 2, "retry_after": 3, "method": "GET"},
+        ]
+    )
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert_converged(sb, gone=[old])
+    assert sb.state()["counters"]["graph"]["429"] == 6
+    assert rig.clock.offset >= 9  # Retry-After honoured (on the shared clock)
+
+
+async def test_too_many_secrets_removes_an_expired_unused_one(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    spare = (await rig.clients.app.add_password("left over", None)).credential.key_id
+    sb.admin("POST", f"credentials/{spare}/expire")
+    sb.faults(max_password_credentials=2)
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert_converged(sb, gone=[old, spare])
+
+
+async def test_too_many_secrets_without_a_spare_fails_clearly(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    other = (await rig.clients.app.add_password("someone else's", None)).credential.key_id
+    sb.faults(max_password_credentials=2)
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "failed"
+    assert outcome.permanent
+    assert "maximum number of client secrets" in outcome.detail
+    assert_converged(sb, kept=[old, other])
+
+
+async def test_a_lifetime_policy_violation_is_reported_not_retried(sb: Any, rig: Rig) -> None:
+    old = sb.in_use_key_id()
+    sb.faults(max_password_lifetime_days=30)
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "failed"
+    assert outcome.permanent
+    assert "add_password" in outcome.detail
+    assert sb.state()["counters_by_method"]["graph"].get("POST", 0) == 1  # one try only
+    assert_converged(sb, kept=[old])
