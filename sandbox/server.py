@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -102,6 +103,7 @@ class Sandbox:
             self.ca_dir = self.state_file.parent / "sandbox-ca"
         else:
             self.ca_dir = Path(tempfile.mkdtemp(prefix="secretwarden-sandbox-"))
+        self._owns_ca_dir = ca_dir is None and self.state_file is None
         if isinstance(faults, dict):
             default_faults = _default_faults()
             default_faults.apply(faults)
@@ -174,6 +176,8 @@ class Sandbox:
             await self._runner.cleanup()
             self._runner = None
         self._persist()
+        if self._owns_ca_dir:
+            shutil.rmtree(self.ca_dir, ignore_errors=True)  # a temp CA nobody can reuse
 
     def _persist(self) -> None:
         if self.state_file is not None:

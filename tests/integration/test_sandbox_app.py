@@ -8,7 +8,7 @@ import asyncio
 import json
 import ssl
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -179,13 +179,17 @@ async def test_serve_writes_describe_once_listening(tmp_path: Path) -> None:
     describe = tmp_path / "s.json"
     stop, ready_event = asyncio.Event(), asyncio.Event()
     seen: list[int] = []
+    left: list[timedelta] = []
 
     async def client_side() -> None:
         await ready_event.wait()
         facts = json.loads(describe.read_text())
         ctx = ssl.create_default_context(cafile=facts["ca_file"])
         async with httpx.AsyncClient(verify=ctx) as client:
-            seen.append((await client.get(facts["admin_url"] + "state")).status_code)
+            state = await client.get(facts["admin_url"] + "state")
+            seen.append(state.status_code)
+            end = datetime.fromisoformat(state.json()["credentials"][0]["endDateTime"])
+            left.append(end - datetime.now(UTC))
         stop.set()
 
     task = asyncio.create_task(client_side())
@@ -202,6 +206,7 @@ async def test_serve_writes_describe_once_listening(tmp_path: Path) -> None:
     )
     await task
     assert seen == [200]
+    assert timedelta(days=2, hours=23) < left[0] <= timedelta(days=3)  # in_use_expires_in
     facts = json.loads(describe.read_text())
     required = {
         "ca_file", "tenant_id", "authority", "graph_url", "arm_url", "subscription_id",
