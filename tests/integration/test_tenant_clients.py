@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.keyvault.secrets._shared import http_challenge_cache
 
 from tenant import errors
 from tenant.connect import TenantSession, open_target
@@ -183,6 +184,9 @@ async def test_graph_429_is_retried_after_retry_after_when_retries_are_on(sb: An
 async def test_get_current_answers_the_challenge_and_returns_the_value(
     sb: Any, clients: TargetClients
 ) -> None:
+    # The SDK remembers each vault's challenge process-wide; forget it so this client
+    # has to meet the 401 whatever ran before in this process.
+    http_challenge_cache.clear()
     current = await clients.vault.get_current()
     kv = sb.state()["keyvault"]
     assert current.version == kv["current_version"]
