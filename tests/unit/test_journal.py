@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from remediation.journal import CRASH_ENV, CRASH_EXIT_CODE, Journal
+from remediation.journal import CRASH_ENV, Journal
 from tenant.models import SecretValue
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -92,7 +93,7 @@ def test_the_file_is_private_and_target_names_are_sanitised(tmp_path: Path) -> N
     assert os.stat(j.path).st_mode & 0o777 == 0o600
 
 
-def test_the_crash_hook_exits_right_after_the_named_line_is_on_disk(tmp_path: Path) -> None:
+def test_the_crash_hook_kills_the_process_after_the_named_line_is_on_disk(tmp_path: Path) -> None:
     code = (
         "import sys; from datetime import datetime, UTC; from pathlib import Path\n"
         "from remediation.journal import Journal\n"
@@ -103,7 +104,7 @@ def test_the_crash_hook_exits_right_after_the_named_line_is_on_disk(tmp_path: Pa
     )
     env = {**os.environ, CRASH_ENV: "add_password:begin"}
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=False)
-    assert proc.returncode == CRASH_EXIT_CODE
+    assert proc.returncode == -signal.SIGKILL
     rec = Journal(tmp_path, "t").unfinished()
     assert rec is not None
     assert rec.done == ["plan"]
