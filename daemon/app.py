@@ -11,6 +11,7 @@ belongs in a task of its own.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import ssl
 import time
@@ -165,7 +166,7 @@ class Daemon:
                     id=f"{target.name}/{probe}",
                     max_instances=1,
                     coalesce=True,
-                    misfire_grace_time=int(sched.interval_seconds),
+                    misfire_grace_time=max(1, math.ceil(sched.interval_seconds)),
                     next_run_time=first_run,
                     replace_existing=True,
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -143,3 +144,28 @@ def test_check_cli_passes_then_fails(sb: Any, config_file: Path) -> None:
     assert "aadsts_7000222" in graph_row
     secret = sb.describe["operator"]["client_secret"]
     assert secret not in bad.stdout + bad.stderr
+
+
+async def test_scheduler_runs_every_probe_without_overlap(sb: Any, tmp_path: Path) -> None:
+    path = tmp_path / "fast.toml"
+    intervals = {"expiry": 0.5, "health": 0.2, "graph": 0.5, "reference": 0.5}
+    write_sandbox_config(
+        sb.describe, path, listen_address="127.0.0.1:0", retry_total=0, intervals=intervals
+    )
+    d = Daemon(load_config(path), registry=CollectorRegistry())
+    runs: list[str] = []
+
+    async def hook(o: Observed) -> None:
+        runs.append(o.probe)
+
+    d.observers.append(hook)
+    await d.start(serve_web=False)
+    try:
+        for _ in range(100):
+            if d.ready() and runs.count("health") >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await d.stop()
+    assert d.ready()
+    assert runs.count("health") >= 3  # repeated on its interval, not only at start
