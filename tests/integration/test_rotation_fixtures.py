@@ -107,6 +107,8 @@ def target_ref(d: dict[str, Any]) -> TargetRef:
 @pytest.fixture
 def skew(sb: Any) -> Iterator[SkewClock]:
     clock = SkewClock()
+    # The SDKs cache tokens by real time; tokens that outlive any skew keep them valid.
+    sb.faults(token_lifetime_seconds=30 * 86400)
     portal = sb.thread.portal
     original = portal.now
     sb.thread.call(lambda: setattr(portal, "now", clock.now))

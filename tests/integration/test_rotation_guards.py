@@ -1,0 +1,164 @@
+"""Guards and dry-run against the sandbox: cap, backoff, circuit, coalescing, no writes."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from structlog.testing import capture_logs
+from test_rotation_fixtures import FAST, TARGET, Rig, SkewClock, assert_converged, make_rig
+
+from remediation.guards import GuardSettings
+from tenant.ports import TargetClients
+
+pytest_plugins = ("test_rotation_fixtures",)
+
+DUE = dataclasses.replace(FAST, rotate_before=timedelta(days=3650))  # always due
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def writes(sb: Any) -> dict[str, int]:
+    by = sb.state()["counters_by_method"]
+    return {
+        f"{s}:{m}": by.get(s, {}).get(m, 0) for s in ("graph", "keyvault", "arm") for m in WRITES
+    }
+
+
+def guarded(
+    sb: Any, c: TargetClients, http: httpx.AsyncClient, clock: SkewClock, tmp: Path, **g: Any
+) -> Rig:
+    base = GuardSettings(
+        max_rotations_per_day=5,
+        backoff_initial=timedelta(minutes=5),
+        backoff_max=timedelta(hours=1),
+        circuit_failures=3,
+    )
+    return make_rig(
+        sb, c, http, clock, tmp / "state", settings=DUE, guards=dataclasses.replace(base, **g)
+    )
+
+
+def fail_key_vault_writes(sb: Any) -> None:
+    sb.faults(inject=[{"service": "keyvault", "status": 503, "count": 1000, "method": "PUT"}])
+
+
+def azure_is_fine_again(sb: Any) -> None:
+    # Not ``reset``: that would also void the tokens the SDK clients hold.
+    portal = sb.thread.portal
+    sb.thread.call(lambda: setattr(portal.faults, "inject", []))
+
+
+async def test_dry_run_logs_the_plan_and_writes_nothing(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> None:
+    rig = make_rig(sb, tenant_clients, health_http, skew, tmp_path / "s", dry_run=True)
+    before = writes(sb)
+    events = []
+    with capture_logs() as logs:
+        outcome = await rig.rem.run(TARGET, "rotate", "test", progress=events.append)
+        heal = await rig.rem.run(TARGET, "heal", "test")
+    assert outcome.outcome == "dry_run"
+    assert heal.outcome == "dry_run"
+    assert writes(sb) == before
+    assert not rig.rem.journal(TARGET).path.exists()
+    plan = [e.detail for e in events if e.phase == "plan"]
+    assert len(plan) == 6
+    assert "add a client secret" in plan[0]
+    assert any("remove the old credential" in p and sb.in_use_key_id() in p for p in plan)
+    assert any(e.get("phase") == "plan" and e.get("dry_run") for e in logs)
+
+
+async def test_the_cap_blocks_a_second_rotation_and_says_so(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> None:
+    rig = guarded(sb, tenant_clients, health_http, skew, tmp_path, max_rotations_per_day=1)
+    first = rig.rem.trigger(TARGET, "rotate", "test")
+    assert first.status == "started"
+    assert (await rig.rem.wait(TARGET)).outcome == "success"  # type: ignore[union-attr]
+    before = writes(sb)
+    second = rig.rem.trigger(TARGET, "rotate", "test")
+    assert second.status == "blocked"
+    assert "cap 1" in second.detail
+    assert writes(sb) == before
+    assert rig.metric("secretwarden_remediation_blocked", reason="rotation_cap") == 1
+    assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="blocked") == 1
+    # a heal is not a rotation: the cap does not stop it
+    assert rig.rem.trigger(TARGET, "heal", "test").status == "started"
+    assert (await rig.rem.wait(TARGET)).outcome == "nothing_to_do"  # type: ignore[union-attr]
+    skew.offset += 86400 + 1
+    assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
+    await rig.rem.wait(TARGET)
+
+
+async def test_backoff_after_a_failure_then_a_retry_when_it_ends(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> None:
+    rig = guarded(sb, tenant_clients, health_http, skew, tmp_path)
+    fail_key_vault_writes(sb)
+    assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
+    assert (await rig.rem.wait(TARGET)).outcome == "failed"  # type: ignore[union-attr]
+    blocked = rig.rem.trigger(TARGET, "rotate", "test")
+    assert blocked.status == "blocked"
+    assert "backing off" in blocked.detail
+    assert rig.metric("secretwarden_remediation_blocked", reason="backoff") == 1
+    azure_is_fine_again(sb)
+    skew.offset += 5 * 60 + 1
+    assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
+    assert (await rig.rem.wait(TARGET)).outcome == "success"  # type: ignore[union-attr]
+    assert rig.metric("secretwarden_remediation_blocked", reason="backoff") == 0
+    assert_converged(sb)
+
+
+async def test_the_circuit_opens_after_repeated_failures_and_says_so(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> None:
+    rig = guarded(sb, tenant_clients, health_http, skew, tmp_path, circuit_failures=2)
+    fail_key_vault_writes(sb)
+    with capture_logs() as logs:
+        for _ in range(2):
+            assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
+            assert (await rig.rem.wait(TARGET)).outcome == "failed"  # type: ignore[union-attr]
+            skew.offset += 3600
+    opened = [e for e in logs if e["event"] == "remediation blocked"]
+    assert opened[-1]["reason"] == "circuit_open"
+    assert rig.metric("secretwarden_remediation_blocked", reason="circuit_open") == 1
+    before = writes(sb)
+    result = rig.rem.trigger(TARGET, "heal", "test")
+    assert result.status == "blocked"
+    assert "2 failed remediation(s) in a row" in result.detail
+    assert writes(sb) == before
+    # an operator's successful manual run closes the circuit
+    azure_is_fine_again(sb)
+    assert (await rig.rem.run(TARGET, "rotate", "operator")).outcome == "success"
+    assert rig.metric("secretwarden_remediation_blocked", reason="circuit_open") == 0
+    assert_converged(sb)
+
+
+async def test_triggers_while_a_run_is_in_progress_coalesce(sb: Any, rig: Rig) -> None:
+    rig.rem.settings = DUE
+    first = rig.rem.trigger(TARGET, "rotate", "test")
+    later = [rig.rem.trigger(TARGET, "rotate", "test") for _ in range(5)]
+    assert first.status == "started"
+    assert {r.status for r in later} == {"coalesced"}
+    assert (await rig.rem.wait(TARGET)).outcome == "success"  # type: ignore[union-attr]
+    assert len(sb.state()["credentials"]) == 1
+    assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="success") == 1
