@@ -1,0 +1,122 @@
+"""Killed at every step boundary, then started again: the rotation converges.
+
+``secretwarden rotate`` runs as a real subprocess with
+``SECRETWARDEN_CRASH_AFTER_STEP=<step>:<phase>``, which SIGKILLs it right after that
+journal line is on disk. Then the daemon's recovery runs (``Remediator.recover``, what
+``secretwarden run`` and ``secretwarden rotate`` do on start) and must leave exactly one
+Key Vault value that works, the app healthy on it, no orphan credential, and the old
+credential removed; the app's own Graph calls never got a 401.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_rotation_fixtures import TARGET, Rig, assert_converged
+
+from daemon.sandbox_config import sandbox_config_toml
+from remediation.journal import CRASH_ENV
+
+pytest_plugins = ("test_rotation_fixtures",)
+
+BOUNDARIES = [
+    "run:begin",
+    "plan:done",
+    "add_password:begin",
+    "add_password:returned",  # Graph answered; the journal has no keyId yet
+    "add_password:done",
+    "wait_propagation:begin",
+    "wait_propagation:done",
+    "write_keyvault:begin",
+    "write_keyvault:done",
+    "reload.refresh:begin",
+    "reload.refresh:done",
+    "verify:done",
+    "remove_old:begin",
+    "remove_old:done",
+]
+REMEDIATION = """
+[remediation]
+propagation_timeout_seconds = 20
+propagation_poll_seconds = 0.2
+refresh_timeout_seconds = 5
+cold_start_timeout_seconds = 10
+verify_poll_seconds = 0.2
+step_attempts = 2
+"""
+
+
+def write_config(sb: Any, tmp: Path, state_dir: Path) -> Path:
+    secret = tmp / "operator.secret"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, sb.describe["operator"]["client_secret"].encode())
+    os.close(fd)
+    toml = sandbox_config_toml(
+        sb.describe, state_directory=state_dir, secret_file=secret, retry_total=0
+    )
+    path = tmp / "secretwarden.toml"
+    path.write_text(toml + REMEDIATION)
+    return path
+
+
+def rotate(config: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    if crash:
+        env[CRASH_ENV] = crash
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daemon.cli",
+            "rotate",
+            "--config.file",
+            str(config),
+            "--target",
+            TARGET,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+async def test_killed_at_a_step_boundary_then_recovered_converges(
+    sb: Any, rig: Rig, tmp_path: Path, boundary: str
+) -> None:
+    old = sb.in_use_key_id()
+    config = write_config(sb, tmp_path, rig.state_dir)
+    proc = rotate(config, crash=boundary)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    unfinished = rig.rem.journal(TARGET).unfinished()
+    assert unfinished is not None
+
+    [outcome] = await rig.rem.recover()
+    assert outcome.outcome == "success", outcome.detail
+    st = assert_converged(sb, gone=[old])
+    assert len(st["credentials"]) == 1  # no orphan, old one removed
+    assert rig.rem.journal(TARGET).unfinished() is None
+
+
+async def test_the_rotate_command_started_again_finishes_the_interrupted_run(
+    sb: Any, rig: Rig, tmp_path: Path
+) -> None:
+    old = sb.in_use_key_id()
+    config = write_config(sb, tmp_path, rig.state_dir)
+    assert rotate(config, crash="add_password:done").returncode == -signal.SIGKILL
+    proc = rotate(config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resuming run" in proc.stdout
+    assert "compensate" in proc.stdout  # the lost value's credential went first
+    st = assert_converged(sb, gone=[old])
+    assert len(st["credentials"]) == 1
+    runs = rig.rem.journal(TARGET).runs()
+    assert [r.outcome for r in runs] == ["compensated", "success"]
