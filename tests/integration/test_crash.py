@@ -10,6 +10,7 @@ credential removed; the app's own Graph calls never got a 401.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from typing import Any
 import pytest
 from test_rotation_fixtures import TARGET, Rig, assert_converged
 
+from daemon.config import load_config
+from daemon.remediate_cli import print_status
 from daemon.sandbox_config import sandbox_config_toml
 from remediation.journal import CRASH_ENV
 
@@ -120,3 +123,11 @@ async def test_the_rotate_command_started_again_finishes_the_interrupted_run(
     assert len(st["credentials"]) == 1
     runs = rig.rem.journal(TARGET).runs()
     assert [r.outcome for r in runs] == ["compensated", "success"]
+
+    out = io.StringIO()
+    print_status(load_config(config), out)
+    text = out.getvalue()
+    assert f"target {TARGET}" in text
+    assert "current:" not in text
+    assert "rotate success in" in text
+    assert "trigger: restart after lost value" in text
