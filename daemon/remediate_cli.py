@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
@@ -150,10 +150,28 @@ class _DaemonTargets(Mapping[str, RemediationTarget]):
         return len(self._daemon.config.targets)
 
 
-def install(daemon: Daemon) -> Remediator:
-    """Attach remediation to a daemon that has not started yet."""
+def timeline(say: Callable[[str], None]) -> Callable[[StepEvent], None]:
+    """Step events as short timeline lines (``secretwarden demo``)."""
+
+    def progress(ev: StepEvent) -> None:
+        if ev.phase in ("done", "failed") or (ev.step == "run" and ev.phase == "begin"):
+            word = {"begin": "starts", "done": "done", "failed": "FAILED"}[ev.phase]
+            detail = f": {ev.detail}" if ev.detail and ev.step == "run" else ""
+            say(f"{ev.target}: {ev.action} {ev.step} {word}{detail}")
+
+    return progress
+
+
+def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remediator:
+    """Attach remediation to a daemon that has not started yet.
+
+    ``say`` (e.g. the demo's ``DemoHooks.say``) receives one line per finished step of
+    every run the daemon starts.
+    """
     config = daemon.config
     remediator = build_remediator(config, _DaemonTargets(daemon), registry=daemon.registry)
+    if say is not None:
+        remediator.progress = timeline(say)
     token: str | None = None
     if config.remediation.webhook_token_file is not None:
         token = read_secret_file(config.remediation.webhook_token_file, "remediation")

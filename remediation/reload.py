@@ -44,11 +44,14 @@ async def wait_verified(
     timeout: float,  # noqa: ASYNC109  # a deadline on the injected clock, not asyncio's
     poll: float,
 ) -> Verification:
-    """Poll ``verify`` until it passes or ``timeout`` seconds have gone by."""
+    """Poll ``verify`` until it passes, ``timeout`` seconds have gone by, or it says
+    twice in a row that waiting cannot help (the app is up on another version)."""
     deadline = clock.monotonic() + timeout
+    settled = 0
     while True:
         v = await verify()
-        if v.ok or clock.monotonic() >= deadline:
+        settled = settled + 1 if v.settled else 0
+        if v.ok or settled >= 2 or clock.monotonic() >= deadline:
             return v
         await clock.sleep(min(poll, max(0.0, deadline - clock.monotonic())))
 

@@ -67,6 +67,7 @@ class Remediator:
     clock: Clock = field(default_factory=SystemClock)
     registry: CollectorRegistry | None = None
     dry_run: bool = False
+    progress: Progress | None = None  # step events of runs nobody waits on (the demo)
 
     def __post_init__(self) -> None:
         self.metrics = RemediationMetrics(
@@ -203,7 +204,7 @@ class Remediator:
             self.settings,
             self.clock,
             metrics=self.metrics,
-            progress=progress,
+            progress=progress or self.progress,
             dry_run=self.dry_run if dry_run is None else dry_run,
         )
 

@@ -65,6 +65,9 @@ class ExporterProber:
 class Verification:
     ok: bool
     reason: str  # what was checked, or what failed first
+    # True when waiting longer cannot help: the app is up (health OK) but holds another
+    # version, so this rung did not load the new value and the ladder should climb.
+    settled: bool = False
 
     def __bool__(self) -> bool:
         return self.ok
@@ -86,7 +89,9 @@ async def verify_app(
         return Verification(False, f"Key Vault reference not resolved ({status})")
     active = ref.reference.active_version
     if active is not None and active != expected_version:
-        return Verification(False, f"app holds version {active}, want {expected_version}")
+        reason = f"app holds version {active}, want {expected_version}"
+        h = await prober.health()
+        return Verification(False, reason, settled=h.ok)
     if active is None and (ref.stale or ref.current_version != expected_version):
         return Verification(False, f"reference not on version {expected_version}")
     if health:

@@ -56,3 +56,22 @@ async def test_reports_failure_with_the_last_reason_when_no_rung_works() -> None
     assert not result.ok
     assert result.reason == "/health 503"
     assert sum(clock.slept) == 130.0
+
+
+async def test_climbs_early_when_the_app_is_up_on_the_old_version() -> None:
+    clock = FakeClock()
+    applied: list[str] = []
+
+    async def apply(rung: str) -> bool:
+        applied.append(rung)
+        return True
+
+    async def verify() -> Verification:
+        if applied[-1] == "stop_start":
+            return Verification(True, "ok")
+        return Verification(False, "app holds version v1, want v2", settled=True)
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert result.ok
+    assert result.rung == "stop_start"
+    assert sum(clock.slept) == 10.0  # one poll per rung to confirm, not its full timeout
