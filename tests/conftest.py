@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.keyvault.secrets._shared import http_challenge_cache
 
 from sandbox import SandboxThread
 from sandbox.testing import SandboxHandle
@@ -50,6 +51,9 @@ def _sandbox_client(sandbox: SandboxThread) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def sb(sandbox: SandboxThread, _sandbox_client: httpx.Client) -> SandboxHandle:
+    # The Key Vault SDK remembers each vault's challenge for the whole process; forget
+    # it so every test meets the challenge as a fresh process would.
+    http_challenge_cache.clear()
     handle = SandboxHandle(describe=sandbox.describe(), client=_sandbox_client, thread=sandbox)
     handle.reset()
     return handle
