@@ -24,6 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import asyncio
 import dataclasses
+import logging
 import ssl
 import statistics
 import tempfile
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import structlog
 
 from remediation.clock import SystemClock
 from remediation.policy import Action
@@ -143,6 +145,8 @@ def _expire(d: dict[str, Any], admin: httpx.Client) -> None:
 
 
 async def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.getLogger("azure").setLevel(logging.ERROR)  # each propagation poll's refusal
     with tempfile.TemporaryDirectory() as ca:
         sb = SandboxThread(ca_dir=ca, faults={"app_sync_interval_seconds": 0.05})
         sb.start()
