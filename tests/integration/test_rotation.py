@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from structlog.testing import capture_logs
 from test_rotation_fixtures import (
     TARGET,
     Rig,
@@ -29,9 +30,16 @@ def current(st: dict[str, Any]) -> dict[str, Any]:
 async def test_happy_path_rotates_with_the_least_force(sb: Any, rig: Rig) -> None:
     old = sb.in_use_key_id()
     before = sb.state()
-    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    events: list[Any] = []
+    with capture_logs() as logs:
+        outcome = await rig.rem.run(TARGET, "rotate", "test", progress=events.append)
     assert outcome.outcome == "success", outcome.detail
     st = assert_converged(sb, gone=[old])
+    # no secret value in a log event or a progress line
+    said = repr(logs) + repr(events) + outcome.detail
+    assert len(st["keyvault"]["versions"]) == 2
+    for v in st["keyvault"]["versions"]:
+        assert v["value"] not in said
     [new] = st["credentials"]
     assert new["displayName"].startswith("secretwarden ")
     assert current(st)["tags"][KEY_TAG] == new["keyId"]
