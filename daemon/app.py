@@ -43,6 +43,7 @@ from exporters.observations import (
     ReferenceObservation,
 )
 from exporters.reference import probe_reference
+from remediation.service import Remediator
 from tenant.connect import TenantSession
 from tenant.ports import TargetClients
 
@@ -105,6 +106,10 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics(self.registry, __version__)
         self.observers: list[ObservationHook] = []
+        # Called on stop, before the tenant clients close (remediation cancels its runs
+        # here; their journal stays unfinished and resumes on the next start).
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.remediator: Remediator | None = None
         self.latest: dict[tuple[str, str], Observed] = {}
         self.listen_address = listen_address or config.web.listen_address
         self.web = WebServer(
@@ -202,6 +207,8 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for hook in self.stop_hooks:
+            await hook()
         await self.web.stop()
         await self._close_targets()
         log.info("daemon stopped")

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from daemon import __version__
 from daemon.config import Config, ConfigError, load_config, state_directory_writable
@@ -174,45 +172,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _remediate(command: str, args: argparse.Namespace) -> int:
-    try:
-        remediate_cli = importlib.import_module("daemon.remediate_cli")
-    except ImportError as exc:
-        if exc.name not in ("daemon.remediate_cli", "remediation"):
-            raise
-        print(
-            f"secretwarden {command}: remediation is not available in this build "
-            "(daemon/remediate_cli.py is missing)",
-            file=sys.stderr,
-        )
-        return 1
+    # Imported here: the remediation stack is not needed for --help or `sandbox`.
+    from daemon import remediate_cli
+
     code: int = getattr(remediate_cli, command)(args)
     return code
 
 
-async def install_extensions(daemon: Any) -> None:
-    """Let the remediation layer attach itself (observers, web routes) if present.
-
-    ``daemon.remediate_cli.install(daemon)`` (sync or async) is called when it exists.
-    """
-    try:
-        remediate_cli = importlib.import_module("daemon.remediate_cli")
-    except ImportError as exc:
-        if exc.name in ("daemon.remediate_cli", "remediation"):
-            return
-        raise
-    install = getattr(remediate_cli, "install", None)
-    if install is None:
-        return
-    result = install(daemon)
-    if asyncio.iscoroutine(result):
-        await result
-
-
 async def _run(config: Config, args: argparse.Namespace) -> int:
     from daemon.app import Daemon
+    from daemon.remediate_cli import install
 
     daemon = Daemon(config, config_path=args.config_file, listen_address=args.listen_address)
-    await install_extensions(daemon)
+    install(daemon)
     await daemon.start()
     try:
         await daemon.run_until_stopped()

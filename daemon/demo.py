@@ -10,23 +10,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import signal
+import ssl
 import sys
 import tempfile
-from collections.abc import Awaitable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
+
 from daemon.app import Daemon
-from daemon.cli import install_extensions
 from daemon.config import load_config, split_listen_address
+from daemon.remediate_cli import install
 from daemon.sandbox_config import write_sandbox_config
 from exporters.observations import ExpiryObservation, Observed
+from remediation.service import Remediator
+from remediation.workflow import StepEvent
+from sandbox import Sandbox
+from tenant.models import KEY_ID_TAG
 
-DEMO_INTERVALS = {"expiry": 20.0, "health": 5.0, "graph": 10.0, "reference": 10.0}
+DEMO_INTERVALS = {"expiry": 10.0, "health": 3.0, "graph": 3.0, "reference": 5.0}
 DEMO_EXPIRES_IN = timedelta(days=3)
+# A real App Service takes minutes to cold-start and Entra seconds to propagate; the
+# demo keeps both visible but short.
+DEMO_FAULTS = {"cold_start_seconds": 2.0, "propagation_delay_seconds": 2.0}
+DEMO_REMEDIATION: dict[str, bool | int | float] = {
+    "enabled": True,
+    "heal_after_failures": 2,
+    "propagation_poll_seconds": 0.5,
+    "verify_poll_seconds": 0.5,
+    "refresh_timeout_seconds": 5,
+    "cold_start_timeout_seconds": 20,
+}
+DEMO_PAUSE_SECONDS = 5.0
 
 
 class DemoHooks:
@@ -55,25 +73,10 @@ class DemoHooks:
         self.say(f"{observed.target}: {observed.probe} probe {word}")
 
 
-async def _maybe_await(value: Any) -> Any:
-    if isinstance(value, Awaitable):
-        return await value
-    return value
-
-
-def _new_sandbox(**wanted: Any) -> Any:
-    import sandbox
-
-    cls = sandbox.Sandbox
-    params = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in wanted.items() if k in params and v is not None}
-    return cls(**kwargs)
-
-
 async def run_sandbox(args: argparse.Namespace) -> int:
     """``secretwarden sandbox``: serve until Ctrl-C or SIGTERM."""
     host, port = split_listen_address(args.listen)
-    sb = _new_sandbox(state_file=args.state_file)
+    sb = Sandbox(state_file=args.state_file)
     await sb.start(host, port)
     try:
         describe: dict[str, Any] = sb.describe()
@@ -89,8 +92,62 @@ async def run_sandbox(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        await _maybe_await(sb.stop())
+        await sb.stop()
     return 0
+
+
+def _finished_runs(remediator: Remediator) -> asyncio.Queue[StepEvent]:
+    """A queue of the end events of every run, beside the timeline the remediator prints."""
+    queue: asyncio.Queue[StepEvent] = asyncio.Queue()
+    timeline = remediator.progress
+
+    def progress(event: StepEvent) -> None:
+        if timeline is not None:
+            timeline(event)
+        if event.step == "run" and event.phase in ("done", "failed"):
+            queue.put_nowait(event)
+
+    remediator.progress = progress
+    return queue
+
+
+async def _next_run_of(queue: asyncio.Queue[StepEvent], action: str | None) -> StepEvent:
+    """The next finished run of ``action`` (of any action when None)."""
+    while (event := await queue.get()).action != (action or event.action):
+        pass
+    return event
+
+
+async def _script(
+    daemon: Daemon, describe: dict[str, Any], hooks: DemoHooks, target: str = "portal"
+) -> None:
+    """What the demo shows: the policy rotating the soon-expiring secret, then the
+    daemon healing an injected expiry. Only the sandbox's admin API is used to break
+    things, as a user would."""
+    assert daemon.remediator is not None  # installed before start
+    finished = _finished_runs(daemon.remediator)
+    first = await _next_run_of(finished, "rotate")
+    hooks.say(f"{target}: rotation {first.phase}: {first.detail}")
+    await asyncio.sleep(DEMO_PAUSE_SECONDS)
+    state = await _admin(describe, "GET", "state")
+    current = state["keyvault"]["current_version"]
+    [version] = [v for v in state["keyvault"]["versions"] if v["version"] == current]
+    in_use = version["tags"].get(KEY_ID_TAG)
+    hooks.say(f"demo: expiring the in-use secret {in_use} now; Graph will answer 401")
+    await _admin(describe, "POST", f"credentials/{in_use}/expire")
+    # Whichever notices first acts: the Graph probe's 401s (heal) or the expiry probe
+    # seeing the in-use credential expired (rotate); both end in a fresh secret.
+    healed = await _next_run_of(finished, None)
+    hooks.say(f"{target}: {healed.action} {healed.phase}: {healed.detail}")
+    hooks.say("demo: the app is healthy on a fresh secret; still watching (Ctrl-C to stop)")
+
+
+async def _admin(describe: dict[str, Any], method: str, path: str) -> Any:
+    ctx = ssl.create_default_context(cafile=describe["ca_file"])
+    async with httpx.AsyncClient(verify=ctx, timeout=10) as client:
+        response = await client.request(method, describe["admin_url"].rstrip("/") + "/" + path)
+        response.raise_for_status()
+        return response.json() if response.content else None
 
 
 async def run_demo(
@@ -98,7 +155,7 @@ async def run_demo(
 ) -> int:
     hooks = hooks or DemoHooks(out)
     with tempfile.TemporaryDirectory(prefix="secretwarden-demo-") as tmp:
-        sb = _new_sandbox(in_use_expires_in=DEMO_EXPIRES_IN)
+        sb = Sandbox(in_use_expires_in=DEMO_EXPIRES_IN, faults=DEMO_FAULTS)
         await sb.start("127.0.0.1", 0)
         try:
             describe: dict[str, Any] = sb.describe()
@@ -107,17 +164,23 @@ async def run_demo(
             config_file = Path(tmp) / "secretwarden.toml"
             listen = args.listen_address or "127.0.0.1:9877"
             write_sandbox_config(
-                describe, config_file, listen_address=listen, intervals=DEMO_INTERVALS
+                describe,
+                config_file,
+                listen_address=listen,
+                intervals=DEMO_INTERVALS,
+                remediation=DEMO_REMEDIATION,
             )
             daemon = Daemon(load_config(config_file), config_path=config_file)
             daemon.observers.append(hooks.on_observation)
-            await install_extensions(daemon)
-            await daemon.start()
+            install(daemon, say=hooks.say)
+            script = asyncio.create_task(_script(daemon, describe, hooks))
             try:
+                await daemon.start()
                 url = f"{daemon.web.scheme}://{daemon.listen_address}"
                 print(
                     "secretwarden demo: the daemon is watching a sandbox portal whose "
-                    f"in-use secret expires in {DEMO_EXPIRES_IN.days} days.\n"
+                    f"in-use secret expires in {DEMO_EXPIRES_IN.days} days; it will rotate "
+                    "it, then heal an expiry the demo injects.\n"
                     f"  metrics:        {url}/metrics\n"
                     f"  sandbox admin:  {describe['admin_url'].rstrip('/')}/state\n"
                     f"  app health:     {describe['app_service_url'].rstrip('/')}/health\n"
@@ -129,7 +192,10 @@ async def run_demo(
                 )
                 await daemon.run_until_stopped(args.duration)
             finally:
+                script.cancel()
+                with suppress(asyncio.CancelledError):
+                    await script
                 await daemon.stop()
         finally:
-            await _maybe_await(sb.stop())
+            await sb.stop()
     return 0

@@ -186,7 +186,8 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
             remediator.observe(observed)
 
     daemon.observers.append(observe)
-    daemon.remediator = remediator  # type: ignore[attr-defined]  # for tests and the demo
+    daemon.stop_hooks.append(remediator.close)
+    daemon.remediator = remediator
     log.info(
         "remediation installed",
         policy=config.remediation.enabled,

@@ -26,6 +26,7 @@ def sandbox_config_toml(
     target_name: str = "portal",
     intervals: dict[str, float] | None = None,
     retry_total: int = 1,
+    remediation: dict[str, bool | int | float] | None = None,
 ) -> str:
     d = describe
     health_url = d.get("health_url") or d["app_service_url"].rstrip("/") + "/health"
@@ -65,6 +66,10 @@ def sandbox_config_toml(
             f"jitter_seconds = {round(interval / 10, 3)}",
             "",
         ]
+    if remediation:
+        lines.append("[remediation]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in remediation.items()]
+        lines.append("")
     lines += [
         "[[targets]]",
         f"name = {_q(target_name)}",
@@ -100,12 +105,13 @@ def write_sandbox_config(
     listen_address: str = "127.0.0.1:9877",
     intervals: dict[str, float] | None = None,
     retry_total: int = 1,
+    remediation: dict[str, bool | int | float] | None = None,
 ) -> Path:
     """Write the TOML and its secret file beside it; returns the secret file's path."""
     config_file = config_file.resolve()
     base = config_file.parent
     secret_file = base / (config_file.stem + ".operator-secret")
-    write_secret_file(secret_file, d_secret(describe))
+    write_secret_file(secret_file, describe["operator"]["client_secret"])
     config_file.write_text(
         sandbox_config_toml(
             describe,
@@ -114,11 +120,7 @@ def write_sandbox_config(
             listen_address=listen_address,
             intervals=intervals,
             retry_total=retry_total,
+            remediation=remediation,
         )
     )
     return secret_file
-
-
-def d_secret(describe: dict[str, Any]) -> str:
-    value: str = describe["operator"]["client_secret"]
-    return value

@@ -12,10 +12,8 @@ from datetime import datetime
 
 from exporters._errors import describe
 from exporters.observations import ExpiryObservation
-from tenant.models import PasswordCredential, SecretValue, TokenFailure
+from tenant.models import KEY_ID_TAG, PasswordCredential, SecretValue, TokenFailure
 from tenant.ports import TargetClients
-
-KEY_ID_TAG = "secretwarden-key-id"
 
 
 def candidates(

@@ -36,10 +36,9 @@ from remediation.metrics import RemediationMetrics
 from remediation.reload import RUNGS, apply_rung, reload_app
 from remediation.verify import Prober, Verification, verify_app
 from tenant.errors import NotFound, TenantError, TooManySecrets
-from tenant.models import NewPassword, TokenFailure
+from tenant.models import KEY_ID_TAG, NewPassword, TokenFailure
 from tenant.ports import TargetClients
 
-KEY_TAG = "secretwarden-key-id"  # the keyId of the credential a Key Vault version holds
 RUN_TAG = "secretwarden-run"
 ROLLBACK_TAG = "secretwarden-rollback-of"
 
@@ -418,7 +417,7 @@ class Workflow:
         lines = [
             f"add a client secret {self._display_name()!r} valid {self._days()} days",
             f"wait up to {self.settings.propagation_timeout:.0f}s until Entra accepts it",
-            f"write it to Key Vault as a new version tagged {KEY_TAG}=<new keyId> "
+            f"write it to Key Vault as a new version tagged {KEY_ID_TAG}=<new keyId> "
             f"(current version {f['old_version']})",
             "reload the app: " + " -> ".join(RUNGS) + ", verifying after each",
             "verify: reference on the new version, /health 200, Graph call OK",
@@ -496,7 +495,7 @@ class Workflow:
     async def _write_keyvault(self) -> dict[str, Any]:
         assert self._new is not None
         new = self._new
-        tags = {KEY_TAG: new.credential.key_id, RUN_TAG: self._rec.run}
+        tags = {KEY_ID_TAG: new.credential.key_id, RUN_TAG: self._rec.run}
         v = await self._call(
             "write_keyvault",
             "set secret",
@@ -538,7 +537,7 @@ class Workflow:
             current = await self._call(
                 "write_keyvault", "read Key Vault secret", self.clients.vault.get_current
             )
-            if current.tags.get(KEY_TAG) == f["new_key_id"]:
+            if current.tags.get(KEY_ID_TAG) == f["new_key_id"]:
                 # The write landed before the crash: nothing was lost.
                 self._write("write_keyvault", "done", {"new_version": current.version})
                 self._emit("write_keyvault", "done", f"found version {current.version} (recovered)")

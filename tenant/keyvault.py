@@ -18,7 +18,6 @@ from tenant.errors import TenantError
 from tenant.models import SecretValue, SecretVersion
 
 SERVICE = "keyvault"
-KEY_ID_TAG = "secretwarden-key-id"  # the app credential's keyId this version's value belongs to
 CONTENT_TYPE = "text/plain"
 
 

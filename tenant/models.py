@@ -9,6 +9,10 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The Key Vault tag naming the keyId of the app credential a version's value belongs
+# to: written by the rotation, read by the expiry probe to match without a token test.
+KEY_ID_TAG = "secretwarden-key-id"
+
 
 class SecretValue:
     """A client secret value that cannot leak by accident.

@@ -13,12 +13,12 @@ import pytest
 from daemon.app import health_http_client
 from daemon.config import Config, load_config
 from daemon.sandbox_config import write_sandbox_config
-from exporters.expiry import KEY_ID_TAG, probe_expiry
+from exporters.expiry import probe_expiry
 from exporters.graph_auth import probe_graph_auth
 from exporters.health import probe_health
 from exporters.reference import probe_reference
 from tenant.connect import TenantSession
-from tenant.models import SecretValue, TokenFailure
+from tenant.models import KEY_ID_TAG, SecretValue, TokenFailure
 from tenant.ports import TargetClients
 
 

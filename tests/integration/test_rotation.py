@@ -16,7 +16,7 @@ from test_rotation_fixtures import (
     assert_converged,
 )
 
-from remediation.workflow import KEY_TAG
+from tenant.models import KEY_ID_TAG
 
 # The fixtures (rig, skew, tenant_clients, health_http) live there.
 pytest_plugins = ("test_rotation_fixtures",)
@@ -42,7 +42,7 @@ async def test_happy_path_rotates_with_the_least_force(sb: Any, rig: Rig) -> Non
         assert v["value"] not in said
     [new] = st["credentials"]
     assert new["displayName"].startswith("secretwarden ")
-    assert current(st)["tags"][KEY_TAG] == new["keyId"]
+    assert current(st)["tags"][KEY_ID_TAG] == new["keyId"]
     assert st["site"]["refreshes"] == 1
     assert st["site"]["restarts"] == before["site"]["restarts"]
     assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="success") == 1

@@ -16,8 +16,8 @@ from azure.keyvault.secrets._shared import http_challenge_cache
 from tenant import errors
 from tenant.connect import TenantSession, open_target
 from tenant.endpoints import PUBLIC, Cloud, RetryPolicy
-from tenant.keyvault import KEY_ID_TAG, KeyVaultSecretStore
-from tenant.models import SecretValue, SiteState
+from tenant.keyvault import KeyVaultSecretStore
+from tenant.models import KEY_ID_TAG, SecretValue, SiteState
 from tenant.ports import Identity, TargetClients, TargetRef
 
 
