@@ -9,7 +9,9 @@ the AADSTS code; they are never raised.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +28,24 @@ from azure.identity.aio import ClientSecretCredential
 from tenant._azure import client_kwargs
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.models import GraphCallOutcome, SecretValue, TokenFailure, TokenOutcome
+
+# Inside try_secret a refusal is the answer, not a problem: azure-identity would log
+# each one as a WARNING with Entra's whole error body (every propagation poll, every
+# probe of a dead secret). The outcome is reported by our callers instead.
+_trying_secret: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "_trying_secret", default=False
+)
+
+
+class _RefusalIsTheAnswer(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_trying_secret.get() and record.levelno <= logging.WARNING)
+
+
+# A logger's filter sees only records logged on it, so it goes on each module that
+# logs token failures (azure-identity 1.x's module loggers).
+for _module in ("aio._internal.get_token_mixin", "aio._internal.decorators"):
+    logging.getLogger(f"azure.identity.{_module}").addFilter(_RefusalIsTheAnswer())
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
 AADSTS_FAILURES: dict[int, TokenFailure] = {
@@ -120,11 +140,14 @@ class EntraTokenIssuer:
         except ValueError:
             # azure-identity validates the tenant id's characters before any request.
             return TokenOutcome(ok=False, failure=TokenFailure.TENANT_NOT_FOUND)
+        quiet = _trying_secret.set(True)
         try:
             async with credential:
                 token = await credential.get_token(self._cloud.graph_scope)
         except Exception as e:
             return classify_token_error(e)
+        finally:
+            _trying_secret.reset(quiet)
         return TokenOutcome(
             ok=True, access_token=SecretValue(token.token), expires_on=token.expires_on
         )

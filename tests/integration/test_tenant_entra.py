@@ -175,3 +175,31 @@ async def test_no_secret_value_reaches_a_log_line_on_refusal_or_success(
     assert wrong.reveal() not in text
     assert ok.access_token is not None
     assert ok.access_token.reveal() not in text
+
+
+async def test_a_refused_secret_is_an_outcome_not_a_warning(
+    sb: Any, issuer: EntraTokenIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = sb.describe["app"]["client_id"]
+    with caplog.at_level(logging.DEBUG, logger="azure.identity"):
+        outcome = await issuer.try_secret(app, SecretValue("not-the-secret"))
+    assert outcome.failure is TokenFailure.INVALID_SECRET
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("azure.identity")] == []
+
+    # Outside try_secret azure-identity still reports failures as it always does.
+    from azure.identity.aio import ClientSecretCredential
+
+    d = sb.describe
+    credential = ClientSecretCredential(
+        d["tenant_id"],
+        app,
+        "not-the-secret",
+        authority=d["authority"],
+        disable_instance_discovery=True,
+        connection_verify=d["ca_file"],
+    )
+    with caplog.at_level(logging.WARNING, logger="azure.identity"):
+        async with credential:
+            with pytest.raises(Exception, match="AADSTS7000215"):
+                await credential.get_token("https://graph.microsoft.com/.default")
+    assert any("get_token failed" in r.getMessage() for r in caplog.records)
