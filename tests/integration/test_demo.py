@@ -32,8 +32,11 @@ def test_demo_rotates_then_heals_an_injected_expiry(tmp_path: Path) -> None:
     describe = tmp_path / "sandbox.json"
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "demo", "--web.listen-address", f"127.0.0.1:{port}"]
-        + ["--describe", str(describe), "--duration", "90"],
+        [
+            *(sys.executable, "-m", "daemon.cli", "demo"),
+            *("--web.listen-address", f"127.0.0.1:{port}"),
+            *("--describe", str(describe), "--duration", "90"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
