@@ -36,6 +36,7 @@ from exporters.observations import Observed
 from remediation.clock import Clock, SystemClock
 from remediation.guards import Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
+from remediation.lock import TargetBusy
 from remediation.policy import Policy
 from remediation.service import RemediationTarget, Remediator
 from remediation.verify import ExporterProber
@@ -254,11 +255,18 @@ async def _rotate(config: Config, name: str, dry_run: bool, out: TextIO) -> int:
         printer = LivePrinter(out)
         mode = " (dry run: nothing will be written)" if dry_run else ""
         print(f"secretwarden rotate: target {name}{mode}", file=out, flush=True)
-        unfinished = remediator.journal(name).unfinished()
-        if unfinished is not None and not dry_run:
-            [outcome] = await remediator.recover(progress=printer)
-        else:
+        if dry_run and remediator.journal(name).unfinished() is not None:
+            print(
+                "note: an unfinished run is in the journal; a real run finishes it first",
+                file=out,
+                flush=True,
+            )
+        try:
+            # An unfinished run in the journal is finished first, and only that one.
             outcome = await remediator.run(name, "rotate", "cli", progress=printer)
+        except TargetBusy as e:
+            print(f"secretwarden rotate: {e}", file=sys.stderr, flush=True)
+            return EXIT_FAILED
     print(f"{outcome.outcome}: {outcome.detail}", file=out, flush=True)
     return EXIT_OK if outcome.outcome in ("success", "nothing_to_do", "dry_run") else EXIT_FAILED
 

@@ -9,7 +9,8 @@ Answers (a JSON body lists what happened to each alert):
 - 202 when at least one remediation started or joined one in progress (coalesced);
 - 200 "nothing to do" when every alert is resolved;
 - 400 malformed body, 401 missing or wrong token, 404 disabled,
-- 409 when every matching remediation is blocked by a guard (cap, backoff, circuit),
+- 409 when every matching remediation is blocked by a guard (cap, backoff, circuit) or
+  busy (another process, e.g. ``secretwarden rotate``, is remediating the target),
 - 422 when no alert names a known target with a valid ``remediation`` label.
 Alertmanager does not retry 4xx, so none of these repeat until the next notification.
 """
@@ -111,8 +112,8 @@ def webhook_routes(remediator: Remediator, token: str | None) -> list[web.RouteD
             return _reply(202, "accepted", results)
         if not alerts or statuses <= {"resolved"}:
             return _reply(200, "nothing to do", results)
-        if "blocked" in statuses:
-            return _reply(409, "blocked by a guard", results)
+        if statuses & {"blocked", "busy"}:
+            return _reply(409, "blocked by a guard or busy in another process", results)
         return _reply(422, "no alert names a known target and remediation", results)
 
     return [web.post(PATH, handle)]

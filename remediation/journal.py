@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from remediation.lock import TargetLock
+
 Phase = Literal["begin", "done", "failed"]
 CRASH_ENV = "SECRETWARDEN_CRASH_AFTER_STEP"
 RUN = "run"  # the pseudo-step that opens (begin) and closes (done) a run
@@ -154,6 +156,10 @@ class Journal:
         self.target = target
         self.dir = state_dir / "journal"
         self.path = self.dir / f"{_SAFE_NAME.sub('_', target)}.jsonl"
+
+    def lock(self) -> TargetLock:
+        """The target's cross-process remediation lock (not yet acquired)."""
+        return TargetLock(self.path.with_suffix(".lock"), self.target)
 
     def append(
         self,

@@ -22,6 +22,7 @@ from exporters.observations import Observed
 from remediation.clock import Clock, SystemClock
 from remediation.guards import Blocked, Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
+from remediation.lock import TargetBusy, TargetLock
 from remediation.metrics import BLOCK_REASONS, RemediationMetrics
 from remediation.policy import Action, Policy
 from remediation.verify import Prober
@@ -30,7 +31,7 @@ from tenant.ports import TargetClients
 
 log = structlog.get_logger("secretwarden.remediation")
 
-TriggerStatus = Literal["started", "coalesced", "blocked", "unknown_target", "disabled"]
+TriggerStatus = Literal["started", "coalesced", "blocked", "busy", "unknown_target", "disabled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +125,17 @@ class Remediator:
         if blocked is not None:
             self._report_blocked(target, action, blocked)
             return TriggerResult(target, action, "blocked", blocked.detail)
+        try:
+            lock = self._lock(target, self.dry_run)
+        except TargetBusy as e:
+            log.warning("remediation busy", target=target, action=action, detail=str(e))
+            return TriggerResult(target, action, "busy", str(e))
         self._update_blocked(target, action)
         task = asyncio.create_task(
             self._run(target, action, source, force=force, guarded=True),
             name=f"remediation-{target}-{action}",
         )
+        _release_when_done(task, lock)
         self._running[target] = _Running(action, source, task)
         log.info("remediation triggered", target=target, action=action, source=source)
         return TriggerResult(target, action, "started", source, action)
@@ -151,12 +158,14 @@ class Remediator:
         dry_run: bool | None = None,
     ) -> Outcome:
         """Run ``action`` in the foreground (the CLI), past the guards but never
-        concurrently with another run for the target."""
+        concurrently with another run for the target: one in this process is waited
+        for; one in another process raises :class:`~remediation.lock.TargetBusy`."""
         if target not in self.targets:
             raise KeyError(f"no target named {target!r}")
         running = self._running.get(target)
         if running is not None and not running.task.done():
             await running.task
+        lock = self._lock(target, self.dry_run if dry_run is None else dry_run)
         task = asyncio.create_task(
             self._run(
                 target,
@@ -168,6 +177,7 @@ class Remediator:
                 dry_run=dry_run,
             )
         )
+        _release_when_done(task, lock)
         self._running[target] = _Running(action, source, task)
         return await task
 
@@ -176,11 +186,27 @@ class Remediator:
         one per target); triggers meanwhile are coalesced into these runs."""
         tasks = []
         for name in self.targets:
-            rec = self.journal(name).unfinished()
-            if rec is None or self.running(name) is not None:
+            if self.running(name) is not None or self.journal(name).unfinished() is None:
+                continue
+            if self.dry_run:
+                log.warning(
+                    "unfinished remediation left alone: dry run writes nothing",
+                    target=name,
+                )
+                continue
+            lock = self.journal(name).lock()
+            try:
+                lock.acquire()
+            except TargetBusy as e:  # its owner is alive and finishing it
+                log.warning("unfinished remediation owned elsewhere", target=name, detail=str(e))
+                continue
+            rec = self.journal(name).unfinished()  # again, now that nobody else writes it
+            if rec is None:
+                lock.release()
                 continue
             log.warning("resuming unfinished remediation", target=name, run=rec.run)
             task = asyncio.create_task(self._resume(name, rec, progress))
+            _release_when_done(task, lock)
             self._running[name] = _Running(rec.action, "recover", task)
             tasks.append(task)
         return list(await asyncio.gather(*tasks))
@@ -193,6 +219,14 @@ class Remediator:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- internals ----------------------------------------------------------------
+
+    def _lock(self, target: str, dry_run: bool) -> TargetLock | None:
+        """Take the target's cross-process lock (a dry run writes nothing, so needs none)."""
+        if dry_run:
+            return None
+        lock = self.journal(target).lock()
+        lock.acquire()
+        return lock
 
     def _workflow(self, target: str, progress: Progress | None, dry_run: bool | None) -> Workflow:
         t = self.targets[target]
@@ -278,3 +312,9 @@ class Remediator:
                 detail=blocked.detail,
             )
         self._blocked[target] = blocked.reason if blocked else None
+
+
+def _release_when_done(task: asyncio.Task[Outcome], lock: TargetLock | None) -> None:
+    """Free the target when its run ends, however it ends (even cancelled unstarted)."""
+    if lock is not None:
+        task.add_done_callback(lambda _t: lock.release())

@@ -25,6 +25,7 @@ from daemon.config import load_config
 from daemon.remediate_cli import print_status
 from daemon.sandbox_config import sandbox_config_toml
 from remediation.journal import CRASH_ENV
+from remediation.lock import TargetBusy
 
 pytest_plugins = ("test_rotation_fixtures",)
 
@@ -131,3 +132,45 @@ async def test_the_rotate_command_started_again_finishes_the_interrupted_run(
     assert "current:" not in text
     assert "rotate success in" in text
     assert "trigger: restart after lost value" in text
+
+
+async def test_one_remediation_per_target_across_processes(
+    sb: Any, rig: Rig, tmp_path: Path
+) -> None:
+    """While one process holds the target, the rotate command, the daemon's triggers
+    and its recovery all stand back, and nothing is written to Azure."""
+    old = sb.in_use_key_id()
+    config = write_config(sb, tmp_path, rig.state_dir)
+    assert rotate(config, crash="add_password:done").returncode == -signal.SIGKILL
+    writes_before = sb.state()["counters_by_method"]
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(rig.state_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline() == "held\n"
+        proc = rotate(config)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"target {TARGET}: another secretwarden process (pid {other.pid})" in proc.stderr
+        assert await rig.rem.recover() == []
+        result = rig.rem.trigger(TARGET, "heal", "test")
+        assert result.status == "busy"
+        assert f"pid {other.pid}" in result.detail
+        with pytest.raises(TargetBusy):
+            await rig.rem.run(TARGET, "rotate", "test")
+        assert sb.state()["counters_by_method"] == writes_before
+        assert rig.rem.journal(TARGET).unfinished() is not None
+    finally:
+        other.kill()
+        other.wait()
+    [outcome] = await rig.rem.recover()  # the owner died: the run is ours to finish
+    assert outcome.outcome == "success", outcome.detail
+    assert_converged(sb, gone=[old])
+
+
+HOLD = (
+    "import sys, time; from pathlib import Path\n"
+    "from remediation.journal import Journal\n"
+    f"Journal(Path(sys.argv[1]), {TARGET!r}).lock().acquire()\n"
+    "print('held', flush=True); time.sleep(60)\n"
+)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from remediation.journal import CRASH_ENV, Journal
+from remediation.lock import TargetBusy
 from tenant.models import SecretValue
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -109,3 +110,33 @@ def test_the_crash_hook_kills_the_process_after_the_named_line_is_on_disk(tmp_pa
     assert rec is not None
     assert rec.done == ["plan"]
     assert rec.begun == ["add_password"]
+
+
+HOLD = (
+    "import sys, time; from pathlib import Path\n"
+    "from remediation.journal import Journal\n"
+    "Journal(Path(sys.argv[1]), 'portal').lock().acquire()\n"
+    "print('held', flush=True); time.sleep(60)\n"
+)
+
+
+def test_the_target_lock_excludes_another_process_until_it_dies(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        lock = Journal(tmp_path, "portal").lock()
+        with pytest.raises(TargetBusy, match=f"target portal: .*pid {holder.pid}"):
+            lock.acquire()
+        assert not lock.held
+        Journal(tmp_path, "other").lock().acquire()  # per target, not global
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the kernel still frees the lock
+        holder.wait()
+    lock.acquire()
+    assert lock.held
+    assert f"pid {os.getpid()}" in lock.path.read_text()
+    lock.release()
+    lock.release()  # idempotent
