@@ -666,6 +666,20 @@ class Workflow:
         )
         if old.value is None:
             raise StepError(self.target, "rollback.restore", "previous version has no value")
+        # Rolling back removes the new credential, which Entra has accepted: only do it
+        # when the value going back works too, or the app would be left with none.
+        proof = await self.clients.entra.try_secret(str(f["client_id"]), old.value)
+        if not proof.ok:
+            why = proof.failure.value if proof.failure else proof.error
+            verdict = "is rejected by Entra" if proof.secret_rejected else "cannot be proven"
+            raise StepError(
+                self.target,
+                "rollback.restore",
+                f"the previous value (version {f['old_version']}) {verdict} ({why}); "
+                f"not rolling back: Key Vault keeps the new version {f.get('new_version')} "
+                f"and its credential {f.get('new_key_id')}, the only one known to work",
+                permanent=proof.secret_rejected,
+            )
         tags = dict(old.tags)
         tags[ROLLBACK_TAG] = self._rec.run
         value = old.value

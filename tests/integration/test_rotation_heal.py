@@ -87,3 +87,27 @@ async def test_the_policy_heals_after_n_auth_failures_from_the_probe(sb: Any, ri
     assert outcome is not None
     assert outcome.outcome == "success", outcome.detail
     assert app_action(sb) == 200
+
+
+async def test_no_rollback_onto_an_expired_value_the_new_credential_is_kept(
+    sb: Any, rig: Rig
+) -> None:
+    """Heal rotates away from an expired value, then the app never gets healthy:
+    rolling back would put the expired value back and remove the only credential
+    that works. The run fails instead, keeping the new secret in place."""
+    sb.faults(app_sync_interval_seconds=0)
+    old = sb.in_use_key_id()
+    sb.admin("POST", f"credentials/{old}/expire")
+    sb.faults(never_healthy=True)
+    outcome = await rig.rem.run(TARGET, "heal", "test")
+    assert outcome.outcome == "failed", outcome.detail
+    assert "rollback.restore" in outcome.detail
+    assert "rejected by Entra" in outcome.detail
+    st = sb.state()
+    [new] = [c for c in st["credentials"] if c["keyId"] != old]
+    assert new["in_key_vault"]  # still the current Key Vault value
+    assert not new["expired"]
+    assert new["in_use_by_app"]
+    assert len(st["keyvault"]["versions"]) == 2  # nothing restored
+    [run] = rig.rem.journal(TARGET).runs()
+    assert "rollback.remove_new" not in run.done
