@@ -4,6 +4,6 @@ See docs/sandbox.md for every endpoint, describe key, admin route and fault key.
 """
 
 from sandbox.faults import Faults, Injection
-from sandbox.server import Sandbox, SandboxThread, serve, serve_forever
+from sandbox.server import Sandbox, SandboxThread
 
-__all__ = ["Faults", "Injection", "Sandbox", "SandboxThread", "serve", "serve_forever"]
+__all__ = ["Faults", "Injection", "Sandbox", "SandboxThread"]

@@ -2,7 +2,8 @@
 
 - ``Sandbox``: runs on the current asyncio loop (the demo runs it beside the daemon).
 - ``SandboxThread``: the same in a background thread with its own loop (tests).
-- ``serve_forever``: what ``secretwarden sandbox --listen --describe`` calls.
+
+``secretwarden sandbox`` (daemon/demo.py) runs a ``Sandbox`` until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -372,69 +371,3 @@ class SandboxThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-async def serve(
-    listen: str,
-    describe_path: Path | str | None,
-    *,
-    state_file: Path | str | None = None,
-    ca_dir: Path | str | None = None,
-    in_use_expires_in: timedelta = timedelta(days=365),
-    faults: dict[str, Any] | None = None,
-    ready: Callable[[Sandbox], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None).
-
-    The describe file is written only once the listener accepts connections.
-    """
-    host, port = parse_listen(listen)
-    sb = Sandbox(
-        state_file=state_file, ca_dir=ca_dir, in_use_expires_in=in_use_expires_in, faults=faults
-    )
-    await sb.start(host, port)
-    try:
-        if describe_path is not None:
-            sb.write_describe(describe_path)
-        if ready is not None:
-            ready(sb)
-        if stop is None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-    finally:
-        await sb.stop()
-
-
-def serve_forever(
-    listen: str,
-    describe_path: Path | str | None,
-    state_file: Path | str | None = None,
-    **kwargs: Any,
-) -> None:
-    """Blocking entry point for ``secretwarden sandbox``; returns after SIGINT/SIGTERM."""
-    asyncio.run(serve(listen, describe_path, state_file=state_file, **kwargs))
-
-
-def measure_start(runs: int = 5) -> list[float]:
-    """Seconds from constructing a :class:`Sandbox` to a listening HTTPS port, per run."""
-
-    async def one() -> float:
-        t0 = time.perf_counter()
-        sb = Sandbox()
-        await sb.start()
-        elapsed = time.perf_counter() - t0
-        await sb.stop()
-        return elapsed
-
-    return [asyncio.run(one()) for _ in range(runs)]

@@ -4,8 +4,6 @@ the ``serve`` entry point."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import ssl
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from sandbox import Sandbox, serve
+from sandbox import Sandbox
 from sandbox.testing import SandboxHandle
 
 ARM = "https://management.azure.com/.default"
@@ -175,46 +173,14 @@ async def test_persistence_survives_restart(tmp_path: Path) -> None:
         await second.stop()
 
 
-async def test_serve_writes_describe_once_listening(tmp_path: Path) -> None:
-    describe = tmp_path / "s.json"
-    stop, ready_event = asyncio.Event(), asyncio.Event()
-    seen: list[int] = []
-    left: list[timedelta] = []
-
-    async def client_side() -> None:
-        await ready_event.wait()
-        facts = json.loads(describe.read_text())
-        ctx = ssl.create_default_context(cafile=facts["ca_file"])
+async def test_in_use_expires_in_sets_the_initial_secrets_expiry(tmp_path: Path) -> None:
+    sb = Sandbox(ca_dir=tmp_path / "ca", in_use_expires_in=timedelta(days=3))
+    await sb.start()
+    try:
+        ctx = ssl.create_default_context(cafile=sb.describe()["ca_file"])
         async with httpx.AsyncClient(verify=ctx) as client:
-            state = await client.get(facts["admin_url"] + "state")
-            seen.append(state.status_code)
-            end = datetime.fromisoformat(state.json()["credentials"][0]["endDateTime"])
-            left.append(end - datetime.now(UTC))
-        stop.set()
-
-    task = asyncio.create_task(client_side())
-    await asyncio.wait_for(
-        serve(
-            "127.0.0.1:0",
-            describe,
-            ca_dir=tmp_path / "ca",
-            in_use_expires_in=timedelta(days=3),
-            ready=lambda _sb: ready_event.set(),
-            stop=stop,
-        ),
-        timeout=10,
-    )
-    await task
-    assert seen == [200]
-    assert timedelta(days=2, hours=23) < left[0] <= timedelta(days=3)  # in_use_expires_in
-    facts = json.loads(describe.read_text())
-    required = {
-        "ca_file", "tenant_id", "authority", "graph_url", "arm_url", "subscription_id",
-        "resource_group", "site_name", "key_vault_url", "secret_name", "app", "operator",
-        "app_service_url", "app_action_url", "admin_url", "health_url", "graph_probe_url",
-        "app_setting", "display_name",
-    }  # fmt: skip
-    assert required <= set(facts)
-    assert facts["graph_url"].endswith("/v1.0")
-    assert facts["secret_name"] == "AzureAdClientSecret"
-    assert oct(describe.stat().st_mode & 0o777) == "0o600"
+            state = (await client.get(sb.describe()["admin_url"] + "state")).json()
+    finally:
+        await sb.stop()
+    end = datetime.fromisoformat(state["credentials"][0]["endDateTime"])
+    assert timedelta(days=2, hours=23) < end - datetime.now(UTC) <= timedelta(days=3)
