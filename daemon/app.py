@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,7 +27,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
-from daemon.config import PROBE_NAMES, Config, ConfigError, load_config, split_listen_address
+from daemon.config import (
+    PROBE_NAMES,
+    Config,
+    ConfigError,
+    load_config,
+    preflight,
+    split_listen_address,
+)
 from daemon.logging import REDACTOR, OutcomeTracker, get_logger
 from daemon.sdnotify import SystemdNotifier
 from daemon.web import WebServer
@@ -86,6 +93,12 @@ def health_http_client(config: Config) -> httpx.AsyncClient:
     return httpx.AsyncClient(verify=ctx, follow_redirects=False)
 
 
+class _Opened(NamedTuple):
+    stack: AsyncExitStack
+    clients: dict[str, TargetClients]
+    http: httpx.AsyncClient
+
+
 class Daemon:
     """Compose config, tenant clients, probes, metrics, web server and scheduler."""
 
@@ -121,6 +134,7 @@ class Daemon:
         )
         self._clients: dict[str, TargetClients] = {}
         self._stack: AsyncExitStack | None = None
+        self._retired: list[AsyncExitStack] = []  # a replaced config's, until unused
         self._http: httpx.AsyncClient | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._outcomes = OutcomeTracker()
@@ -139,25 +153,45 @@ class Daemon:
         wanted = {(t.name, p) for t in self.config.targets for p in PROBE_NAMES}
         return wanted <= self.latest.keys()
 
-    async def _open_targets(self, config: Config) -> None:
+    async def _open_targets(self, config: Config) -> _Opened:
+        """Every target's tenant clients and the health client, closed by ``stack``;
+        nothing stays open when opening fails."""
         stack = AsyncExitStack()
-        identity = config.identity_value()
-        if identity.client_secret is not None:
-            REDACTOR.register(identity.client_secret.reveal())
-        session = TenantSession(identity, config.cloud_endpoints(), config.retry_policy())
-        await stack.enter_async_context(session)
-        clients = {}
-        for target in config.targets:
-            clients[target.name] = await stack.enter_async_context(
-                session.target(config.target_ref(target))
-            )
-        self._http = await stack.enter_async_context(health_http_client(config))
-        self._stack, self._clients = stack, clients
+        try:
+            identity = config.identity_value()
+            if identity.client_secret is not None:
+                REDACTOR.register(identity.client_secret.reveal())
+            session = TenantSession(identity, config.cloud_endpoints(), config.retry_policy())
+            await stack.enter_async_context(session)
+            clients = {}
+            for target in config.targets:
+                clients[target.name] = await stack.enter_async_context(
+                    session.target(config.target_ref(target))
+                )
+            http = await stack.enter_async_context(health_http_client(config))
+        except BaseException:
+            await stack.aclose()
+            raise
+        return _Opened(stack, clients, http)
 
     async def _close_targets(self) -> None:
+        for retired in self._retired:
+            await retired.aclose()
+        self._retired.clear()
         if self._stack is not None:
             await self._stack.aclose()
         self._stack, self._clients, self._http = None, {}, None
+
+    async def _retire(self, stack: AsyncExitStack, config: Config) -> None:
+        """Close a replaced config's clients once nothing can still be using them:
+        after the runs of its targets' remediations, and after any probe that started
+        before the reload has met its timeout."""
+        if self.remediator is not None:
+            runs = [self.remediator.wait(t.name) for t in config.targets]
+            await asyncio.gather(*runs, return_exceptions=True)  # their outcomes are not ours
+        await asyncio.sleep(max(config.probes.schedule(p).timeout_seconds for p in PROBE_NAMES))
+        self._retired.remove(stack)
+        await stack.aclose()
 
     def _schedule(self, config: Config, first_run: datetime) -> None:
         assert self._scheduler is not None
@@ -178,7 +212,8 @@ class Daemon:
 
     async def start(self, *, serve_web: bool = True, schedule: bool = True) -> None:
         """Open every target, start the web server and the schedules (first runs now)."""
-        await self._open_targets(self.config)
+        opened = await self._open_targets(self.config)
+        self._stack, self._clients, self._http = opened
         self.metrics.set_targets(t.name for t in self.config.targets)
         self.metrics.config_reloaded(True, self.clock())
         if serve_web:
@@ -258,23 +293,36 @@ class Daemon:
             self.notifier.reloading()
             try:
                 new = load_config(path)
-                if new.web != self.config.web:
-                    log.warning("web settings changed; they take effect after a restart")
+                if problems := preflight(new):
+                    raise ConfigError(str(path), problems)
+                opened = await self._open_targets(new)
             except ConfigError as exc:
+                problems = exc.problems
+            except Exception as exc:  # an SDK refused the new identity or cloud
+                # only the type: an SDK's message is not ours to vouch for
+                problems = [f"opening the targets failed: unexpected {type(exc).__name__}"]
+            else:
+                problems = []
+            if problems:
                 self.metrics.config_reloaded(False, self.clock())
-                log.error("config reload failed; keeping the running config", problems=exc.problems)
+                log.error("config reload failed; keeping the running config", problems=problems)
                 self.notifier.ready(self._status_line())
                 return False
+            if new.web != self.config.web:
+                log.warning("web settings changed; they take effect after a restart")
             if self._scheduler is not None:
                 self._scheduler.remove_all_jobs()
-            await self._close_targets()
-            old_names = {t.name for t in self.config.targets}
+            old, old_stack = self.config, self._stack
             self.config = new
-            for gone in old_names - {t.name for t in new.targets}:
+            self._stack, self._clients, self._http = opened
+            if old_stack is not None:
+                # Probes and remediation runs already under way keep the old clients.
+                self._retired.append(old_stack)
+                self._spawn(self._retire(old_stack, old))
+            for gone in {t.name for t in old.targets} - {t.name for t in new.targets}:
                 self._outcomes.forget(gone)
                 for probe in PROBE_NAMES:
                     self.latest.pop((gone, probe), None)
-            await self._open_targets(new)
             self.metrics.set_targets(t.name for t in new.targets)
             self.metrics.config_reloaded(True, self.clock())
             if self._scheduler is not None:

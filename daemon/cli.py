@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from daemon import __version__
-from daemon.config import Config, ConfigError, load_config, state_directory_writable
+from daemon.config import Config, ConfigError, load_config, preflight
 from daemon.logging import configure_logging, get_logger
 
 EXIT_CONFIG = 2
@@ -109,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(path: Path) -> Config:
     config = load_config(path)
-    problem = state_directory_writable(config)
-    if problem:
-        raise ConfigError(str(path), [problem])
+    problems = preflight(config)
+    if problems:
+        raise ConfigError(str(path), problems)
     return config
 
 

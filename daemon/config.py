@@ -426,7 +426,7 @@ def load_config(path: Path | str) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
     config = parse_config(data, str(path))
-    return _resolve_relative(config, path.parent)
+    return _resolve_relative(config, path.resolve().parent)
 
 
 def _resolve_relative(config: Config, base: Path) -> Config:
@@ -465,6 +465,41 @@ def _resolve_relative(config: Config, base: Path) -> Config:
     if (wt := fix(config.remediation.webhook_token_file)) is not None:
         updates["remediation"] = config.remediation.model_copy(update={"webhook_token_file": wt})
     return config.model_copy(update=updates) if updates else config
+
+
+def unreadable_files(config: Config) -> list[str]:
+    """The files the config names that cannot be read, one problem per file.
+
+    Checked before anything starts (and before a reload replaces a running config), so
+    a missing CA bundle or certificate is a config error, not a traceback at the first
+    connection. Secret files are also checked for their mode by :func:`read_secret_file`.
+    """
+    named = (
+        ("identity.client_secret_file", config.identity.client_secret_file),
+        ("identity.certificate_file", config.identity.certificate_file),
+        ("cloud.ca_file", config.cloud.ca_file),
+        ("web.tls_cert_file", config.web.tls_cert_file),
+        ("web.tls_key_file", config.web.tls_key_file),
+        ("remediation.webhook_token_file", config.remediation.webhook_token_file),
+    )
+    problems = []
+    for key, path in named:
+        if path is None:
+            continue
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"{key}: cannot read {path}: {exc.strerror}")
+    return problems
+
+
+def preflight(config: Config) -> list[str]:
+    """Everything :func:`load_config` cannot see: the files and the state directory."""
+    problems = unreadable_files(config)
+    if (state := state_directory_writable(config)) is not None:
+        problems.append(state)
+    return problems
 
 
 def state_directory_writable(config: Config) -> str | None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.sandbox_config import write_sandbox_config
+from exporters.expiry import probe_expiry
 from exporters.observations import Observed
 
 
@@ -108,13 +111,21 @@ async def test_reload_keeps_running_config_when_bad(
     sb: Any, daemon: Daemon, config_file: Path
 ) -> None:
     good = config_file.read_text()
-    config_file.write_text(good + "\n[web]\nbogus = 1\n")
+    config_file.write_text(good + "\n[extra]\nbogus = 1\n")
     assert not await daemon.reload()
     s = await scrape(daemon)
     assert s[k("secretwarden_config_last_reload_successful")] == 0
     assert [t.name for t in daemon.config.targets] == ["portal"]
+    # A file that parses but names an unreadable secret file is just as bad, and the
+    # running clients must still be open and working afterwards.
+    config_file.write_text(good.replace(".operator-secret", ".missing-secret"))
+    assert not await daemon.reload()
+    assert [o.value.ok for o in await daemon.run_all_once()] == [True] * 4
     config_file.write_text(good.replace('name = "portal"', 'name = "portal2"'))
+    before = daemon.clients("portal")
     assert await daemon.reload()
+    # what was under way with the old clients (a probe, a rotation) can still finish
+    assert (await probe_expiry(before, datetime.now(UTC))).ok
     await daemon.run_all_once()
     s = await scrape(daemon)
     assert s[k("secretwarden_config_last_reload_successful")] == 1
@@ -169,3 +180,48 @@ async def test_scheduler_runs_every_probe_without_overlap(sb: Any, tmp_path: Pat
         await d.stop()
     assert d.ready()
     assert runs.count("health") >= 3  # repeated on its interval, not only at start
+
+
+async def test_one_log_event_per_outcome_change_not_per_run(sb: Any, daemon: Daemon) -> None:
+    with capture_logs() as logs:
+        for _ in range(3):
+            await daemon.run_all_once()
+        sb.admin("POST", f"credentials/{sb.in_use_key_id()}/expire")
+        for _ in range(2):
+            await daemon.run_probe("portal", "graph")
+    changes = [e for e in logs if e["event"] == "probe outcome changed"]
+    seen = [(e["probe"], e["previous"], e["outcome"]) for e in changes]
+    # the first four finish in any order; then only the graph probe's change
+    assert sorted(seen[:4]) == [
+        ("expiry", "unknown", "ok"),
+        ("graph", "unknown", "ok"),
+        ("health", "unknown", "ok"),
+        ("reference", "unknown", "ok"),
+    ]
+    assert seen[4:] == [("graph", "ok", "failed:aadsts_7000222")]
+    assert changes[-1]["log_level"] == "warning"
+
+
+async def test_a_probe_that_outlives_its_timeout_is_a_failed_run(sb: Any, tmp_path: Path) -> None:
+    path = tmp_path / "slow.toml"
+    write_sandbox_config(
+        sb.describe, path, listen_address="127.0.0.1:0", retry_total=0, intervals={"expiry": 0.3}
+    )
+    d = Daemon(load_config(path), registry=CollectorRegistry())
+    await d.start(serve_web=False, schedule=False)
+    try:
+        sb.faults(latency_seconds={"graph": 2})
+        started = asyncio.get_running_loop().time()
+        observed = await d.run_probe("portal", "expiry")
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        await d.stop()
+    assert took < 1.5
+    assert not observed.value.ok
+    assert observed.value.error == "expiry probe: no answer within 0.3s"
+    assert (
+        d.registry.get_sample_value(
+            "secretwarden_probe_errors_total", {"target": "portal", "probe": "expiry"}
+        )
+        == 1
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config, parse_config
+from daemon.config import ConfigError, load_config, parse_config, preflight
 
 TARGET = """
 [[targets]]
@@ -225,16 +225,48 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     assert "line 2" in err.value.problems[0]
 
 
-def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
-    path = write(tmp_path, "[web]\nbogus = 1\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "check", "--config.file", str(path)],
+FILES = """
+[daemon]
+state_directory = "state"
+[identity]
+kind = "certificate"
+tenant_id = "t"
+client_id = "c"
+certificate_file = "id.pem"
+[cloud]
+ca_file = "ca.pem"
+"""
+
+
+def test_files_the_config_names_must_be_readable(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FILES + TARGET))
+    assert preflight(config) == [
+        f"identity.certificate_file: cannot read {tmp_path}/id.pem: No such file or directory",
+        f"cloud.ca_file: cannot read {tmp_path}/ca.pem: No such file or directory",
+    ]
+    (tmp_path / "id.pem").write_text("-")
+    (tmp_path / "ca.pem").write_text("-")
+    assert preflight(config) == []
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
+
+
+def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
+    result = cli("check", "--config.file", str(write(tmp_path, "[web]\nbogus = 1\n")))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "  web.bogus: unknown key" in result.stderr
     assert "  targets: required" in result.stderr
+    # a file the config names that is missing is a config error too, for `run` as well
+    result = cli("run", "--config.file", str(write(tmp_path, FILES + TARGET)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"  cloud.ca_file: cannot read {tmp_path}/ca.pem" in result.stderr
