@@ -16,6 +16,10 @@ deterministic. A test that wants the background sync turns it on with
 
 ``sandbox`` is the session-scoped :class:`sandbox.SandboxThread` itself (``.portal`` for
 in-process inspection; prefer the admin API).
+
+For tests that go through ``tenant/``: ``sandbox_cloud`` (custom endpoints and the CA),
+``operator`` (the identity the daemon signs in as) and ``target_ref`` (the portal as a
+:class:`tenant.ports.TargetRef`; ``dataclasses.replace`` it to point elsewhere).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from azure.keyvault.secrets._shared import http_challenge_cache
 
 from sandbox import SandboxThread
 from sandbox.testing import SandboxHandle
+from tenant.endpoints import PUBLIC, Cloud
+from tenant.models import SecretValue
+from tenant.ports import Identity, TargetRef
 
 SESSION_FAULTS: dict[str, Any] = {"app_sync_interval_seconds": 0.0, "cold_start_seconds": 0.0}
 
@@ -57,3 +64,40 @@ def sb(sandbox: SandboxThread, _sandbox_client: httpx.Client) -> SandboxHandle:
     handle = SandboxHandle(describe=sandbox.describe(), client=_sandbox_client, thread=sandbox)
     handle.reset()
     return handle
+
+
+@pytest.fixture(scope="session")
+def sandbox_cloud(sandbox: SandboxThread) -> Cloud:
+    d = sandbox.describe()
+    return PUBLIC.with_custom(
+        authority=d["authority"],
+        graph_url=d["graph_url"],
+        arm_url=d["arm_url"],
+        ca_file=Path(d["ca_file"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(sandbox: SandboxThread) -> Identity:
+    d = sandbox.describe()
+    return Identity(
+        kind="client_secret",
+        tenant_id=d["tenant_id"],
+        client_id=d["operator"]["client_id"],
+        client_secret=SecretValue(d["operator"]["client_secret"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def target_ref(sandbox: SandboxThread) -> TargetRef:
+    d = sandbox.describe()
+    return TargetRef(
+        tenant_id=d["tenant_id"],
+        app_object_id=d["app"]["object_id"],
+        app_client_id=d["app"]["client_id"],
+        key_vault_url=d["key_vault_url"],
+        secret_name=d["secret_name"],
+        subscription_id=d["subscription_id"],
+        resource_group=d["resource_group"],
+        site_name=d["site_name"],
+    )

@@ -7,7 +7,6 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,55 +14,23 @@ from azure.keyvault.secrets._shared import http_challenge_cache
 
 from tenant import errors
 from tenant.connect import TenantSession, open_target
-from tenant.endpoints import PUBLIC, Cloud, RetryPolicy
+from tenant.endpoints import Cloud, RetryPolicy
 from tenant.keyvault import KeyVaultSecretStore
 from tenant.models import KEY_ID_TAG, SecretValue, SiteState
 from tenant.ports import Identity, TargetClients, TargetRef
 
 
-def sandbox_cloud(d: dict[str, Any]) -> Cloud:
-    return PUBLIC.with_custom(
-        authority=d["authority"],
-        graph_url=d["graph_url"],
-        arm_url=d["arm_url"],
-        ca_file=Path(d["ca_file"]),
-    )
-
-
-def operator(d: dict[str, Any]) -> Identity:
-    return Identity(
-        kind="client_secret",
-        tenant_id=d["tenant_id"],
-        client_id=d["operator"]["client_id"],
-        client_secret=SecretValue(d["operator"]["client_secret"]),
-    )
-
-
-def target(d: dict[str, Any], **changes: Any) -> TargetRef:
-    ref = TargetRef(
-        tenant_id=d["tenant_id"],
-        app_object_id=d["app"]["object_id"],
-        app_client_id=d["app"]["client_id"],
-        key_vault_url=d["key_vault_url"],
-        secret_name=d["secret_name"],
-        subscription_id=d["subscription_id"],
-        resource_group=d["resource_group"],
-        site_name=d["site_name"],
-    )
-    return dataclasses.replace(ref, **changes)
-
-
 @pytest.fixture
-async def session(sb: Any) -> AsyncIterator[TenantSession]:
-    async with TenantSession(
-        operator(sb.describe), sandbox_cloud(sb.describe), RetryPolicy.none()
-    ) as s:
+async def session(
+    sb: Any, operator: Identity, sandbox_cloud: Cloud
+) -> AsyncIterator[TenantSession]:
+    async with TenantSession(operator, sandbox_cloud, RetryPolicy.none()) as s:
         yield s
 
 
 @pytest.fixture
-async def clients(sb: Any, session: TenantSession) -> AsyncIterator[TargetClients]:
-    async with session.target(target(sb.describe)) as c:
+async def clients(session: TenantSession, target_ref: TargetRef) -> AsyncIterator[TargetClients]:
+    async with session.target(target_ref) as c:
         yield c
 
 
@@ -88,9 +55,9 @@ async def test_get_app_by_object_id_lists_its_credentials(sb: Any, clients: Targ
 
 
 async def test_get_app_by_client_id_then_add_password_resolves_the_object_id(
-    sb: Any, session: TenantSession
+    sb: Any, session: TenantSession, target_ref: TargetRef
 ) -> None:
-    async with session.target(target(sb.describe, app_object_id=None)) as c:
+    async with session.target(dataclasses.replace(target_ref, app_object_id=None)) as c:
         app = await c.app.get_app()
         assert app.object_id == sb.describe["app"]["object_id"]
         new = await c.app.add_password("by-client-id", None)
@@ -138,9 +105,9 @@ async def test_one_secret_too_many_is_too_many_secrets(sb: Any, clients: TargetC
     assert "addPassword" in str(caught.value)
 
 
-async def test_an_unknown_app_is_not_found(sb: Any, session: TenantSession) -> None:
+async def test_an_unknown_app_is_not_found(session: TenantSession, target_ref: TargetRef) -> None:
     ghost = "00000000-0000-0000-0000-000000000001"
-    async with session.target(target(sb.describe, app_object_id=ghost)) as c:
+    async with session.target(dataclasses.replace(target_ref, app_object_id=ghost)) as c:
         with pytest.raises(errors.NotFound) as caught:
             await c.app.get_app()
     assert caught.value.status == 404
@@ -165,13 +132,13 @@ async def test_graph_429_surfaces_retry_after_when_retries_are_off(
     assert counter(sb, "graph", 429) == 1
 
 
-async def test_graph_429_is_retried_after_retry_after_when_retries_are_on(sb: Any) -> None:
+async def test_graph_429_is_retried_after_retry_after_when_retries_are_on(
+    sb: Any, target_ref: TargetRef, operator: Identity, sandbox_cloud: Cloud
+) -> None:
     inject(sb, "graph", 429, retry_after=1)
     retry = RetryPolicy(total=2, backoff_factor=0.0, backoff_max=1.0, timeout_seconds=10.0)
     started = time.monotonic()
-    async with open_target(
-        target(sb.describe), operator(sb.describe), sandbox_cloud(sb.describe), retry
-    ) as c:
+    async with open_target(target_ref, operator, sandbox_cloud, retry) as c:
         app = await c.app.get_app()
     assert app.credentials
     assert time.monotonic() - started >= 1.0  # waited the server's Retry-After
@@ -290,8 +257,8 @@ async def test_refresh_makes_the_app_load_the_new_version(sb: Any, clients: Targ
     assert refs[0].active_version == new.version
 
 
-async def test_an_unknown_site_is_not_found(sb: Any, session: TenantSession) -> None:
-    async with session.target(target(sb.describe, site_name="no-such-site")) as c:
+async def test_an_unknown_site_is_not_found(session: TenantSession, target_ref: TargetRef) -> None:
+    async with session.target(dataclasses.replace(target_ref, site_name="no-such-site")) as c:
         with pytest.raises(errors.NotFound) as caught:
             await c.site.get_site()
     assert caught.value.status == 404
@@ -313,14 +280,16 @@ async def test_arm_429_surfaces_retry_after_and_403_is_permission_denied(
     assert "refresh" in str(denied.value)
 
 
-async def test_arm_429_is_honoured_when_retries_are_on(sb: Any) -> None:
+async def test_arm_429_is_honoured_when_retries_are_on(
+    sb: Any, target_ref: TargetRef, operator: Identity, sandbox_cloud: Cloud
+) -> None:
     inject(sb, "arm", 429, retry_after=1)
     retry = RetryPolicy(total=2, backoff_factor=0.01, backoff_max=1.0, timeout_seconds=10.0)
-    async with open_target(
-        target(sb.describe), operator(sb.describe), sandbox_cloud(sb.describe), retry
-    ) as c:
+    started = time.monotonic()
+    async with open_target(target_ref, operator, sandbox_cloud, retry) as c:
         site = await c.site.get_site()
     assert site.state is SiteState.RUNNING
+    assert time.monotonic() - started >= 1.0  # waited the server's Retry-After
     assert (counter(sb, "arm", 429), counter(sb, "arm", 200)) == (1, 1)
 
 

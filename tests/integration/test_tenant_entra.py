@@ -18,29 +18,9 @@ from tenant.models import SecretValue, TokenFailure
 from tenant.ports import Identity
 
 
-def sandbox_cloud(describe: dict[str, Any]) -> Cloud:
-    return PUBLIC.with_custom(
-        authority=describe["authority"],
-        graph_url=describe["graph_url"],
-        arm_url=describe["arm_url"],
-        ca_file=Path(describe["ca_file"]),
-    )
-
-
-def operator(describe: dict[str, Any]) -> Identity:
-    return Identity(
-        kind="client_secret",
-        tenant_id=describe["tenant_id"],
-        client_id=describe["operator"]["client_id"],
-        client_secret=SecretValue(describe["operator"]["client_secret"]),
-    )
-
-
 @pytest.fixture
-async def session(sb: Any) -> AsyncIterator[TenantSession]:
-    async with TenantSession(
-        operator(sb.describe), sandbox_cloud(sb.describe), RetryPolicy.none()
-    ) as s:
+async def session(operator: Identity, sandbox_cloud: Cloud) -> AsyncIterator[TenantSession]:
+    async with TenantSession(operator, sandbox_cloud, RetryPolicy.none()) as s:
         yield s
 
 
@@ -106,12 +86,10 @@ async def test_an_unknown_app_is_aadsts700016(sb: Any, issuer: EntraTokenIssuer)
     )
 
 
-async def test_an_unknown_tenant_is_aadsts90002(sb: Any) -> None:
-    cloud = sandbox_cloud(sb.describe)
-    async with TenantSession(operator(sb.describe), cloud, RetryPolicy.none()) as s:
-        outcome = await s.token_issuer(str(uuid.uuid4())).try_secret(
-            sb.describe["app"]["client_id"], in_use_value(sb)
-        )
+async def test_an_unknown_tenant_is_aadsts90002(sb: Any, session: TenantSession) -> None:
+    outcome = await session.token_issuer(str(uuid.uuid4())).try_secret(
+        sb.describe["app"]["client_id"], in_use_value(sb)
+    )
     assert (outcome.failure, outcome.aadsts, outcome.status) == (
         TokenFailure.TENANT_NOT_FOUND,
         90002,
@@ -133,11 +111,11 @@ async def test_throttling_and_outages_at_the_token_endpoint_are_outcomes_not_rai
     assert not outcome.secret_rejected
 
 
-async def test_an_unreachable_token_endpoint_is_unavailable(sb: Any) -> None:
+async def test_an_unreachable_token_endpoint_is_unavailable(sb: Any, operator: Identity) -> None:
     cloud = PUBLIC.with_custom(
         authority="https://127.0.0.1:1", ca_file=Path(sb.describe["ca_file"])
     )
-    async with TenantSession(operator(sb.describe), cloud, RetryPolicy.none()) as s:
+    async with TenantSession(operator, cloud, RetryPolicy.none()) as s:
         outcome = await s.token_issuer(sb.describe["tenant_id"]).try_secret(
             sb.describe["app"]["client_id"], in_use_value(sb)
         )
