@@ -81,104 +81,100 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
         self.registry = registry
-        r = registry
         self._expiry = _ExpiryCollector()
-        r.register(self._expiry)
-        self.matches = Gauge(
+        registry.register(self._expiry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ("target",)) -> Gauge:
+            return Gauge(name, doc, list(labels), registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        by_probe = ("target", "probe")
+        self.matches = gauge(
             "secretwarden_keyvault_secret_matches_credential",
             "1 when the Key Vault value belongs to a live client secret of the app.",
-            ["target"],
-            registry=r,
         )
-        self.health_success = Gauge(
-            "secretwarden_health_probe_success",
-            "1 when the app's health URL answered 2xx.",
-            ["target"],
-            registry=r,
+        self.health_success = gauge(
+            "secretwarden_health_probe_success", "1 when the app's health URL answered 2xx."
         )
-        self.health_duration = Gauge(
-            "secretwarden_health_probe_duration_seconds",
-            "How long the last health request took.",
-            ["target"],
-            registry=r,
+        self.health_duration = gauge(
+            "secretwarden_health_probe_duration_seconds", "How long the last health request took."
         )
-        self.health_status = Gauge(
+        self.health_status = gauge(
             "secretwarden_health_probe_status_code",
             "HTTP status of the last health request (0 when none came back).",
-            ["target"],
-            registry=r,
         )
-        self.graph_success = Gauge(
+        self.graph_success = gauge(
             "secretwarden_graph_probe_success",
             "1 when a token for the Key Vault value was issued and the Graph call succeeded.",
-            ["target"],
-            registry=r,
         )
-        self.graph_requests = Counter(
+        self.graph_requests = counter(
             "secretwarden_graph_requests",
             "Graph calls made by the Graph probe with the Key Vault value, by HTTP status.",
-            ["target", "status_code"],
-            registry=r,
+            ("target", "status_code"),
         )
-        self.graph_auth_failures = Counter(
+        self.graph_auth_failures = counter(
             "secretwarden_graph_auth_failures",
             "Graph probe authentication failures, by reason (aadsts_<code>, the token "
             "endpoint's error, or graph_<status>).",
-            ["target", "reason"],
-            registry=r,
+            ("target", "reason"),
         )
-        self.reference_resolved = Gauge(
+        self.reference_resolved = gauge(
             "secretwarden_keyvault_reference_resolved",
             "1 when the App Service's Key Vault reference to the secret is Resolved.",
-            ["target"],
-            registry=r,
         )
-        self.reference_stale = Gauge(
+        self.reference_stale = gauge(
             "secretwarden_keyvault_reference_stale",
             "1 when the App Service holds an older version than Key Vault's current one.",
-            ["target"],
-            registry=r,
         )
-        self.probe_success = Gauge(
+        self.probe_success = gauge(
             "secretwarden_probe_success",
             "1 when the probe's last run got a definitive answer.",
-            ["target", "probe"],
-            registry=r,
+            by_probe,
         )
-        self.probe_last_success = Gauge(
+        self.probe_last_success = gauge(
             "secretwarden_probe_last_success_timestamp_seconds",
             "When the probe last got a definitive answer.",
-            ["target", "probe"],
-            registry=r,
+            by_probe,
         )
-        self.probe_errors = Counter(
+        self.probe_errors = counter(
             "secretwarden_probe_errors",
             "Probe runs that got no definitive answer (Azure unreachable, throttled, timeout).",
-            ["target", "probe"],
-            registry=r,
+            by_probe,
         )
-        self.probe_duration = Gauge(
-            "secretwarden_probe_duration_seconds",
-            "How long the probe's last run took.",
-            ["target", "probe"],
-            registry=r,
+        self.probe_duration = gauge(
+            "secretwarden_probe_duration_seconds", "How long the probe's last run took.", by_probe
         )
-        self.build_info = Gauge(
-            "secretwarden_build_info",
-            "The running secretwarden's version.",
-            ["version"],
-            registry=r,
+        self.build_info = gauge(
+            "secretwarden_build_info", "The running secretwarden's version.", ("version",)
         )
         self.build_info.labels(version=version).set(1)
-        self.reload_ok = Gauge(
+        self.reload_ok = gauge(
             "secretwarden_config_last_reload_successful",
             "1 when the last configuration load succeeded.",
-            registry=r,
+            (),
         )
-        self.reload_ts = Gauge(
+        self.reload_ts = gauge(
             "secretwarden_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully.",
-            registry=r,
+            (),
+        )
+        # Per-target series created at 0 when a target is added (label: target only).
+        self._per_target = (
+            self.matches,
+            self.health_success,
+            self.health_duration,
+            self.health_status,
+            self.graph_success,
+            self.reference_resolved,
+            self.reference_stale,
+        )
+        self._per_probe = (
+            self.probe_success,
+            self.probe_last_success,
+            self.probe_errors,
+            self.probe_duration,
         )
         self._targets: set[str] = set()
 
@@ -188,23 +184,13 @@ class Metrics:
         if target in self._targets:
             return
         self._targets.add(target)
-        for gauge in (
-            self.matches,
-            self.health_success,
-            self.health_duration,
-            self.health_status,
-            self.graph_success,
-            self.reference_resolved,
-            self.reference_stale,
-        ):
+        for gauge in self._per_target:
             gauge.labels(target=target)
         for reason in KNOWN_AUTH_FAILURE_REASONS:
             self.graph_auth_failures.labels(target=target, reason=reason)
-        for probe in PROBES:
-            self.probe_success.labels(target=target, probe=probe)
-            self.probe_last_success.labels(target=target, probe=probe)
-            self.probe_errors.labels(target=target, probe=probe)
-            self.probe_duration.labels(target=target, probe=probe)
+        for metric in self._per_probe:
+            for probe in PROBES:
+                metric.labels(target=target, probe=probe)
 
     def set_targets(self, targets: Iterable[str]) -> None:
         """After a reload: add new targets, drop every series of removed ones."""
@@ -218,19 +204,10 @@ class Metrics:
         self._targets.discard(target)
         self._expiry.latest.pop(target, None)
         for metric in (
-            self.matches,
-            self.health_success,
-            self.health_duration,
-            self.health_status,
-            self.graph_success,
-            self.reference_resolved,
-            self.reference_stale,
+            *self._per_target,
+            *self._per_probe,
             self.graph_requests,
             self.graph_auth_failures,
-            self.probe_success,
-            self.probe_last_success,
-            self.probe_errors,
-            self.probe_duration,
         ):
             # No public way to list a metric's children; the first label is the target.
             for labels in list(metric._metrics):
@@ -267,10 +244,10 @@ class Metrics:
             self._record_reference(target, value)
 
     def _record_expiry(self, target: str, obs: ExpiryObservation) -> None:
-        previous = self._expiry.latest.get(target)
-        if not obs.credentials and previous is not None:
+        if not obs.ok and not obs.credentials and target in self._expiry.latest:
             # The app could not be read this time: keep the last known credentials
-            # (the probe's own success metric says the data is getting old).
+            # (the probe's own success metric says the data is getting old). An app
+            # that was read and has no secrets left does clear them.
             return
         self._expiry.latest[target] = obs
         if obs.ok or obs.keyvault_version is not None:

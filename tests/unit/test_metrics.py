@@ -51,6 +51,8 @@ def test_series_exist_at_zero_from_the_start() -> None:
     assert s[key("secretwarden_build_info", version="1.2.3")] == 1
     for name in (
         "secretwarden_health_probe_success",
+        "secretwarden_health_probe_duration_seconds",
+        "secretwarden_health_probe_status_code",
         "secretwarden_graph_probe_success",
         "secretwarden_keyvault_secret_matches_credential",
         "secretwarden_keyvault_reference_resolved",
@@ -59,6 +61,10 @@ def test_series_exist_at_zero_from_the_start() -> None:
         assert s[key(name, target="portal")] == 0
     for probe in ("expiry", "health", "graph", "reference"):
         assert s[key("secretwarden_probe_errors_total", target="portal", probe=probe)] == 0
+        last = key(
+            "secretwarden_probe_last_success_timestamp_seconds", target="portal", probe=probe
+        )
+        assert s[last] == 0
     assert (
         s[key("secretwarden_graph_auth_failures_total", target="portal", reason="aadsts_7000222")]
         == 0
@@ -113,6 +119,17 @@ def test_expiry_series_follow_the_latest_credentials() -> None:
         s[key("secretwarden_client_secret_in_use_expiry_timestamp_seconds", target="portal")]
         == (NOW + timedelta(days=180)).timestamp()
     )
+
+    # the app cannot be read: the last known credentials stay
+    m.record(observe("expiry", ExpiryObservation(ok=False, error="read app registration: x")), 0.1)
+    assert key(name, target="portal", key_id="k-new", display_name="API Secret 2028") in samples(
+        reg
+    )
+    # the app was read and has no client secret left: every expiry series goes
+    m.record(observe("expiry", ExpiryObservation(ok=True)), 0.1)
+    s = samples(reg)
+    assert not [k for k in s if k[0].startswith("secretwarden_client_secret")]
+    assert s[key("secretwarden_keyvault_secret_matches_credential", target="portal")] == 0
 
 
 def test_value_matching_no_credential() -> None:
