@@ -26,8 +26,7 @@ from remediation.service import RemediationTarget, Remediator
 from remediation.verify import ExporterProber
 from remediation.workflow import WorkflowSettings
 from tenant.connect import TenantSession
-from tenant.endpoints import PUBLIC, RetryPolicy
-from tenant.models import SecretValue
+from tenant.endpoints import Cloud, RetryPolicy
 from tenant.ports import Identity, TargetClients, TargetRef
 
 TARGET = "portal"
@@ -73,37 +72,6 @@ class Rig:
         return self.registry.get_sample_value(name, {"target": TARGET, **labels})
 
 
-def cloud(d: dict[str, Any]) -> Any:
-    return PUBLIC.with_custom(
-        authority=d["authority"],
-        graph_url=d["graph_url"],
-        arm_url=d["arm_url"],
-        ca_file=Path(d["ca_file"]),
-    )
-
-
-def operator(d: dict[str, Any]) -> Identity:
-    return Identity(
-        kind="client_secret",
-        tenant_id=d["tenant_id"],
-        client_id=d["operator"]["client_id"],
-        client_secret=SecretValue(d["operator"]["client_secret"]),
-    )
-
-
-def target_ref(d: dict[str, Any]) -> TargetRef:
-    return TargetRef(
-        tenant_id=d["tenant_id"],
-        app_object_id=d["app"]["object_id"],
-        app_client_id=d["app"]["client_id"],
-        key_vault_url=d["key_vault_url"],
-        secret_name=d["secret_name"],
-        subscription_id=d["subscription_id"],
-        resource_group=d["resource_group"],
-        site_name=d["site_name"],
-    )
-
-
 @pytest.fixture
 def skew(sb: Any) -> Iterator[SkewClock]:
     clock = SkewClock()
@@ -117,11 +85,12 @@ def skew(sb: Any) -> Iterator[SkewClock]:
 
 
 @pytest.fixture
-async def tenant_clients(sb: Any) -> AsyncIterator[TargetClients]:
-    d = sb.describe
+async def tenant_clients(
+    sb: Any, operator: Identity, sandbox_cloud: Cloud, target_ref: TargetRef
+) -> AsyncIterator[TargetClients]:
     async with (
-        TenantSession(operator(d), cloud(d), RetryPolicy.none()) as session,
-        session.target(target_ref(d)) as clients,
+        TenantSession(operator, sandbox_cloud, RetryPolicy.none()) as session,
+        session.target(target_ref) as clients,
     ):
         yield clients
 
