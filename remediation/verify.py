@@ -8,23 +8,22 @@ pure logic can pass any object with the same methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 import httpx
 
+from exporters.graph_auth import probe_graph_auth
+from exporters.health import probe_health
 from exporters.observations import (
-    ExpiryObservation,
     GraphAuthObservation,
     HealthObservation,
     ReferenceObservation,
 )
+from exporters.reference import probe_reference
 from tenant.ports import TargetClients
 
 
 class Prober(Protocol):
-    async def expiry(self, now: datetime) -> ExpiryObservation: ...
-
     async def health(self) -> HealthObservation: ...
 
     async def graph_auth(self) -> GraphAuthObservation: ...
@@ -40,24 +39,13 @@ class ExporterProber:
     graph_probe_url: str
     health_timeout: float = 10.0
 
-    async def expiry(self, now: datetime) -> ExpiryObservation:
-        from exporters.expiry import probe_expiry
-
-        return await probe_expiry(self.clients, now)
-
     async def health(self) -> HealthObservation:
-        from exporters.health import probe_health
-
         return await probe_health(self.http, self.health_url, self.health_timeout)
 
     async def graph_auth(self) -> GraphAuthObservation:
-        from exporters.graph_auth import probe_graph_auth
-
         return await probe_graph_auth(self.clients, self.graph_probe_url)
 
     async def reference(self) -> ReferenceObservation:
-        from exporters.reference import probe_reference
-
         return await probe_reference(self.clients)
 
 

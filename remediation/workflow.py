@@ -36,7 +36,13 @@ from remediation.metrics import RemediationMetrics
 from remediation.reload import RUNGS, apply_rung, reload_app
 from remediation.verify import Prober, Verification, verify_app
 from tenant.errors import NotFound, TenantError, TooManySecrets
-from tenant.models import KEY_ID_TAG, NewPassword, TokenFailure
+from tenant.models import (
+    KEY_ID_TAG,
+    NewPassword,
+    PasswordCredential,
+    SecretVersion,
+    TokenFailure,
+)
 from tenant.ports import TargetClients
 
 RUN_TAG = "secretwarden-run"
@@ -364,9 +370,10 @@ class Workflow:
             await self._step("grace_period", self._grace)
         if not r.is_done("remove_old"):
             await self._step("remove_old", self._remove_old, {"key_ids": self._old_keys()})
+        kept = f"; old credential not removed: {f['old_unsure']}" if f.get("old_unsure") else ""
         f["detail"] = (
             f"rotated: Key Vault version {f['new_version']} holds credential "
-            f"{f['new_key_id']}; removed {f.get('removed') or 'no old credential'}"
+            f"{f['new_key_id']}; removed {f.get('removed') or 'no old credential'}{kept}"
         )
         return "success"
 
@@ -389,16 +396,7 @@ class Workflow:
         current = await self._call("plan", "read Key Vault secret", self.clients.vault.get_current)
         app = await self._call("plan", "read app registration", self.clients.app.get_app)
         by_id = {c.key_id: c for c in app.credentials}
-        # Which credential the current value belongs to: the keyId tag, else the one
-        # credential whose hint matches, else what the expiry probe proves by token.
-        old_keys: list[str] = []
-        cands = candidates(app.credentials, current.value, current.tags) if current.value else []
-        if len(cands) == 1:
-            old_keys = [cands[0].key_id]
-        else:
-            exp = await self.prober.expiry(now)
-            if exp.ok and exp.in_use is not None:
-                old_keys = [exp.in_use.key_id]
+        old_keys, unsure = await self._old_credential(app.client_id, app.credentials, current)
         in_use = by_id.get(old_keys[0]) if old_keys else None
         due = (
             in_use is None or in_use.end is None or in_use.end - now <= self.settings.rotate_before
@@ -406,11 +404,38 @@ class Workflow:
         return {
             "old_version": current.version,
             "old_key_ids": old_keys,
+            "old_unsure": unsure,
             "client_id": app.client_id,
             "credential_count": len(app.credentials),
             "in_use_end": in_use.end.isoformat() if in_use and in_use.end else None,
             "due": due,
         }
+
+    async def _old_credential(
+        self,
+        client_id: str,
+        credentials: tuple[PasswordCredential, ...],
+        current: SecretVersion,
+    ) -> tuple[list[str], str | None]:
+        """The credential the Key Vault value belongs to, only when that is certain:
+        ``remove_old`` deletes it. Otherwise no key id, and why not (nothing is removed;
+        leaving a stale secret breaks nothing, deleting someone else's would)."""
+        if current.value is None:
+            return [], "the current Key Vault version has no value"
+        proof = await self.clients.entra.try_secret(client_id, current.value)
+        if proof.failure is TokenFailure.INVALID_SECRET:
+            return [], "Entra refuses the Key Vault value: it belongs to no credential"
+        cands = candidates(credentials, current.value, current.tags)
+        tagged = current.tags.get(KEY_ID_TAG)
+        if len(cands) == 1 and (tagged == cands[0].key_id or proof.ok or proof.secret_rejected):
+            # Tagged by a rotation (and the hint agrees), or the only credential with the
+            # value's hint while Entra knows the value (valid or expired).
+            return [cands[0].key_id], None
+        if len(cands) > 1:
+            return [], f"{len(cands)} credentials share the Key Vault value's hint"
+        if not cands:
+            return [], "no credential has the Key Vault value's hint"
+        return [], f"Entra could not check the Key Vault value ({proof.failure or proof.error})"
 
     def _print_plan(self) -> None:
         f = self._facts()
@@ -421,7 +446,9 @@ class Workflow:
             f"(current version {f['old_version']})",
             "reload the app: " + " -> ".join(RUNGS) + ", verifying after each",
             "verify: reference on the new version, /health 200, Graph call OK",
-            f"remove the old credential(s) {self._old_keys() or '(none found)'}",
+            f"remove the old credential(s) {self._old_keys()}"
+            if self._old_keys()
+            else f"remove no old credential: {f.get('old_unsure')}",
         ]
         for i, line in enumerate(lines, 1):
             self._emit("plan", "plan", f"{i}. {line}")

@@ -7,6 +7,7 @@ still needed was removed.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -16,7 +17,7 @@ from test_rotation_fixtures import (
     assert_converged,
 )
 
-from tenant.models import KEY_ID_TAG
+from tenant.models import KEY_ID_TAG, SecretValue
 
 # The fixtures (rig, skew, tenant_clients, health_http) live there.
 pytest_plugins = ("test_rotation_fixtures",)
@@ -184,3 +185,42 @@ async def test_a_lifetime_policy_violation_is_reported_not_retried(sb: Any, rig:
     assert "add_password" in outcome.detail
     assert sb.state()["counters_by_method"]["graph"].get("POST", 0) == 1  # one try only
     assert_converged(sb, kept=[old])
+
+
+def give_hint(sb: Any, key_id: str, hint: str) -> None:
+    """Make a credential's secret start with ``hint`` (in-process: no admin route)."""
+    portal = sb.thread.portal
+
+    def edit() -> None:
+        c = next(c for c in portal.credentials if c.key_id == key_id)
+        c.secret_text = hint + c.secret_text[3:]
+
+    sb.thread.call(edit)
+
+
+async def test_a_hint_collision_removes_no_credential_it_cannot_tell_apart(
+    sb: Any, rig: Rig
+) -> None:
+    """Two credentials share the Key Vault value's hint and nothing says which one the
+    value is: guessing could delete someone else's secret, so none is removed."""
+    old = sb.in_use_key_id()
+    old_hint = next(c["hint"] for c in sb.state()["credentials"] if c["keyId"] == old)
+    soon = rig.clock.now() + timedelta(days=10)  # ends first: the exporter's "safe guess"
+    other = (await rig.clients.app.add_password("someone else's", soon)).credential.key_id
+    give_hint(sb, other, old_hint)
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert "share" in outcome.detail
+    assert_converged(sb, kept=[old, other])
+
+
+async def test_a_key_vault_value_matching_no_credential_removes_none(sb: Any, rig: Rig) -> None:
+    """Key Vault holds a wrong value that happens to share another credential's hint:
+    Entra refuses the value, so that credential is not "the old one"."""
+    old = sb.in_use_key_id()
+    other = (await rig.clients.app.add_password("someone else's", None)).credential.key_id
+    other_hint = next(c["hint"] for c in sb.state()["credentials"] if c["keyId"] == other)
+    await rig.clients.vault.set_value(SecretValue(other_hint + "-not-a-real-secret-value"), {})
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert_converged(sb, kept=[old, other])
