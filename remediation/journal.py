@@ -177,8 +177,11 @@ class Journal:
         line = entry.to_json() + "\n"
         created = not self.path.exists()
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # end a torn last line, or this one would join it
             os.write(fd, line.encode())
             os.fsync(fd)
         finally:

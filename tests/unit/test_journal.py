@@ -70,6 +70,11 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
     assert rec is not None
     assert rec.done == []
     assert rec.begun == []
+    # recovery appends after the torn line: its own lines must not be swallowed by it
+    j.append(ts=T0, run="r1", action="rotate", step="plan", phase="begin")
+    rec = j.unfinished()
+    assert rec is not None
+    assert rec.begun == ["plan"]
 
 
 def test_a_secret_value_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
