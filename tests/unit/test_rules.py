@@ -80,6 +80,12 @@ def test_promtool_unit_tests_pass() -> None:
         ("          remediation: rotate\n", ""),
         # Throttling counted as an authentication failure.
         ('reason!~"throttled|unavailable|error"', 'reason!~"none"'),
+        # A heal asked for while the expiry probe has never answered (gauge still at 0).
+        (
+            "            unless ignoring (probe)\n"
+            '          secretwarden_probe_last_success_timestamp_seconds{probe="expiry"} == 0\n',
+            "",
+        ),
     ],
 )
 def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
