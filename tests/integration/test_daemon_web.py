@@ -1,16 +1,19 @@
-"""Basic auth on the web server and sd_notify over a real unix datagram socket."""
+"""TLS and basic auth on the web server, and sd_notify over a real unix datagram socket."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.sdnotify import SystemdNotifier
 from daemon.web import WebServer
 from daemon.webauth import hash_password, verify_password
+from sandbox.certs import ensure_tls
 
 
 async def test_basic_auth_guards_metrics_but_not_the_webhook_prefix() -> None:
@@ -28,6 +31,36 @@ async def test_basic_auth_guards_metrics_but_not_the_webhook_prefix() -> None:
             assert "python_info" not in ok.text  # a fresh registry, not the global one
             # /api/ routes check their own bearer token; unknown ones are a plain 404
             assert (await http.get(f"{base}/api/v1/nothing")).status_code == 404
+    finally:
+        await server.stop()
+
+
+async def test_tls_with_a_generated_certificate_and_basic_auth(tmp_path: Path) -> None:
+    tls = ensure_tls(tmp_path / "ca", [])
+    users = {"prom": hash_password("right horse", iterations=1000)}
+    server = WebServer(
+        CollectorRegistry(),
+        ready=lambda: True,
+        basic_auth_users=users,
+        tls_cert_file=tls.cert_file,
+        tls_key_file=tls.key_file,
+    )
+    port = await server.start("127.0.0.1", 0)
+    assert server.scheme == "https"
+    try:
+        trusting = ssl.create_default_context(cafile=str(tls.ca_file))
+        async with httpx.AsyncClient(verify=trusting) as http:
+            url = f"https://127.0.0.1:{port}/metrics"
+            assert (await http.get(url)).status_code == 401
+            ok = await http.get(url, auth=("prom", "right horse"))
+            assert ok.status_code == 200
+            assert (await http.get(f"https://127.0.0.1:{port}/-/healthy")).status_code == 401
+        # a client that does not trust the CA is refused, and plain HTTP gets no answer
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(f"https://127.0.0.1:{port}/metrics")
+            with pytest.raises(httpx.HTTPError):
+                await http.get(f"http://127.0.0.1:{port}/metrics")
     finally:
         await server.stop()
 
