@@ -130,16 +130,17 @@ class Arm:
         if method == "POST" and rest == "/start":
             return await self.start(request)
         if method == "GET" and rest == _REFS:
-            return json_response({"value": [self.reference_json()], "nextLink": None})
+            return self.references_page(request)
         if method == "GET" and rest.startswith(_REFS + "/"):
             key = (m.group("rest") or "").rstrip("/")[len(_REFS) + 1 :]
-            if key.lower() != APP_SETTING.lower():
+            found = [r for r in self.references_json() if r["name"].lower() == key.lower()]
+            if not found:
                 return arm_error(
                     404,
                     "NotFound",
                     f"Cannot find an app setting named '{key}' with a Key Vault reference.",
                 )
-            return json_response(self.reference_json())
+            return json_response(found[0])
         if method == "POST" and rest == _REFS + "/refresh":
             self.portal.resolve_reference()
             self.portal.site.refreshes += 1
@@ -201,26 +202,50 @@ class Arm:
             },
         }
 
+    def references_page(self, request: web.Request) -> web.Response:
+        """The reference list, ``arm_page_size`` items a page, ``nextLink`` to the rest."""
+        items = self.references_json()
+        size = self.portal.faults.arm_page_size or len(items)
+        try:
+            offset = int(request.query.get("$skiptoken", "0"))
+        except ValueError:
+            return arm_error(400, "InvalidSkipToken", "The $skiptoken is not valid.")
+        next_link = None
+        if offset + size < len(items):
+            api = request.query["api-version"]
+            next_link = (
+                f"{self.base_url}{request.path}?api-version={api}&$skiptoken={offset + size}"
+            )
+        return json_response({"value": items[offset : offset + size], "nextLink": next_link})
+
+    def references_json(self) -> list[dict[str, Any]]:
+        """Every app setting with a Key Vault reference: the extras, then the portal's."""
+        extras = [
+            self._reference(f"Extra__Setting{i}", f"ExtraSecret{i}", f"{i + 1:032x}")
+            for i in range(self.portal.faults.extra_key_vault_references)
+        ]
+        return [*extras, self.reference_json()]
+
     def reference_json(self) -> dict[str, Any]:
-        site = self.portal.site
-        resolved = site.resolved_version is not None
+        """The portal's reference: ``AzureAd__ClientSecret`` -> ``AzureAdClientSecret``."""
+        return self._reference(APP_SETTING, SECRET_NAME, self.portal.site.resolved_version)
+
+    def _reference(self, setting: str, secret: str, active: str | None) -> dict[str, Any]:
         return {
-            "id": f"{self.site_id}{_REFS}/{APP_SETTING}",
-            "name": APP_SETTING,
+            "id": f"{self.site_id}{_REFS}/{setting}",
+            "name": setting,
             "type": "Microsoft.Web/sites/config/configreferences",
             "properties": {
-                "reference": (
-                    f"@Microsoft.KeyVault(SecretUri={self.base_url}/secrets/{SECRET_NAME}/)"
-                ),
-                "status": "Resolved" if resolved else "SecretNotFound",
+                "reference": f"@Microsoft.KeyVault(SecretUri={self.base_url}/secrets/{secret}/)",
+                "status": "Resolved" if active is not None else "SecretNotFound",
                 "vaultName": f"{self.portal.ids.site_name}-kv",
-                "secretName": SECRET_NAME,
+                "secretName": secret,
                 "secretVersion": None,
-                "activeVersion": site.resolved_version,
+                "activeVersion": active,
                 "identityType": "SystemAssigned",
                 "details": (
                     "Reference was successfully resolved."
-                    if resolved
+                    if active is not None
                     else "Secret not found in the Key Vault, or it has no enabled version."
                 ),
                 "source": "KeyVault",

@@ -39,6 +39,8 @@ VAULT_AUDIENCES = frozenset(
     {"https://vault.azure.net", "https://vault.usgovcloudapi.net", "https://vault.azure.cn"}
 )
 
+_DISCOVERY_CACHE = "max-age=86400, private"
+
 
 @dataclass(frozen=True, slots=True)
 class Granted:
@@ -161,7 +163,7 @@ class Entra:
     async def openid(self, request: web.Request) -> web.Response:
         tenant = request.match_info["tenant"]
         if tenant.lower() != self.portal.ids.tenant_id:
-            return entra_error(
+            refused = entra_error(
                 400,
                 "invalid_tenant",
                 90002,
@@ -169,6 +171,9 @@ class Entra:
                 "ID and are signing into the correct cloud.",
                 self.portal.now(),
             )
+            # Like the success, the refusal is cacheable for a day (the real service's).
+            refused.headers["Cache-Control"] = _DISCOVERY_CACHE
+            return refused
         base = f"{self.base_url}/{tenant}"
         body = {
             "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -196,7 +201,7 @@ class Entra:
             "cloud_graph_host_name": "graph.windows.net",
             "msgraph_host": "graph.microsoft.com",
         }
-        return json_response(body, headers={"Cache-Control": "max-age=86400, private"})
+        return json_response(body, headers={"Cache-Control": _DISCOVERY_CACHE})
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()

@@ -48,6 +48,10 @@ class Faults:
     max_password_credentials: int | None = None
     # Validity of tokens the sandbox issues.
     token_lifetime_seconds: int = 3599
+    # ARM's Key Vault reference list: items per page (None: one page), and how many other
+    # app settings with references (to other secrets) the site has, listed before ours.
+    arm_page_size: int | None = None
+    extra_key_vault_references: int = 0
     inject: list[Injection] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -106,6 +110,14 @@ def _number(value: object, *, minimum: float = 0.0) -> float:
     return float(value)
 
 
+def _integer(value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"must be >= {minimum}")
+    return value
+
+
 def _set(f: Faults, key: str, value: object) -> None:
     if key in ("sticky_cache", "never_healthy"):
         if not isinstance(value, bool):
@@ -119,6 +131,10 @@ def _set(f: Faults, key: str, value: object) -> None:
         f.max_password_credentials = None if value is None else int(_number(value, minimum=1))
     elif key == "token_lifetime_seconds":
         f.token_lifetime_seconds = int(_number(value, minimum=1))
+    elif key == "arm_page_size":
+        f.arm_page_size = None if value is None else _integer(value, minimum=1)
+    elif key == "extra_key_vault_references":
+        f.extra_key_vault_references = _integer(value, minimum=0)
     elif key == "latency_seconds":
         if not isinstance(value, dict):
             raise TypeError("expected an object {service: seconds}")

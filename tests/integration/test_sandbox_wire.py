@@ -134,6 +134,11 @@ def test_openid_configuration(sb: SandboxHandle) -> None:
     assert body["issuer"] == f"{d['authority']}/{d['tenant_id']}/v2.0"
     assert body["token_endpoint"] == f"{d['authority']}/{d['tenant_id']}/oauth2/v2.0/token"
     assert resp.headers["Cache-Control"] == "max-age=86400, private"
+    # entra/openid-configuration-tenant-not-found: 400 invalid_tenant, cached a day too.
+    ghost = "12345678-1234-1234-1234-123456789012"
+    unknown = sb.client.get(f"{d['authority']}/{ghost}/v2.0/.well-known/openid-configuration")
+    assert_aadsts(unknown, 400, "invalid_tenant", 90002)
+    assert unknown.headers["Cache-Control"] == "max-age=86400, private"
 
 
 def test_propagation_delay(sb: SandboxHandle) -> None:
@@ -338,6 +343,26 @@ def test_arm_restart_stop_start_bodies(sb: SandboxHandle) -> None:
         assert resp.content == b""
     site = sb.state()["site"]
     assert (site["restarts"], site["stops"], site["starts"]) == (1, 1, 1)
+
+
+def test_arm_reference_list_pages_with_next_link(sb: SandboxHandle) -> None:
+    """arm/get-appsettings-kv-references: {value, nextLink}; items keyed by app setting"""
+    sb.faults(arm_page_size=2, extra_key_vault_references=3)
+    token = operator_token(sb, ARM)
+    url: str | None = site_url(sb, "/config/configreferences/appsettings")
+    pages = []
+    while url is not None:
+        page = sb.client.get(url, headers=auth(token)).json()
+        pages.append([item["name"] for item in page["value"]])
+        url = page["nextLink"]
+    assert pages == [
+        ["Extra__Setting0", "Extra__Setting1"],
+        ["Extra__Setting2", sb.describe["app_setting"]],
+    ]
+    one = sb.client.get(
+        site_url(sb, "/config/configreferences/appsettings/Extra__Setting1"), headers=auth(token)
+    )
+    assert one.json()["properties"]["secretName"] == "ExtraSecret1"
 
 
 # -- faults --------------------------------------------------------------------------

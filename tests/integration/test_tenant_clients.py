@@ -249,6 +249,17 @@ async def test_the_reference_to_the_secret_is_resolved_to_the_current_version(
     assert ref.active_version == sb.state()["keyvault"]["current_version"]
 
 
+async def test_references_are_collected_across_every_arm_page(
+    sb: Any, clients: TargetClients
+) -> None:
+    # Ours is last, on the second page: found only by following nextLink.
+    sb.faults(arm_page_size=2, extra_key_vault_references=3)
+    refs = await clients.site.key_vault_references()
+    assert [r.key for r in refs] == [sb.describe["app_setting"]]
+    assert refs[0].active_version == sb.state()["keyvault"]["current_version"]
+    assert sb.state()["counters_by_method"]["arm"]["GET"] == 2
+
+
 async def test_refresh_makes_the_app_load_the_new_version(sb: Any, clients: TargetClients) -> None:
     new = await clients.vault.set_value(SecretValue("refreshed-value"), {})
     await clients.site.refresh_key_vault_references()
