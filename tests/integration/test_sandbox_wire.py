@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
+from sandbox.admin import PREFIX, Admin
 from sandbox.testing import SandboxHandle
 
 GRAPH = "https://graph.microsoft.com/.default"
@@ -430,3 +433,15 @@ def test_latency(sb: SandboxHandle) -> None:
     t0 = time.perf_counter()
     assert sb.client.get(sb.describe["health_url"]).status_code == 200
     assert time.perf_counter() - t0 >= 0.2
+
+
+def test_every_fault_key_and_admin_route_is_documented(sb: SandboxHandle) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "sandbox.md").read_text()
+    fault_table = doc.split("## Fault keys")[1].split("\n## ")[0]
+    assert set(re.findall(r"^\| `(\w+)` \|", fault_table, re.M)) == set(sb.faults())
+    admin_doc = doc.split("## Admin API")[1].split("\n## ")[0]
+    admin = Admin(sb.thread.portal, on_change=lambda: None, on_faults=lambda _: None, describe=dict)
+    for route in admin.routes():
+        assert isinstance(route, web.RouteDef)
+        path = route.path.removeprefix(PREFIX + "/").replace("{key_id}", "{keyId}")
+        assert f"`{route.method} {path}`" in admin_doc
