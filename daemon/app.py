@@ -135,6 +135,7 @@ class Daemon:
         self._clients: dict[str, TargetClients] = {}
         self._stack: AsyncExitStack | None = None
         self._retired: list[AsyncExitStack] = []  # a replaced config's, until unused
+        self._client_ids: dict[str, str] = {}  # target -> the app's appId
         self._http: httpx.AsyncClient | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._outcomes = OutcomeTracker()
@@ -315,6 +316,7 @@ class Daemon:
             old, old_stack = self.config, self._stack
             self.config = new
             self._stack, self._clients, self._http = opened
+            self._client_ids.clear()  # a target may name another app now
             if old_stack is not None:
                 # Probes and remediation runs already under way keep the old clients.
                 self._retired.append(old_stack)
@@ -344,7 +346,11 @@ class Daemon:
         if probe == "expiry":
             return await probe_expiry(clients, self.clock())
         if probe == "graph":
-            return await probe_graph_auth(clients, config.graph_probe_url(section))
+            url = config.graph_probe_url(section)
+            obs = await probe_graph_auth(clients, url, self._client_ids.get(target))
+            if obs.client_id is not None:
+                self._client_ids[target] = obs.client_id  # saves a Graph read per run
+            return obs
         return await probe_reference(clients)
 
     async def run_probe(self, target: str, probe: str) -> Observed:

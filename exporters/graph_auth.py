@@ -11,7 +11,12 @@ from exporters.observations import GraphAuthObservation
 from tenant.ports import TargetClients
 
 
-async def probe_graph_auth(clients: TargetClients, graph_probe_url: str) -> GraphAuthObservation:
+async def probe_graph_auth(
+    clients: TargetClients, graph_probe_url: str, client_id: str | None = None
+) -> GraphAuthObservation:
+    """``client_id`` is the app's appId when the caller already knows it; otherwise it
+    comes from the target or one Graph read, and is returned in the observation so the
+    caller can pass it next time (an object id's appId never changes)."""
     try:
         current = await clients.vault.get_current()
     except Exception as exc:
@@ -27,7 +32,9 @@ async def probe_graph_auth(clients: TargetClients, graph_probe_url: str) -> Grap
             error="read Key Vault secret: the current version has no value",
         )
     try:
-        client_id = clients.ref.app_client_id or (await clients.app.get_app()).client_id
+        client_id = (
+            client_id or clients.ref.app_client_id or (await clients.app.get_app()).client_id
+        )
         outcome = await clients.entra.try_secret(client_id, current.value)
     except Exception as exc:
         return GraphAuthObservation(
@@ -44,6 +51,7 @@ async def probe_graph_auth(clients: TargetClients, graph_probe_url: str) -> Grap
             token_failure=outcome.failure,
             aadsts=outcome.aadsts,
             keyvault_version=version,
+            client_id=client_id,
             error=(
                 "token request with the Key Vault value: "
                 f"{outcome.error or (outcome.failure.value if outcome.failure else 'refused')}"
@@ -57,6 +65,7 @@ async def probe_graph_auth(clients: TargetClients, graph_probe_url: str) -> Grap
             ok=False,
             token_ok=True,
             keyvault_version=version,
+            client_id=client_id,
             error=describe(f"GET {graph_probe_url}", exc),
         )
     ok = 200 <= call.status < 300
@@ -66,6 +75,7 @@ async def probe_graph_auth(clients: TargetClients, graph_probe_url: str) -> Grap
         graph_status=call.status,
         graph_code=call.code,
         keyvault_version=version,
+        client_id=client_id,
         error=None
         if ok
         else f"GET {graph_probe_url}: HTTP {call.status} {call.code or ''}".rstrip(),

@@ -225,3 +225,15 @@ async def test_a_probe_that_outlives_its_timeout_is_a_failed_run(sb: Any, tmp_pa
         )
         == 1
     )
+
+
+async def test_graph_probe_reads_the_app_id_once(sb: Any, daemon: Daemon) -> None:
+    # The sandbox config names the app by object id: the first run reads its appId
+    # from Graph, later runs only make the probe's own Graph call.
+    def graph_gets() -> int:
+        return int(sb.state()["counters_by_method"].get("graph", {}).get("GET", 0))
+
+    before = graph_gets()
+    for _ in range(3):
+        assert (await daemon.run_probe("portal", "graph")).value.ok
+    assert graph_gets() - before == 1 + 3
