@@ -363,8 +363,9 @@ class Workflow:
             finally:
                 self._new = None  # the value is in Key Vault now, or lost on purpose
         if not r.is_done("verify"):
-            ok = await self._reload_and_verify(f["new_version"])
-            if not ok:
+            # A resumed run whose ladder already ran out goes on with the rollback.
+            gave_up = "verify" in r.failed or r.was_begun("rollback.restore")
+            if gave_up or not await self._reload_and_verify(f["new_version"]):
                 return await self._rollback()
         if self.settings.grace_period > 0 and not r.is_done("grace_period"):
             await self._step("grace_period", self._grace)

@@ -110,6 +110,46 @@ async def test_killed_at_a_step_boundary_then_recovered_converges(
     assert rig.rem.journal(TARGET).unfinished() is None
 
 
+ROLLBACK_BOUNDARIES = [
+    "verify:failed",
+    "rollback.restore:begin",
+    "rollback.restore:done",
+    "rollback.remove_new:begin",
+]
+
+
+@pytest.mark.parametrize("boundary", ROLLBACK_BOUNDARIES)
+async def test_killed_during_a_rollback_then_recovered_rolls_back(
+    sb: Any, rig: Rig, tmp_path: Path, boundary: str
+) -> None:
+    """The app never gets healthy on the new secret; killed while giving up on it or
+    rolling back, the recovery finishes the rollback (without climbing the new
+    version's ladder again): the old value in Key Vault, the app on it, the new
+    credential gone, the old one kept."""
+    old = sb.in_use_key_id()
+    old_value = sb.state()["keyvault"]["versions"][-1]["value"]
+    sb.faults(never_healthy=True)
+    config = write_config(sb, tmp_path, rig.state_dir)
+    short = config.read_text().replace("_timeout_seconds = 5", "_timeout_seconds = 1")
+    config.write_text(short.replace("_timeout_seconds = 10", "_timeout_seconds = 1"))
+    proc = rotate(config, crash=boundary)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+
+    [outcome] = await rig.rem.recover()
+    assert outcome.outcome == "rolled_back", outcome.detail
+    st = sb.state()
+    assert [c["keyId"] for c in st["credentials"]] == [old]
+    kv = st["keyvault"]
+    assert (
+        next(v for v in kv["versions"] if v["version"] == kv["current_version"])["value"]
+        == old_value
+    )
+    assert st["site"]["resolved_version"] == kv["current_version"]
+    [run] = rig.rem.journal(TARGET).runs()
+    ladder = [e for e in run.entries if e.step.startswith("reload.") and e.phase == "begin"]
+    assert len(ladder) == 3  # one climb for the new version, in the killed process only
+
+
 async def test_the_rotate_command_started_again_finishes_the_interrupted_run(
     sb: Any, rig: Rig, tmp_path: Path
 ) -> None:
