@@ -101,8 +101,14 @@ class TenantSession:
             stack.push_async_callback(graph_http.aclose)
             graph = graph_service_client(credential, graph_http, self.cloud)
 
+            # The SDK checks that the vault's challenge names a resource under the vault's
+            # own domain; a custom endpoint (the sandbox, a proxy) cannot pass that check,
+            # so it is waived only there and kept for every real cloud.
             vault_client = SecretClient(
-                ref.key_vault_url, credential, verify_challenge_resource=False, **kwargs
+                ref.key_vault_url,
+                credential,
+                verify_challenge_resource=self.cloud.name != "custom",
+                **kwargs,
             )
             await stack.enter_async_context(vault_client)
 
