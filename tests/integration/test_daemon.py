@@ -171,6 +171,14 @@ async def test_scheduler_runs_every_probe_without_overlap(sb: Any, tmp_path: Pat
 
     d.observers.append(hook)
     await d.start(serve_web=False)
+    assert d._scheduler is not None
+    jobs = {job.id: job for job in d._scheduler.get_jobs()}
+    assert sorted(jobs) == [f"portal/{p}" for p in sorted(intervals)]
+    for probe, interval in intervals.items():
+        job = jobs[f"portal/{probe}"]
+        assert job.max_instances == 1  # never overlaps itself
+        assert job.trigger.interval.total_seconds() == interval
+        assert job.trigger.jitter == round(interval / 10, 3)
     try:
         for _ in range(100):
             if d.ready() and runs.count("health") >= 3:
