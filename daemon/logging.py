@@ -110,6 +110,10 @@ def configure_logging(
                 structlog.stdlib.add_logger_name,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                # An SDK's exception becomes text here, so the redactor sees it; left
+                # as exc_info, the console renderer would print it (with its frames'
+                # local variables) after redaction.
+                structlog.processors.format_exc_info,
                 REDACTOR,
             ],
         )

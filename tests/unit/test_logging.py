@@ -36,12 +36,20 @@ def test_secret_never_reaches_a_log_line(fmt: str) -> None:
     log.info("wrapped", value=SecretValue(SECRET))
     # the SDKs log through stdlib logging
     logging.getLogger("azure.core").warning("sdk says %s", SECRET)
+    # an exception carrying the value, in its message and in a frame's local variable
+    secret_in_a_local = SECRET
+    try:
+        raise ValueError(f"refused {secret_in_a_local}")
+    except ValueError:
+        logging.getLogger("azure.identity").exception("sdk failed")
+        log.exception("we failed")
     text = out.getvalue()
     assert SECRET not in text
     assert "Bearer x" not in text
     assert '"pw"' not in text
     assert "=pw" not in text
-    assert text.count("**********") >= 6
+    assert text.count("**********") >= 8
+    assert text.count("ValueError: refused **********") == 2  # the tracebacks are kept
     assert "sdk says" in text
     assert "value is" in text
 
