@@ -92,6 +92,24 @@ def rotate(config: Path, crash: str | None = None) -> subprocess.CompletedProces
     )
 
 
+def sandbox_secrets(sb: Any) -> set[str]:
+    """Every secret the tenant holds now: credentials (orphans too), Key Vault, operator."""
+    portal = sb.thread.portal
+    creds: list[str] = sb.thread.call(lambda: [c.secret_text for c in portal.credentials])
+    kv = [v["value"] for v in sb.state()["keyvault"]["versions"]]
+    return {*creds, *kv, sb.describe["operator"]["client_secret"]}
+
+
+def assert_no_secret_on_disk(state_dir: Path, secrets: set[str], *outputs: str) -> None:
+    files = [p for p in state_dir.rglob("*") if p.is_file()]
+    assert files  # the journal and the lock at least
+    texts = {str(p): p.read_bytes().decode(errors="replace") for p in files}
+    texts.update({f"output {i}": out for i, out in enumerate(outputs)})
+    for where, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret value is in {where}"
+
+
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 async def test_killed_at_a_step_boundary_then_recovered_converges(
     sb: Any, rig: Rig, tmp_path: Path, boundary: str
@@ -102,12 +120,15 @@ async def test_killed_at_a_step_boundary_then_recovered_converges(
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     unfinished = rig.rem.journal(TARGET).unfinished()
     assert unfinished is not None
+    secrets = sandbox_secrets(sb)  # a value lost in the crash is still here, as an orphan
 
     [outcome] = await rig.rem.recover()
     assert outcome.outcome == "success", outcome.detail
     st = assert_converged(sb, gone=[old])
     assert len(st["credentials"]) == 1  # no orphan, old one removed
     assert rig.rem.journal(TARGET).unfinished() is None
+    secrets |= sandbox_secrets(sb)
+    assert_no_secret_on_disk(rig.state_dir, secrets, proc.stdout, proc.stderr)
 
 
 ROLLBACK_BOUNDARIES = [
