@@ -271,7 +271,13 @@ class Daemon:
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # a background task (a reload, the watchdog) must not fail unseen
+            log.error("background task failed", task=repr(task.get_coro()), exc_info=exc)
 
     async def _watchdog(self, every: float) -> None:
         while True:

@@ -245,3 +245,15 @@ async def test_graph_probe_reads_the_app_id_once(sb: Any, daemon: Daemon) -> Non
     for _ in range(3):
         assert (await daemon.run_probe("portal", "graph")).value.ok
     assert graph_gets() - before == 1 + 3
+
+
+async def test_a_failed_background_task_is_logged(daemon: Daemon) -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    with capture_logs() as logs:
+        daemon._spawn(broken())
+        await asyncio.sleep(0.01)
+    [event] = [e for e in logs if e["event"] == "background task failed"]
+    assert "broken" in event["task"]
+    assert isinstance(event["exc_info"], RuntimeError)
