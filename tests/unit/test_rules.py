@@ -12,11 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
-from exporters.metrics import Metrics
-from remediation.metrics import RemediationMetrics
+from exported_metrics import exported_sample_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "prometheus"
@@ -37,23 +33,6 @@ def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["promtool", *map(str, args)], capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def _exported_sample_names() -> set[str]:
-    """Every sample name a fresh daemon registry exposes (families without samples too)."""
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, version="0.0.0")
-    metrics.add_target("portal")
-    RemediationMetrics(registry, ["portal"])
-    names: set[str] = set()
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        names.add(family.name)
-        names.update(sample.name for sample in family.samples)
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        if family.type == "histogram":
-            names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
-    return names
 
 
 @needs_promtool
@@ -155,7 +134,7 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 
 def test_every_metric_in_the_rules_is_exported_by_the_daemon() -> None:
-    exported = _exported_sample_names()
+    exported = exported_sample_names()
     used: set[str] = set()
     for rule in _alert_rules():
         used.update(re.findall(r"\bsecretwarden_[a-z0-9_]+", rule["expr"]))
