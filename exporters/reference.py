@@ -22,11 +22,6 @@ def find_reference(
     return next((r for r in refs if (r.secret_name or "").lower() == wanted), None)
 
 
-def is_resolved(reference: KeyVaultReference) -> bool:
-    """``Resolved``, however the SDK spelled the enum (``ResolveStatus.RESOLVED`` too)."""
-    return reference.resolved or reference.status.rsplit(".", 1)[-1].lower() == "resolved"
-
-
 async def probe_reference(clients: TargetClients) -> ReferenceObservation:
     ref = clients.ref
     try:
@@ -47,16 +42,15 @@ async def probe_reference(clients: TargetClients) -> ReferenceObservation:
         return ReferenceObservation(
             ok=False,
             reference=found,
-            resolved=is_resolved(found),
+            resolved=found.resolved,
             error=describe("read Key Vault secret", exc),
         )
     held = found.active_version or found.secret_version
-    resolved = is_resolved(found)
-    stale = resolved and held is not None and held != current.version
+    stale = found.resolved and held is not None and held != current.version
     return ReferenceObservation(
         ok=True,
         reference=found,
         current_version=current.version,
-        resolved=is_resolved(found),
+        resolved=found.resolved,
         stale=stale,
     )
