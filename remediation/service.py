@@ -78,9 +78,13 @@ class Remediator:
         self._running: dict[str, _Running] = {}
         self._blocked: dict[str, str | None] = {}
         self.last: dict[str, Outcome] = {}
-        for name in self.targets:
-            self.guards.seed(name, self.journal(name).runs())
+        for name in self.targets:  # a restart forgets neither a guard nor the last rotation
+            runs = self.journal(name).runs()
+            self.guards.seed(name, runs)
             self._update_blocked(name, "rotate")
+            rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
+            if rotated:
+                self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
 
     def journal(self, target: str) -> Journal:
         return Journal(self.state_dir, target)

@@ -256,7 +256,8 @@ class Workflow:
         if self.metrics:
             self.metrics.total.labels(self.target, self._rec.action, outcome).inc()
             if rotated:
-                self.metrics.last_rotation.labels(self.target).set(self.clock.now().timestamp())
+                finished = self._rec.finished or self.clock.now()  # as journaled
+                self.metrics.last_rotation.labels(self.target).set(finished.timestamp())
         return Outcome(
             self.target, self._rec.run, self._rec.action, outcome, detail, rotated, permanent
         )

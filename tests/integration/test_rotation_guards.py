@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from test_rotation_fixtures import FAST, TARGET, Rig, SkewClock, assert_converged, make_rig
 
 from remediation.guards import GuardSettings
+from remediation.journal import Journal
 from tenant.ports import TargetClients
 
 pytest_plugins = ("test_rotation_fixtures",)
@@ -162,3 +163,57 @@ async def test_triggers_while_a_run_is_in_progress_coalesce(sb: Any, rig: Rig) -
     assert (await rig.rem.wait(TARGET)).outcome == "success"  # type: ignore[union-attr]
     assert len(sb.state()["credentials"]) == 1
     assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="success") == 1
+
+
+async def test_the_guards_and_the_last_rotation_survive_a_restart(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> None:
+    def restart(tmp: Path) -> Rig:  # a new daemon process on the same state directory
+        return guarded(sb, tenant_clients, health_http, skew, tmp, max_rotations_per_day=1)
+
+    rig = restart(tmp_path / "capped")
+    assert (await rig.rem.run(TARGET, "rotate", "operator")).outcome == "success"
+    rotated_at = rig.metric("secretwarden_rotation_last_success_timestamp_seconds")
+    assert rotated_at
+    rig = restart(tmp_path / "capped")
+    assert rig.metric("secretwarden_rotation_last_success_timestamp_seconds") == rotated_at
+    assert rig.metric("secretwarden_remediation_blocked", reason="rotation_cap") == 1
+    blocked = rig.rem.trigger(TARGET, "rotate", "test")
+    assert blocked.status == "blocked"
+    assert "cap 1" in blocked.detail
+
+    skew.offset += 86400 + 1
+    rig = restart(tmp_path / "failed")
+    fail_key_vault_writes(sb)
+    assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
+    assert (await rig.rem.wait(TARGET)).outcome == "failed"  # type: ignore[union-attr]
+    azure_is_fine_again(sb)
+    rig = restart(tmp_path / "failed")
+    assert rig.metric("secretwarden_remediation_blocked", reason="backoff") == 1
+    blocked = rig.rem.trigger(TARGET, "rotate", "test")
+    assert blocked.status == "blocked"
+    assert "backing off after 1 failure" in blocked.detail
+    assert rig.metric("secretwarden_rotation_last_success_timestamp_seconds") == 0
+
+
+async def test_a_dry_run_daemon_leaves_an_unfinished_run_alone(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "s", TARGET)
+    for step, phase in (("run", "begin"), ("plan", "begin")):
+        journal.append(ts=skew.now(), run="r1", action="rotate", step=step, phase=phase)
+    text = journal.path.read_text()
+    before = writes(sb)
+    rig = make_rig(sb, tenant_clients, health_http, skew, tmp_path / "s", dry_run=True)
+    assert await rig.rem.recover() == []
+    assert (await rig.rem.run(TARGET, "rotate", "test")).outcome == "dry_run"
+    assert writes(sb) == before
+    assert journal.path.read_text() == text
