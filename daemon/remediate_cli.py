@@ -280,11 +280,17 @@ def status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_line(r: RunRecord) -> str:
+def _run_line(r: RunRecord, holder: int | None = None) -> str:
     started = r.started.strftime("%Y-%m-%d %H:%M:%S")
     if r.finished is None:
         step = r.begun[-1] if r.begun else (r.done[-1] if r.done else "start")
-        state = f"IN PROGRESS or interrupted (at {step})"
+        if holder is not None:
+            state = f"IN PROGRESS at {step} (pid {holder})"
+        else:
+            state = (
+                f"INTERRUPTED at {step}; finished when `secretwarden run` or "
+                "`secretwarden rotate` next starts"
+            )
     else:
         took = (r.finished - r.started).total_seconds()
         state = f"{r.outcome} in {took:.0f}s"
@@ -305,7 +311,7 @@ def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
         current = journal.unfinished()
         if current is not None:
             print("  current:", file=out)
-            print(_run_line(current), file=out)
+            print(_run_line(current, journal.lock().holder_pid()), file=out)
         blocked = guards.check(t.name, "rotate", now)
         if blocked is not None:
             print(f"  blocked ({blocked.reason}): {blocked.detail}", file=out)

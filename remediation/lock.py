@@ -57,6 +57,25 @@ class TargetLock:
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         self._fd = fd
 
+    def holder_pid(self) -> int | None:
+        """The pid of a living holder, for display only (reads, never locks: a status
+        query must not make a real run find the target busy)."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        word = text.split()[-1] if text.split() else ""
+        if not word.isdigit():
+            return None
+        pid = int(word)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # killed without a chance to clear the file
+        except PermissionError:
+            pass  # alive, under another user
+        return pid
+
     def release(self) -> None:
         """Idempotent. The file stays: unlinking it would race with the next taker."""
         fd, self._fd = self._fd, None

@@ -221,12 +221,20 @@ async def test_one_remediation_per_target_across_processes(
             await rig.rem.run(TARGET, "rotate", "test")
         assert sb.state()["counters_by_method"] == writes_before
         assert rig.rem.journal(TARGET).unfinished() is not None
+        assert f"IN PROGRESS at add_password (pid {other.pid})" in status_text(config)
     finally:
         other.kill()
         other.wait()
+    assert "INTERRUPTED at add_password; finished when" in status_text(config)
     [outcome] = await rig.rem.recover()  # the owner died: the run is ours to finish
     assert outcome.outcome == "success", outcome.detail
     assert_converged(sb, gone=[old])
+
+
+def status_text(config: Path) -> str:
+    out = io.StringIO()
+    print_status(load_config(config), out)
+    return out.getvalue()
 
 
 HOLD = (
