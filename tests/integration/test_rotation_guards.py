@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 from test_rotation_fixtures import FAST, TARGET, Rig, SkewClock, assert_converged, make_rig
 
@@ -28,18 +29,40 @@ def writes(sb: Any) -> dict[str, int]:
     }
 
 
-def guarded(
-    sb: Any, c: TargetClients, http: httpx.AsyncClient, clock: SkewClock, tmp: Path, **g: Any
-) -> Rig:
+class Build(Protocol):
+    def __call__(self, state: str = "state", *, dry_run: bool = False, **guards: Any) -> Rig: ...
+
+
+@pytest.fixture
+def build(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> Build:
+    """A Remediator on ``tmp_path/state`` (always due); the same ``state`` again is a
+    restart of the daemon on that state directory."""
     base = GuardSettings(
         max_rotations_per_day=5,
         backoff_initial=timedelta(minutes=5),
         backoff_max=timedelta(hours=1),
         circuit_failures=3,
     )
-    return make_rig(
-        sb, c, http, clock, tmp / "state", settings=DUE, guards=dataclasses.replace(base, **g)
-    )
+
+    def make(state: str = "state", *, dry_run: bool = False, **guards: Any) -> Rig:
+        return make_rig(
+            sb,
+            tenant_clients,
+            health_http,
+            skew,
+            tmp_path / state,
+            settings=DUE,
+            guards=dataclasses.replace(base, **guards),
+            dry_run=dry_run,
+        )
+
+    return make
 
 
 def fail_key_vault_writes(sb: Any) -> None:
@@ -52,14 +75,8 @@ def azure_is_fine_again(sb: Any) -> None:
     sb.thread.call(lambda: setattr(portal.faults, "inject", []))
 
 
-async def test_dry_run_logs_the_plan_and_writes_nothing(
-    sb: Any,
-    tenant_clients: TargetClients,
-    health_http: httpx.AsyncClient,
-    skew: SkewClock,
-    tmp_path: Path,
-) -> None:
-    rig = make_rig(sb, tenant_clients, health_http, skew, tmp_path / "s", dry_run=True)
+async def test_dry_run_logs_the_plan_and_writes_nothing(sb: Any, build: Build) -> None:
+    rig = build(dry_run=True)
     before = writes(sb)
     events = []
     with capture_logs() as logs:
@@ -77,13 +94,9 @@ async def test_dry_run_logs_the_plan_and_writes_nothing(
 
 
 async def test_the_cap_blocks_a_second_rotation_and_says_so(
-    sb: Any,
-    tenant_clients: TargetClients,
-    health_http: httpx.AsyncClient,
-    skew: SkewClock,
-    tmp_path: Path,
+    sb: Any, build: Build, skew: SkewClock
 ) -> None:
-    rig = guarded(sb, tenant_clients, health_http, skew, tmp_path, max_rotations_per_day=1)
+    rig = build(max_rotations_per_day=1)
     first = rig.rem.trigger(TARGET, "rotate", "test")
     assert first.status == "started"
     assert (await rig.rem.wait(TARGET)).outcome == "success"  # type: ignore[union-attr]
@@ -103,13 +116,9 @@ async def test_the_cap_blocks_a_second_rotation_and_says_so(
 
 
 async def test_backoff_after_a_failure_then_a_retry_when_it_ends(
-    sb: Any,
-    tenant_clients: TargetClients,
-    health_http: httpx.AsyncClient,
-    skew: SkewClock,
-    tmp_path: Path,
+    sb: Any, build: Build, skew: SkewClock
 ) -> None:
-    rig = guarded(sb, tenant_clients, health_http, skew, tmp_path)
+    rig = build()
     fail_key_vault_writes(sb)
     assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
     assert (await rig.rem.wait(TARGET)).outcome == "failed"  # type: ignore[union-attr]
@@ -126,13 +135,9 @@ async def test_backoff_after_a_failure_then_a_retry_when_it_ends(
 
 
 async def test_the_circuit_opens_after_repeated_failures_and_says_so(
-    sb: Any,
-    tenant_clients: TargetClients,
-    health_http: httpx.AsyncClient,
-    skew: SkewClock,
-    tmp_path: Path,
+    sb: Any, build: Build, skew: SkewClock
 ) -> None:
-    rig = guarded(sb, tenant_clients, health_http, skew, tmp_path, circuit_failures=2)
+    rig = build(circuit_failures=2)
     fail_key_vault_writes(sb)
     with capture_logs() as logs:
         for _ in range(2):
@@ -166,20 +171,13 @@ async def test_triggers_while_a_run_is_in_progress_coalesce(sb: Any, rig: Rig) -
 
 
 async def test_the_guards_and_the_last_rotation_survive_a_restart(
-    sb: Any,
-    tenant_clients: TargetClients,
-    health_http: httpx.AsyncClient,
-    skew: SkewClock,
-    tmp_path: Path,
+    sb: Any, build: Build, skew: SkewClock
 ) -> None:
-    def restart(tmp: Path) -> Rig:  # a new daemon process on the same state directory
-        return guarded(sb, tenant_clients, health_http, skew, tmp, max_rotations_per_day=1)
-
-    rig = restart(tmp_path / "capped")
+    rig = build("capped", max_rotations_per_day=1)
     assert (await rig.rem.run(TARGET, "rotate", "operator")).outcome == "success"
     rotated_at = rig.metric("secretwarden_rotation_last_success_timestamp_seconds")
     assert rotated_at
-    rig = restart(tmp_path / "capped")
+    rig = build("capped", max_rotations_per_day=1)
     assert rig.metric("secretwarden_rotation_last_success_timestamp_seconds") == rotated_at
     assert rig.metric("secretwarden_remediation_blocked", reason="rotation_cap") == 1
     blocked = rig.rem.trigger(TARGET, "rotate", "test")
@@ -187,12 +185,12 @@ async def test_the_guards_and_the_last_rotation_survive_a_restart(
     assert "cap 1" in blocked.detail
 
     skew.offset += 86400 + 1
-    rig = restart(tmp_path / "failed")
+    rig = build("failed", max_rotations_per_day=1)
     fail_key_vault_writes(sb)
     assert rig.rem.trigger(TARGET, "rotate", "test").status == "started"
     assert (await rig.rem.wait(TARGET)).outcome == "failed"  # type: ignore[union-attr]
     azure_is_fine_again(sb)
-    rig = restart(tmp_path / "failed")
+    rig = build("failed", max_rotations_per_day=1)
     assert rig.metric("secretwarden_remediation_blocked", reason="backoff") == 1
     blocked = rig.rem.trigger(TARGET, "rotate", "test")
     assert blocked.status == "blocked"
@@ -201,18 +199,14 @@ async def test_the_guards_and_the_last_rotation_survive_a_restart(
 
 
 async def test_a_dry_run_daemon_leaves_an_unfinished_run_alone(
-    sb: Any,
-    tenant_clients: TargetClients,
-    health_http: httpx.AsyncClient,
-    skew: SkewClock,
-    tmp_path: Path,
+    sb: Any, build: Build, skew: SkewClock, tmp_path: Path
 ) -> None:
-    journal = Journal(tmp_path / "s", TARGET)
-    for step, phase in (("run", "begin"), ("plan", "begin")):
-        journal.append(ts=skew.now(), run="r1", action="rotate", step=step, phase=phase)
+    journal = Journal(tmp_path / "state", TARGET)
+    for step in ("run", "plan"):
+        journal.append(ts=skew.now(), run="r1", action="rotate", step=step, phase="begin")
     text = journal.path.read_text()
     before = writes(sb)
-    rig = make_rig(sb, tenant_clients, health_http, skew, tmp_path / "s", dry_run=True)
+    rig = build(dry_run=True)
     assert await rig.rem.recover() == []
     assert (await rig.rem.run(TARGET, "rotate", "test")).outcome == "dry_run"
     assert writes(sb) == before
