@@ -174,3 +174,29 @@ async def test_100_identical_firing_alerts_at_once_are_one_run(
     assert len(rig.rem.journal(TARGET).runs()) == 1
     assert sb.state()["counters_by_method"]["graph"]["POST"] == 2  # one add, one remove
     assert_converged(sb)
+
+
+async def test_a_guard_or_another_process_on_the_target_is_a_409(
+    sb: Any, rig: Rig, hook: tuple[httpx.AsyncClient, str]
+) -> None:
+    http, url = hook
+    before = graph_writes(sb)
+    other = rig.rem.journal(TARGET).lock()  # a second holder, as `secretwarden rotate` is
+    other.acquire()
+    try:
+        r = await http.post(url, json=payload(alert(target=TARGET, remediation="heal")))
+    finally:
+        other.release()
+    assert r.status_code == 409
+    [result] = r.json()["results"]
+    assert result["status"] == "busy"
+    assert "another secretwarden process" in result["detail"]
+
+    rig.rem.guards.record(TARGET, "rotate", "failed", rig.clock.now(), permanent=True)
+    r = await http.post(url, json=payload(alert(target=TARGET, remediation="rotate")))
+    assert r.status_code == 409
+    [result] = r.json()["results"]
+    assert result["status"] == "blocked"
+    assert "automatic remediation stopped" in result["detail"]
+    assert rig.rem.running(TARGET) is None
+    assert graph_writes(sb) == before
