@@ -77,6 +77,8 @@ def webhook_routes(remediator: Remediator, token: str | None) -> list[web.RouteD
             )
         try:
             alerts = _alerts(json.loads(await request.read()))
+        except RecursionError:  # nesting deeper than the parser's stack: not a 500
+            return _reply(400, "malformed body: nested too deeply")
         except (ValueError, UnicodeDecodeError) as exc:
             return _reply(400, f"malformed body: {exc}")
         results: list[dict[str, Any]] = []

@@ -103,6 +103,7 @@ async def test_a_missing_or_wrong_token_is_refused(
         (b'{"version": "3", "alerts": []}', "unsupported payload version '3'"),
         (b'{"version": "4"}', "'alerts' must be a list"),
         (b'{"version": "4", "alerts": [{"status": "on fire", "labels": {}}]}', "alerts[0].status"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],
 )
 async def test_a_malformed_body_is_a_400_and_starts_nothing(
