@@ -141,6 +141,8 @@ class Daemon:
         self._outcomes = OutcomeTracker()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._probing: set[asyncio.Task[Any]] = set()  # scheduled probe runs under way
+        self._stopping = False
         self._reload_lock = asyncio.Lock()
 
     # lifecycle --------------------------------------------------------------------
@@ -200,7 +202,7 @@ class Daemon:
             for probe in PROBE_NAMES:
                 sched = config.probes.schedule(probe)
                 self._scheduler.add_job(
-                    self.run_probe,
+                    self._scheduled_probe,
                     IntervalTrigger(seconds=sched.interval_seconds, jitter=sched.jitter_seconds),
                     args=(target.name, probe),
                     id=f"{target.name}/{probe}",
@@ -236,10 +238,15 @@ class Daemon:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         self.notifier.stopping()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        # Probe runs under way would otherwise fail inside the clients closed below.
+        for task in list(self._probing):
+            task.cancel()
+        await asyncio.gather(*self._probing, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -358,6 +365,20 @@ class Daemon:
                 self._client_ids[target] = obs.client_id  # saves a Graph read per run
             return obs
         return await probe_reference(clients)
+
+    async def _scheduled_probe(self, target: str, probe: str) -> None:
+        """The scheduler's job: one run, which :meth:`stop` may cancel."""
+        task = asyncio.current_task()
+        assert task is not None  # APScheduler runs coroutine jobs as tasks
+        self._probing.add(task)
+        try:
+            await self.run_probe(target, probe)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # shutting down: a run cut short is neither a result nor a failure
+        finally:
+            self._probing.discard(task)
 
     async def run_probe(self, target: str, probe: str) -> Observed:
         """Run one probe once, record it, log a change, and call the hooks."""
