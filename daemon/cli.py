@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from daemon import __version__
-from daemon.config import Config, ConfigError, load_config, preflight
+from daemon.config import Config, ConfigError, load_checked_config
 from daemon.logging import configure_logging, get_logger
 
 EXIT_CONFIG = 2
@@ -107,14 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> Config:
-    config = load_config(path)
-    problems = preflight(config)
-    if problems:
-        raise ConfigError(str(path), problems)
-    return config
-
-
 def _config_failed(exc: ConfigError) -> int:
     print(f"secretwarden: bad configuration in {exc.source}:", file=sys.stderr)
     for problem in exc.problems:
@@ -154,7 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _remediate(command, args)
     if command == "sandbox":
         _logging(args)
-        from daemon.demo import run_sandbox
+        from daemon.sandbox_cmd import run_sandbox
 
         return asyncio.run(run_sandbox(args))
     if command == "demo":
@@ -162,7 +154,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.demo import run_demo
 
         return asyncio.run(run_demo(args))
-    config = _load(args.config_file)
+    config = load_checked_config(args.config_file)
     _logging(args, config)
     if command == "check":
         from daemon.check import run_check

@@ -502,6 +502,15 @@ def preflight(config: Config) -> list[str]:
     return problems
 
 
+def load_checked_config(path: Path) -> Config:
+    """:func:`load_config` plus :func:`preflight`: what every command that acts needs."""
+    config = load_config(path)
+    problems = preflight(config)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
+
+
 def state_directory_writable(config: Config) -> str | None:
     d = config.daemon.state_directory
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import ssl
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any, TextIO
 import httpx
 
 from daemon.app import Daemon
-from daemon.config import load_config, split_listen_address
+from daemon.config import load_config
 from daemon.remediate_cli import install
 from daemon.sandbox_config import write_sandbox_config
 from exporters.observations import ExpiryObservation, Observed
@@ -71,29 +70,6 @@ class DemoHooks:
             left = (value.in_use.end - observed.at).total_seconds() / 86400
             word += f": the in-use secret expires in {left:.1f} days"
         self.say(f"{observed.target}: {observed.probe} probe {word}")
-
-
-async def run_sandbox(args: argparse.Namespace) -> int:
-    """``secretwarden sandbox``: serve until Ctrl-C or SIGTERM."""
-    host, port = split_listen_address(args.listen)
-    sb = Sandbox(state_file=args.state_file)
-    await sb.start(host, port)
-    try:
-        describe: dict[str, Any] = sb.describe()
-        if args.describe:
-            sb.write_describe(args.describe)
-        if args.write_config:
-            write_sandbox_config(describe, args.write_config)
-            print(f"daemon config: {args.write_config}", file=sys.stderr)
-        print(f"sandbox admin: {describe['admin_url']}", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-    finally:
-        await sb.stop()
-    return 0
 
 
 def _finished_runs(remediator: Remediator) -> asyncio.Queue[StepEvent]:

@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 import httpx
 from prometheus_client import CollectorRegistry
 
-from daemon.config import (
-    Config,
-    ConfigError,
-    load_config,
-    read_secret_file,
-    state_directory_writable,
-)
+from daemon.config import Config, load_checked_config, read_secret_file
 from daemon.logging import REDACTOR, configure_logging, get_logger
 from daemon.webhook import webhook_routes
 from exporters.observations import Observed
@@ -202,10 +196,7 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config_file)
-    problem = state_directory_writable(config)
-    if problem:
-        raise ConfigError(str(args.config_file), [problem])
+    config = load_checked_config(args.config_file)
     fmt = getattr(args, "log_format", None) or config.daemon.log_format
     level = getattr(args, "log_level", None) or "warning"
     configure_logging(fmt, level)
