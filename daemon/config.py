@@ -259,6 +259,17 @@ class RemediationSection(_Model):
     verify_poll_seconds: Annotated[float, Field(gt=0)] = 5
     step_attempts: Annotated[int, Field(ge=1)] = 5
 
+    @model_validator(mode="after")
+    def _lifetime_outlasts_the_rotation_window(self) -> RemediationSection:
+        # Otherwise every new secret is due for rotation the moment it is issued, and
+        # only the daily cap would stop the daemon rotating again and again.
+        if self.secret_lifetime_days <= self.rotate_before_days:
+            raise ValueError(
+                f"secret_lifetime_days ({self.secret_lifetime_days}) must be longer than "
+                f"rotate_before_days ({self.rotate_before_days:g})"
+            )
+        return self
+
 
 class TargetSection(_Model):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]

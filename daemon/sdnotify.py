@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 class SystemdNotifier:
@@ -47,7 +48,9 @@ class SystemdNotifier:
         return self.notify("WATCHDOG=1")
 
     def reloading(self) -> bool:
-        return self.notify("RELOADING=1")
+        # systemd >= 253 (Type=notify-reload) wants the reload's start time with it.
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1", "STATUS=stopping")

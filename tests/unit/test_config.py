@@ -198,6 +198,10 @@ BAD = [
         "[remediation]\nsecret_lifetime_days = 900\n" + TARGET,
         ["remediation.secret_lifetime_days: Input should be less than or equal to 730"],
     ),
+    (
+        "[remediation]\nsecret_lifetime_days = 30\n" + TARGET,
+        ["remediation: secret_lifetime_days (30) must be longer than rotate_before_days (30)"],
+    ),
     # every problem at once, in file order
     (
         "[web]\nlisten_address = 'x'\n[daemon]\nlog_level = 'loud'\n"
