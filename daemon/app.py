@@ -339,6 +339,8 @@ class Daemon:
                 for probe in PROBE_NAMES:
                     self.latest.pop((gone, probe), None)
             self.metrics.set_targets(t.name for t in new.targets)
+            if self.remediator is not None:
+                self.remediator.targets_changed()
             self.metrics.config_reloaded(True, self.clock())
             if self._scheduler is not None:
                 self._schedule(new, datetime.now(UTC))

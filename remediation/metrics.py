@@ -62,10 +62,38 @@ class RemediationMetrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=registry,
         )
+        self._targets: set[str] = set()
         for t in targets:
             self.add_target(t)
 
+    @property
+    def targets(self) -> frozenset[str]:
+        return frozenset(self._targets)
+
+    def set_targets(self, targets: Iterable[str]) -> None:
+        """After a config reload: add new targets, drop every series of removed ones."""
+        wanted = set(targets)
+        for gone in self._targets - wanted:
+            self._remove_target(gone)
+        for target in sorted(wanted - self._targets):
+            self.add_target(target)
+
+    def _remove_target(self, target: str) -> None:
+        self._targets.discard(target)
+        for metric in (
+            self.total,
+            self.in_progress,
+            self.last_rotation,
+            self.blocked,
+            self.step_duration,
+        ):
+            # No public way to list a metric's children; the first label is the target.
+            for labels in list(metric._metrics):
+                if labels[0] == target:
+                    metric.remove(*labels)
+
     def add_target(self, target: str) -> None:
+        self._targets.add(target)
         for action in ACTIONS:
             self.in_progress.labels(target, action).set(0)
             for outcome in OUTCOMES:

@@ -78,13 +78,25 @@ class Remediator:
         self._running: dict[str, _Running] = {}
         self._blocked: dict[str, str | None] = {}
         self.last: dict[str, Outcome] = {}
-        for name in self.targets:  # a restart forgets neither a guard nor the last rotation
-            runs = self.journal(name).runs()
-            self.guards.seed(name, runs)
-            self._update_blocked(name, "rotate")
-            rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
-            if rotated:
-                self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
+        for name in self.targets:
+            self._seed(name)
+
+    def _seed(self, name: str) -> None:
+        """A restart forgets neither a guard nor the last rotation: replay the journal."""
+        runs = self.journal(name).runs()
+        self.guards.seed(name, runs)
+        self._update_blocked(name, "rotate")
+        rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
+        if rotated:
+            self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
+
+    def targets_changed(self) -> None:
+        """After a config reload: series for new targets, none for removed ones."""
+        known = self.metrics.targets
+        self.metrics.set_targets(self.targets)
+        for name in self.targets:
+            if name not in known:
+                self._seed(name)
 
     def journal(self, target: str) -> Journal:
         return Journal(self.state_dir, target)

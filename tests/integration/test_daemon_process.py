@@ -108,11 +108,12 @@ def test_sandbox_config_runs_unchanged_and_reloads_on_sighup(tmp_path: Path) -> 
             wait_for("a good reload", lambda: samples(address)[reload_ok] == 1, daemon, sw_log)
             s = samples(address)
             assert 'secretwarden_graph_probe_success{target="renamed"}' in s
-            # the exporter's series of the removed target are gone (remediation keeps
-            # its own counters: remediation/metrics.py is not dropped on reload)
-            remediation = ("secretwarden_remediation", "secretwarden_rotation")
-            gone = [k for k in s if 'target="portal"' in k and not k.startswith(remediation)]
-            assert gone == []
+            # every series of the removed target is gone, the remediation ones too, and
+            # the new target's remediation series exist at 0
+            assert [k for k in s if 'target="portal"' in k] == []
+            assert (
+                s['secretwarden_remediation_blocked{reason="circuit_open",target="renamed"}'] == 0
+            )
 
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(20) == 0
