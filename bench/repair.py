@@ -1,4 +1,4 @@
-"""Remediation benchmark; prints a table. Run: .venv/bin/python bench/remediation.py
+"""Remediation benchmark; prints a table. Run: .venv/bin/python bench/repair.py
 
 For each scenario: the time from the injected fault to an app that works again (its
 "Sync from Intune" answers 200), the waits nobody can avoid (Entra propagation, the
@@ -11,25 +11,18 @@ Real time throughout: the sandbox runs in a thread, the daemon's workflow uses t
 SDKs over HTTPS with the production SystemClock and short poll intervals.
 """
 
-# ruff: noqa: E402  # the project imports must follow the sys.path fix below
-
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and its name would shadow
-# the `remediation` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 import asyncio
 import dataclasses
 import logging
 import ssl
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
