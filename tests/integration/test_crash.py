@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,46 @@ HOLD = (
     f"Journal(Path(sys.argv[1]), {TARGET!r}).lock().acquire()\n"
     "print('held', flush=True); time.sleep(60)\n"
 )
+
+
+@pytest.mark.parametrize("boundary", ["add_password:returned", "write_keyvault:done"])
+def test_the_daemon_killed_mid_rotation_then_restarted_converges(
+    sb: Any, rig: Rig, tmp_path: Path, boundary: str
+) -> None:
+    """`secretwarden run` itself, its policy rotating a secret that is due, SIGKILLed
+    at a step boundary (a value lost in flight; a value written but not yet loaded) and
+    started again: the new daemon finishes the job with nothing left behind."""
+    old = sb.in_use_key_id()
+    config = write_config(sb, tmp_path, rig.state_dir)
+    # The sandbox's secret expires in a year: a 400-day window makes it due at once.
+    config.write_text(
+        config.read_text()
+        + "enabled = true\nrotate_before_days = 400\nsecret_lifetime_days = 730\n"
+        + "\n[probes.expiry]\ninterval_seconds = 1\n"
+    )
+    run = [sys.executable, "-m", "daemon.cli", "run", "--config.file", str(config)]
+    run += ["--web.listen-address", "127.0.0.1:0", "--log.format", "json"]
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+
+    killed = subprocess.run(
+        run, env={**env, CRASH_ENV: boundary}, capture_output=True, text=True, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert rig.rem.journal(TARGET).unfinished() is not None
+    secrets = sandbox_secrets(sb)
+
+    daemon = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and rig.rem.journal(TARGET).unfinished() is not None:
+            time.sleep(0.2)
+        assert rig.rem.journal(TARGET).unfinished() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err.decode()[-3000:]
+    st = assert_converged(sb, gone=[old])
+    assert len(st["credentials"]) == 1  # no orphan, the old one removed
+    assert rig.rem.journal(TARGET).runs()[-1].outcome == "success"
+    secrets |= sandbox_secrets(sb)
+    assert_no_secret_on_disk(rig.state_dir, secrets, killed.stderr, err.decode(), out.decode())
