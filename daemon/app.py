@@ -196,6 +196,12 @@ class Daemon:
         self._retired.remove(stack)
         await stack.aclose()
 
+    def _export_intervals(self, config: Config) -> None:
+        for target in config.targets:
+            for probe in PROBE_NAMES:
+                seconds = config.probes.schedule(probe).interval_seconds
+                self.metrics.probe_interval.labels(target=target.name, probe=probe).set(seconds)
+
     def _schedule(self, config: Config, first_run: datetime) -> None:
         assert self._scheduler is not None
         for target in config.targets:
@@ -218,6 +224,7 @@ class Daemon:
         opened = await self._open_targets(self.config)
         self._stack, self._clients, self._http = opened
         self.metrics.set_targets(t.name for t in self.config.targets)
+        self._export_intervals(self.config)
         self.metrics.config_reloaded(True, self.clock())
         if serve_web:
             host, port = split_listen_address(self.listen_address)
@@ -339,6 +346,7 @@ class Daemon:
                 for probe in PROBE_NAMES:
                     self.latest.pop((gone, probe), None)
             self.metrics.set_targets(t.name for t in new.targets)
+            self._export_intervals(new)
             if self.remediator is not None:
                 self.remediator.targets_changed()
             self.metrics.config_reloaded(True, self.clock())

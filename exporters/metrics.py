@@ -146,6 +146,11 @@ class Metrics:
         self.probe_duration = gauge(
             "secretwarden_probe_duration_seconds", "How long the probe's last run took.", by_probe
         )
+        self.probe_interval = gauge(
+            "secretwarden_probe_interval_seconds",
+            "How often the probe is scheduled to run (alerts measure staleness with it).",
+            by_probe,
+        )
         self.build_info = gauge(
             "secretwarden_build_info", "The running secretwarden's version.", ("version",)
         )
@@ -175,6 +180,7 @@ class Metrics:
             self.probe_last_success,
             self.probe_errors,
             self.probe_duration,
+            self.probe_interval,
         )
         self._targets: set[str] = set()
 
