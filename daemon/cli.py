@@ -114,9 +114,11 @@ def _config_failed(exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def _logging(args: argparse.Namespace, config: Config | None = None) -> None:
+def _logging(
+    args: argparse.Namespace, config: Config | None = None, *, default_level: str | None = None
+) -> None:
     fmt = args.log_format or (config.daemon.log_format if config else "auto")
-    level = args.log_level or (config.daemon.log_level if config else "info")
+    level = args.log_level or default_level or (config.daemon.log_level if config else "info")
     configure_logging(fmt, level)
 
 
@@ -155,7 +157,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_demo(args))
     config = load_checked_config(args.config_file)
-    _logging(args, config)
+    # check's answer is its table; its logs are only for what went wrong underneath.
+    _logging(args, config, default_level="warning" if command == "check" else None)
     if command == "check":
         from daemon.check import run_check
 
