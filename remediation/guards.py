@@ -8,8 +8,9 @@
   ``circuit_reset`` has passed or an operator succeeds by hand.
 
 "One at a time per target" is not here: the :class:`~remediation.service.Remediator`
-coalesces a trigger into the run already in progress. State is seeded from the journal
-so a restart does not forget a cap or an open circuit. Time comes from the caller.
+coalesces a trigger into the run already in progress. State is rebuilt from the
+journal before each decision, so neither a restart nor a run by another process is
+forgotten. Time comes from the caller.
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ class Guards:
         return self._state.setdefault(target, _TargetState())
 
     def seed(self, target: str, runs: Iterable[RunRecord]) -> None:
-        """Replay finished runs from the journal (oldest first)."""
+        """Rebuild the target's state from its journal (oldest run first).
+
+        The journal is the only truth: runs of every process (the daemon, ``secretwarden
+        rotate``) and every trigger count alike. A run counts toward the daily cap when
+        it rotated or issued a credential, even if it then failed or rolled back.
+        """
+        self._state[target] = _TargetState()
         for r in runs:
             if r.finished is None or r.outcome is None:
                 continue
@@ -65,7 +72,7 @@ class Guards:
                 r.action,
                 r.outcome,
                 r.finished,
-                rotated=bool(r.facts.get("rotated")),
+                rotated=bool(r.facts.get("rotated") or r.facts.get("new_key_id")),
                 permanent=bool(r.facts.get("permanent")),
             )
 

@@ -84,11 +84,17 @@ class Remediator:
     def _seed(self, name: str) -> None:
         """A restart forgets neither a guard nor the last rotation: replay the journal."""
         runs = self.journal(name).runs()
-        self.guards.seed(name, runs)
-        self._update_blocked(name, "rotate")
+        self._update_blocked(name, "rotate", runs)
         rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
         if rotated:
             self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
+
+    def _check_guards(
+        self, target: str, action: str, runs: list[RunRecord] | None = None
+    ) -> Blocked | None:
+        # Rebuilt from the journal each time: it also holds the runs of other processes.
+        self.guards.seed(target, self.journal(target).runs() if runs is None else runs)
+        return self.guards.check(target, action, self.clock.now())
 
     def targets_changed(self) -> None:
         """After a config reload: series for new targets, none for removed ones."""
@@ -137,7 +143,7 @@ class Remediator:
                 f"joined the {running.action} run in progress",
                 running.action,
             )
-        blocked = self.guards.check(target, action, self.clock.now())
+        blocked = self._check_guards(target, action)
         if blocked is not None:
             self._report_blocked(target, action, blocked)
             return TriggerResult(target, action, "blocked", blocked.detail)
@@ -148,7 +154,7 @@ class Remediator:
             return TriggerResult(target, action, "busy", str(e))
         self._update_blocked(target, action)
         task = asyncio.create_task(
-            self._run(target, action, source, force=force, guarded=True),
+            self._run(target, action, source, force=force),
             name=f"remediation-{target}-{action}",
         )
         _release_when_done(task, lock)
@@ -188,7 +194,6 @@ class Remediator:
                 action,
                 source,
                 force=force,
-                guarded=False,
                 progress=progress,
                 dry_run=dry_run,
             )
@@ -265,7 +270,6 @@ class Remediator:
         source: str,
         *,
         force: bool,
-        guarded: bool,
         progress: Progress | None = None,
         dry_run: bool | None = None,
     ) -> Outcome:
@@ -273,33 +277,24 @@ class Remediator:
         rec = self.journal(target).unfinished()
         if rec is not None and not wf.dry_run:
             outcome = await wf.resume(rec)  # finish the interrupted run first
-            self._account(target, outcome, guarded)
+            self._account(target, outcome)
             if outcome.outcome in ("failed", "rolled_back") or action == rec.action:
                 return outcome
             wf = self._workflow(target, progress, dry_run)
         outcome = await wf.run(action, source, force=force)
-        self._account(target, outcome, guarded)
+        self._account(target, outcome)
         return outcome
 
     async def _resume(self, target: str, rec: RunRecord, progress: Progress | None) -> Outcome:
         outcome = await self._workflow(target, progress, False).resume(rec)
-        self._account(target, outcome, True)
+        self._account(target, outcome)
         return outcome
 
-    def _account(self, target: str, outcome: Outcome, guarded: bool) -> None:
+    def _account(self, target: str, outcome: Outcome) -> None:
         self.last[target] = outcome
         if outcome.outcome == "dry_run":
             return
-        if guarded or outcome.outcome in ("success", "nothing_to_do"):
-            self.guards.record(
-                target,
-                outcome.action,
-                outcome.outcome,
-                self.clock.now(),
-                rotated=outcome.rotated,
-                permanent=outcome.permanent,
-            )
-        self._update_blocked(target, "rotate")
+        self._update_blocked(target, "rotate")  # the run is in the journal now
 
     def _report_blocked(self, target: str, action: str, blocked: Blocked) -> None:
         for reason in BLOCK_REASONS:
@@ -315,8 +310,10 @@ class Remediator:
             )
         self._blocked[target] = blocked.reason
 
-    def _update_blocked(self, target: str, action: str) -> None:
-        blocked = self.guards.check(target, action, self.clock.now())
+    def _update_blocked(
+        self, target: str, action: str, runs: list[RunRecord] | None = None
+    ) -> None:
+        blocked = self._check_guards(target, action, runs)
         for reason in BLOCK_REASONS:
             on = blocked is not None and blocked.reason == reason
             self.metrics.blocked.labels(target, reason).set(1 if on else 0)

@@ -315,7 +315,8 @@ class Workflow:
                 wait = min(
                     e.retry_after if e.retry_after is not None else delay, s.step_backoff_max
                 )
-                self._emit(step, "info", f"{what}: {e.code or e.status}; retry in {wait:.1f}s")
+                reason = e.code or (f"HTTP {e.status}" if e.status else e.detail)
+                self._emit(step, "info", f"{what}: {reason}; retry in {wait:.1f}s")
                 await self.clock.sleep(wait)
                 delay = min(delay * 2, s.step_backoff_max)
         raise AssertionError("unreachable")  # pragma: no cover

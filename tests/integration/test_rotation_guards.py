@@ -211,3 +211,19 @@ async def test_a_dry_run_daemon_leaves_an_unfinished_run_alone(
     assert (await rig.rem.run(TARGET, "rotate", "test")).outcome == "dry_run"
     assert writes(sb) == before
     assert journal.path.read_text() == text
+
+
+async def test_a_rotation_by_another_process_counts_against_the_cap_at_once(
+    sb: Any, build: Build
+) -> None:
+    """The daemon and `secretwarden rotate` share the state directory: a manual rotation
+    counts against the daemon's daily cap without a restart of the daemon."""
+    daemon = build(max_rotations_per_day=1)
+    by_hand = build(max_rotations_per_day=1)  # another process on the same state directory
+    outcome = await by_hand.rem.run(TARGET, "rotate", "cli")
+    assert outcome.outcome == "success", outcome.detail
+    before = writes(sb)
+    result = daemon.rem.trigger(TARGET, "rotate", "policy: due")
+    assert result.status == "blocked"
+    assert "cap 1" in result.detail
+    assert writes(sb) == before

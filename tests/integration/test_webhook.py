@@ -193,7 +193,18 @@ async def test_a_guard_or_another_process_on_the_target_is_a_409(
     assert result["status"] == "busy"
     assert "another secretwarden process" in result["detail"]
 
-    rig.rem.guards.record(TARGET, "rotate", "failed", rig.clock.now(), permanent=True)
+    # A permanent failure in the journal (say, by `secretwarden rotate` in another
+    # process) opens the circuit: the guards read the journal, not their own memory.
+    journal, now = rig.rem.journal(TARGET), rig.clock.now()
+    journal.append(ts=now, run="r-failed", action="rotate", step="run", phase="begin")
+    journal.append(
+        ts=now,
+        run="r-failed",
+        action="rotate",
+        step="run",
+        phase="done",
+        data={"outcome": "failed", "rotated": False, "permanent": True},
+    )
     r = await http.post(url, json=payload(alert(target=TARGET, remediation="rotate")))
     assert r.status_code == 409
     [result] = r.json()["results"]

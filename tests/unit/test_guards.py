@@ -119,3 +119,41 @@ def test_state_is_seeded_from_the_journal(tmp_path: Path) -> None:
     assert blocked is not None
     assert blocked.reason == "circuit_open"
     assert g.check("other", "heal", T0) is None
+
+
+def _journal_run(j: Journal, run: str, action: str, at: datetime, **facts: object) -> None:
+    j.append(ts=at, run=run, action=action, step="run", phase="begin")
+    if "new_key_id" in facts:
+        j.append(
+            ts=at,
+            run=run,
+            action=action,
+            step="add_password",
+            phase="done",
+            data={"new_key_id": str(facts.pop("new_key_id"))},
+        )
+    j.append(ts=at, run=run, action=action, step="run", phase="done", data=facts)  # type: ignore[arg-type]
+
+
+def test_a_failed_heal_that_issued_a_credential_counts_against_the_cap(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "t")
+    _journal_run(j, "r1", "rotate", T0, outcome="success", rotated=True, permanent=False)
+    # A heal that issued a secret and then rolled back churned a credential all the same.
+    _journal_run(
+        j, "r2", "heal", T0, new_key_id="k2", outcome="rolled_back", rotated=False, permanent=False
+    )
+    g = Guards(S)
+    g.seed("t", j.runs())
+    later = T0 + timedelta(hours=2)  # past the backoff
+    blocked = g.check("t", "rotate", later)
+    assert blocked is not None
+    assert blocked.reason == "rotation_cap"
+
+
+def test_seeding_again_replaces_the_state_instead_of_adding_to_it(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "t")
+    _journal_run(j, "r1", "rotate", T0, outcome="success", rotated=True, permanent=False)
+    g = Guards(S)
+    for _ in range(3):  # the Remediator re-reads the journal before every decision
+        g.seed("t", j.runs())
+    assert g.check("t", "rotate", T0) is None  # one rotation of two, not three
