@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client import CollectorRegistry
+from table import print_table  # bench/table.py: the script's folder is on sys.path
 
 from daemon.config import ProbesSection, load_config
 from daemon.sandbox_config import write_sandbox_config
@@ -158,11 +159,7 @@ def main() -> None:
         )
         per_hour = counted / run_seconds * 3600 / scale
         rows.append(("Azure requests/hour/target, counted", f"{per_hour:.0f}"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  value")
-    print(f"{'-' * width}  {'-' * 30}")
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from table import print_table  # bench/table.py: the script's folder is on sys.path
+
 from sandbox import Sandbox
 
 RUNS = 9
@@ -68,11 +70,7 @@ def main() -> None:
         row("Sandbox.start(), CA reused", [asyncio.run(in_process(False)) for _ in range(RUNS)]),
         row("`secretwarden sandbox` to describe file", [command() for _ in range(RUNS)]),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"{'measure'.ljust(width)}  value")
-    print(f"{'-' * width}  {'-' * 48}")
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":
