@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="overrides web.listen_address (default 127.0.0.1:9877)",
     )
+    run.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the config and the files it names, then exit (contacts nothing)",
+    )
     _add_logging(run)
 
     check = sub.add_parser("check", help="validate the config, run every probe once, print a table")
@@ -157,6 +163,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_demo(args))
     config = load_checked_config(args.config_file)
+    if command == "run" and args.config_check:
+        names = ", ".join(t.name for t in config.targets)
+        print(
+            f"secretwarden: {args.config_file} is valid ({len(config.targets)} target(s): {names})"
+        )
+        return 0
     # check's answer is its table; its logs are only for what went wrong underneath.
     _logging(args, config, default_level="warning" if command == "check" else None)
     if command == "check":

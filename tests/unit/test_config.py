@@ -274,3 +274,17 @@ def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"  cloud.ca_file: cannot read {tmp_path}/ca.pem" in result.stderr
+
+
+def test_config_check_validates_and_exits_without_running(tmp_path: Path) -> None:
+    good = write(tmp_path, FILES + TARGET)
+    (tmp_path / "id.pem").write_text("-")
+    (tmp_path / "ca.pem").write_text("-")
+    result = cli("run", "--config.check", "--config.file", str(good))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"secretwarden: {good} is valid (1 target(s): portal)\n"
+    (tmp_path / "ca.pem").unlink()
+    result = cli("run", "--config.check", "--config.file", str(good))
+    assert result.returncode == 2
+    assert f"  cloud.ca_file: cannot read {tmp_path}/ca.pem" in result.stderr
+    assert result.stdout == ""
