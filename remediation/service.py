@@ -78,6 +78,7 @@ class Remediator:
         self._running: dict[str, _Running] = {}
         self._blocked: dict[str, str | None] = {}
         self.last: dict[str, Outcome] = {}
+        self._parsed: dict[str, tuple[tuple[int, int, int], list[RunRecord]]] = {}
         for name in self.targets:
             self._seed(name)
 
@@ -93,8 +94,22 @@ class Remediator:
         self, target: str, action: str, runs: list[RunRecord] | None = None
     ) -> Blocked | None:
         # Rebuilt from the journal each time: it also holds the runs of other processes.
-        self.guards.seed(target, self.journal(target).runs() if runs is None else runs)
+        self.guards.seed(target, self._runs(target) if runs is None else runs)
         return self.guards.check(target, action, self.clock.now())
+
+    def _runs(self, target: str) -> list[RunRecord]:
+        """The journal's runs, parsed again only when the file has changed: the guards
+        read them on every probe observation, and every append changes the size."""
+        journal = self.journal(target)
+        try:
+            st = journal.path.stat()
+        except FileNotFoundError:
+            return []
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._parsed.get(target)
+        if cached is None or cached[0] != key:
+            cached = self._parsed[target] = (key, journal.runs())
+        return cached[1]
 
     def targets_changed(self) -> None:
         """After a config reload: series for new targets, none for removed ones."""
