@@ -18,13 +18,7 @@ from azure.core.exceptions import (
 )
 
 from tenant.endpoints import Cloud, RetryPolicy
-from tenant.errors import (
-    NotFound,
-    PermissionDenied,
-    TenantError,
-    Throttled,
-    Unavailable,
-)
+from tenant.errors import TenantError, Unavailable, by_status
 
 
 def client_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
@@ -83,16 +77,9 @@ def map_http_error(error: Exception, service: str, operation: str) -> TenantErro
     # Both the legacy and the rest response types carry headers; the stubs name one.
     headers = getattr(error.response, "headers", None) or {}
     retry_after = retry_after_seconds(headers.get("Retry-After"))
-    if status == 429 or code in ("Throttled", "TooManyRequests"):
-        return Throttled(
-            service, operation, detail, status=status, code=code, retry_after=retry_after
-        )
-    if status == 404 or isinstance(error, ResourceNotFoundError):
-        return NotFound(service, operation, detail, status=status, code=code)
-    if status in (401, 403):
-        return PermissionDenied(service, operation, detail, status=status, code=code)
-    if status is not None and status >= 500:
-        return Unavailable(
-            service, operation, detail, status=status, code=code, retry_after=retry_after
-        )
+    if isinstance(error, ResourceNotFoundError):
+        status = status or 404
+    known = by_status(service, operation, detail, status=status, code=code, retry_after=retry_after)
+    if known is not None:
+        return known
     return TenantError(service, operation, detail, status=status, code=code, permanent=True)

@@ -70,3 +70,29 @@ class PolicyViolation(TenantError):
 
 class TooManySecrets(PolicyViolation):
     """The app already holds as many client secrets as it may."""
+
+
+def by_status(
+    service: str,
+    operation: str,
+    message: str,
+    *,
+    status: int | None,
+    code: str | None,
+    retry_after: float | None,
+) -> TenantError | None:
+    """The classification every Azure service shares: throttling, not found, denied,
+    server trouble. None when the status alone does not decide (a 400, usually), so a
+    service can apply its own codes before falling back to a permanent TenantError."""
+    cls: type[TenantError]
+    if status == 429 or code in ("Throttled", "TooManyRequests"):
+        cls = Throttled
+    elif status == 404:
+        cls = NotFound
+    elif status in (401, 403):
+        cls = PermissionDenied
+    elif status is not None and status >= 500:
+        cls = Unavailable
+    else:
+        return None
+    return cls(service, operation, message, status=status, code=code, retry_after=retry_after)

@@ -44,12 +44,11 @@ from tenant._azure import map_http_error, retry_after_seconds
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.errors import (
     NotFound,
-    PermissionDenied,
     PolicyViolation,
     TenantError,
-    Throttled,
     TooManySecrets,
     Unavailable,
+    by_status,
 )
 from tenant.models import AppRegistration, NewPassword, PasswordCredential, SecretValue
 
@@ -137,18 +136,11 @@ def map_odata_error(error: Exception, operation: str) -> TenantError:
     code = main.code if main is not None else None
     message = (main.message if main is not None else None) or "no error message"
     retry_after = retry_after_seconds(_header(error.response_headers, "Retry-After"))
-    if status == 429:
-        return Throttled(
-            SERVICE, operation, message, status=status, code=code, retry_after=retry_after
-        )
-    if status == 404:
-        return NotFound(SERVICE, operation, message, status=status, code=code)
-    if status in (401, 403):
-        return PermissionDenied(SERVICE, operation, message, status=status, code=code)
-    if status is not None and status >= 500:
-        return Unavailable(
-            SERVICE, operation, message, status=status, code=code, retry_after=retry_after
-        )
+    known = by_status(
+        SERVICE, operation, message, status=status, code=code, retry_after=retry_after
+    )
+    if known is not None:
+        return known
     if code is not None and "Policy" in code:
         return PolicyViolation(SERVICE, operation, message, status=status, code=code)
     if code in _TOO_MANY_CODES or (status == 400 and _TOO_MANY_TEXT.search(message)):
