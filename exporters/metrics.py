@@ -15,6 +15,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from exporters.observations import (
@@ -73,6 +74,15 @@ class _ExpiryCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []
+
+
+def remove_target_series(target: str, metrics: Iterable[MetricWrapperBase]) -> None:
+    """Drop every child of ``metrics`` whose first label is ``target`` (after a reload)."""
+    for metric in metrics:
+        # No public way to list a metric's children.
+        for labels in list(metric._metrics):
+            if labels[0] == target:
+                metric.remove(*labels)
 
 
 class Metrics:
@@ -209,16 +219,10 @@ class Metrics:
     def _remove_target(self, target: str) -> None:
         self._targets.discard(target)
         self._expiry.latest.pop(target, None)
-        for metric in (
-            *self._per_target,
-            *self._per_probe,
-            self.graph_requests,
-            self.graph_auth_failures,
-        ):
-            # No public way to list a metric's children; the first label is the target.
-            for labels in list(metric._metrics):
-                if labels[0] == target:
-                    metric.remove(*labels)
+        remove_target_series(
+            target,
+            (*self._per_target, *self._per_probe, self.graph_requests, self.graph_auth_failures),
+        )
 
     # recording -------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exporters.metrics import remove_target_series
+
 ACTIONS = ("rotate", "heal")
 OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
 BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open")
@@ -80,17 +82,10 @@ class RemediationMetrics:
 
     def _remove_target(self, target: str) -> None:
         self._targets.discard(target)
-        for metric in (
-            self.total,
-            self.in_progress,
-            self.last_rotation,
-            self.blocked,
-            self.step_duration,
-        ):
-            # No public way to list a metric's children; the first label is the target.
-            for labels in list(metric._metrics):
-                if labels[0] == target:
-                    metric.remove(*labels)
+        remove_target_series(
+            target,
+            (self.total, self.in_progress, self.last_rotation, self.blocked, self.step_duration),
+        )
 
     def add_target(self, target: str) -> None:
         self._targets.add(target)
