@@ -22,7 +22,6 @@ from conftest import (
     ROOT,
     SECRETWARDEN,
     Prometheus,
-    free_port,
     http_get,
     http_json,
     prometheus,
@@ -30,6 +29,7 @@ from conftest import (
     running,
     wait_until,
 )
+from helpers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 ALERT = "SecretwardenGraphUnauthorized"

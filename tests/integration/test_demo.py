@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,20 +16,14 @@ import time
 from pathlib import Path
 
 import httpx
+from helpers import free_port
 
 FINAL_LINE = "demo: the app is healthy on a fresh secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_demo_rotates_then_heals_an_injected_expiry(tmp_path: Path) -> None:
     describe = tmp_path / "sandbox.json"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "daemon.cli", "demo"),

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "secretwarden.service"
@@ -150,16 +151,10 @@ def test_the_kernel_rule_refuses_writable_executable_memory() -> None:
     assert "PermissionError" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_daemon_works_without_writable_executable_memory(tmp_path: Path) -> None:
     if not _mdwe_available():
         pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "demo.log").open("w")
     demo = subprocess.Popen(
         [
@@ -212,7 +207,7 @@ def test_the_daemon_speaks_sd_notify_with_the_watchdog_interval_systemd_gives(
     """What Type=notify and WatchdogSec rely on, from the real daemon process: READY=1
     with a status line once /metrics serves, WATCHDOG=1 at half of WATCHDOG_USEC, and
     STOPPING=1 on SIGTERM."""
-    port = _free_port()
+    port = free_port()
     watchdog_seconds = 3.0
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(tmp_path / "notify.sock"))
