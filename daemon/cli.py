@@ -130,10 +130,7 @@ def _logging(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("rotate", "status"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
+    args = parser.parse_args(argv)
     try:
         return _dispatch(args)
     except ConfigError as exc:

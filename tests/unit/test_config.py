@@ -288,3 +288,10 @@ def test_config_check_validates_and_exits_without_running(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert f"  cloud.ca_file: cannot read {tmp_path}/ca.pem" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_mistyped_flag_is_refused_not_ignored(tmp_path: Path) -> None:
+    # `--dryrun` for `--dry-run` must not turn into a real rotation.
+    result = cli("rotate", "--config.file", str(tmp_path / "x.toml"), "--target", "p", "--dryrun")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --dryrun" in result.stderr
