@@ -401,6 +401,10 @@ class Daemon:
             value = _timed_out(probe, seconds)
         duration = time.perf_counter() - started
         observed = Observed(target=target, probe=probe, at=self.clock(), value=value)
+        if all(t.name != target for t in self.config.targets):
+            # A reload removed the target while this run was under way: recording it
+            # would bring its series (and alerts) back, and hooks would act on it.
+            return observed
         self.latest[(target, probe)] = observed
         self.metrics.record(observed, duration)
         self._log_change(observed)

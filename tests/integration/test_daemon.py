@@ -133,6 +133,27 @@ async def test_reload_keeps_running_config_when_bad(
     assert not [key for key in s if ("target", "portal") in key[1]]
 
 
+async def test_a_probe_under_way_when_its_target_is_removed_records_nothing(
+    sb: Any, daemon: Daemon, config_file: Path
+) -> None:
+    sb.faults(latency_seconds={"app": 1.0})
+    seen: list[str] = []
+
+    async def hook(observed: Observed) -> None:
+        seen.append(observed.target)
+
+    daemon.observers.append(hook)
+    slow = asyncio.create_task(daemon.run_probe("portal", "health"))
+    await asyncio.sleep(0.2)  # the health request is on its way
+    config_file.write_text(config_file.read_text().replace('name = "portal"', 'name = "other"'))
+    assert await daemon.reload()
+    await slow
+    s = await scrape(daemon)
+    assert not [key for key in s if ("target", "portal") in key[1]]
+    assert ("portal", "health") not in daemon.latest
+    assert seen == []
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "daemon.cli", *args],
