@@ -296,17 +296,19 @@ def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
     now = datetime.now(UTC)
     for t in config.targets:
         journal = Journal(config.daemon.state_directory, t.name)
-        runs = [r for r in journal.runs() if r.outcome != "compensated" or r.unfinished]
-        guards.seed(t.name, runs)
+        runs = journal.runs()
+        guards.seed(t.name, runs)  # the same journal, the same rules as the daemon
         print(f"target {t.name}", file=out)
-        current = journal.unfinished()
+        current = runs[-1] if runs and runs[-1].unfinished else None
         if current is not None:
             print("  current:", file=out)
             print(_run_line(current, journal.lock().holder_pid()), file=out)
         blocked = guards.check(t.name, "rotate", now)
         if blocked is not None:
             print(f"  blocked ({blocked.reason}): {blocked.detail}", file=out)
-        done = [r for r in runs if not r.unfinished][-recent:]
+        # A compensated run (a value lost in a crash, its credential removed) is only
+        # the prelude of the run that restarted it.
+        done = [r for r in runs if not r.unfinished and r.outcome != "compensated"][-recent:]
         if not done and current is None:
             print("  no remediation yet", file=out)
             continue

@@ -61,18 +61,21 @@ class Guards:
 
         The journal is the only truth: runs of every process (the daemon, ``secretwarden
         rotate``) and every trigger count alike. A run counts toward the daily cap when
-        it rotated or issued a credential, even if it then failed or rolled back.
+        it rotated or issued a credential, even if it then failed or rolled back; not a
+        compensated one (its value was lost in a crash and its credential removed: the
+        run that restarts it is the same rotation).
         """
         self._state[target] = _TargetState()
         for r in runs:
             if r.finished is None or r.outcome is None:
                 continue
+            issued = r.outcome != "compensated" and bool(r.facts.get("new_key_id"))
             self.record(
                 target,
                 r.action,
                 r.outcome,
                 r.finished,
-                rotated=bool(r.facts.get("rotated") or r.facts.get("new_key_id")),
+                rotated=bool(r.facts.get("rotated")) or issued,
                 permanent=bool(r.facts.get("permanent")),
             )
 

@@ -157,3 +157,14 @@ def test_seeding_again_replaces_the_state_instead_of_adding_to_it(tmp_path: Path
     for _ in range(3):  # the Remediator re-reads the journal before every decision
         g.seed("t", j.runs())
     assert g.check("t", "rotate", T0) is None  # one rotation of two, not three
+
+
+def test_a_crash_recovered_rotation_counts_once(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "t")
+    # The value was lost in a crash: that run is compensated (its credential removed)
+    # and the restarted run finishes the same rotation.
+    _journal_run(j, "r1", "rotate", T0, new_key_id="k1", outcome="compensated", rotated=False)
+    _journal_run(j, "r2", "rotate", T0, new_key_id="k2", outcome="success", rotated=True)
+    g = Guards(S)  # cap 2 a day
+    g.seed("t", j.runs())
+    assert g.check("t", "rotate", T0) is None
