@@ -135,7 +135,6 @@ class Daemon:
         self._clients: dict[str, TargetClients] = {}
         self._stack: AsyncExitStack | None = None
         self._retired: list[AsyncExitStack] = []  # a replaced config's, until unused
-        self._client_ids: dict[str, str] = {}  # target -> the app's appId
         self._http: httpx.AsyncClient | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._outcomes = OutcomeTracker()
@@ -150,6 +149,12 @@ class Daemon:
     def clients(self, target: str) -> TargetClients:
         """The open tenant clients of a target (for remediation)."""
         return self._clients[target]
+
+    def health_client(self) -> httpx.AsyncClient:
+        """The open HTTP client of the health probe (for remediation's verification);
+        replaced on reload like the tenant clients."""
+        assert self._http is not None, "the daemon has not started"
+        return self._http
 
     def ready(self) -> bool:
         """True once every (target, probe) has reported at least once."""
@@ -336,7 +341,6 @@ class Daemon:
             old, old_stack = self.config, self._stack
             self.config = new
             self._stack, self._clients, self._http = opened
-            self._client_ids.clear()  # a target may name another app now
             if old_stack is not None:
                 # Probes and remediation runs already under way keep the old clients.
                 self._retired.append(old_stack)
@@ -370,10 +374,7 @@ class Daemon:
             return await probe_expiry(clients, self.clock())
         if probe == "graph":
             url = config.graph_probe_url(section)
-            obs = await probe_graph_auth(clients, url, self._client_ids.get(target))
-            if obs.client_id is not None:
-                self._client_ids[target] = obs.client_id  # saves a Graph read per run
-            return obs
+            return await probe_graph_auth(clients, url)
         return await probe_reference(clients)
 
     async def _scheduled_probe(self, target: str, probe: str) -> None:

@@ -122,18 +122,13 @@ class _DaemonTargets(Mapping[str, RemediationTarget]):
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
-        self._http: httpx.AsyncClient | None = None
 
     def __getitem__(self, name: str) -> RemediationTarget:
         config = self._daemon.config
-        names = {t.name for t in config.targets}
-        if name not in names:
+        if name not in self:
             raise KeyError(name)
-        if self._http is None:
-            from daemon.app import health_http_client
-
-            self._http = health_http_client(config)
-        return remediation_target(config, name, self._daemon.clients(name), self._http)
+        d = self._daemon
+        return remediation_target(config, name, d.clients(name), d.health_client())
 
     def __contains__(self, name: object) -> bool:
         return any(t.name == name for t in self._daemon.config.targets)

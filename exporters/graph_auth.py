@@ -11,12 +11,7 @@ from exporters.observations import GraphAuthObservation
 from tenant.ports import TargetClients
 
 
-async def probe_graph_auth(
-    clients: TargetClients, graph_probe_url: str, client_id: str | None = None
-) -> GraphAuthObservation:
-    """``client_id`` is the app's appId when the caller already knows it; otherwise it
-    comes from the target or one Graph read, and is returned in the observation so the
-    caller can pass it next time (an object id's appId never changes)."""
+async def probe_graph_auth(clients: TargetClients, graph_probe_url: str) -> GraphAuthObservation:
     try:
         current = await clients.vault.get_current()
     except Exception as exc:
@@ -32,9 +27,7 @@ async def probe_graph_auth(
             error="read Key Vault secret: the current version has no value",
         )
     try:
-        client_id = (
-            client_id or clients.ref.app_client_id or (await clients.app.get_app()).client_id
-        )
+        client_id = await clients.app.client_id()
         outcome = await clients.entra.try_secret(client_id, current.value)
     except Exception as exc:
         return GraphAuthObservation(
@@ -51,7 +44,6 @@ async def probe_graph_auth(
             token_failure=outcome.failure,
             aadsts=outcome.aadsts,
             keyvault_version=version,
-            client_id=client_id,
             error=(
                 "token request with the Key Vault value: "
                 f"{outcome.error or (outcome.failure.value if outcome.failure else 'refused')}"
@@ -65,7 +57,6 @@ async def probe_graph_auth(
             ok=False,
             token_ok=True,
             keyvault_version=version,
-            client_id=client_id,
             error=describe(f"GET {graph_probe_url}", exc),
         )
     ok = 200 <= call.status < 300
@@ -75,7 +66,6 @@ async def probe_graph_auth(
         graph_status=call.status,
         graph_code=call.code,
         keyvault_version=version,
-        client_id=client_id,
         error=None
         if ok
         else f"GET {graph_probe_url}: HTTP {call.status} {call.code or ''}".rstrip(),

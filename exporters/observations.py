@@ -47,7 +47,6 @@ class GraphAuthObservation:
     graph_code: str | None = None
     keyvault_version: str | None = None
     error: str | None = None
-    client_id: str | None = None  # the app's appId, once known
 
     @property
     def auth_failed(self) -> bool:

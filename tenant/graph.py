@@ -194,12 +194,20 @@ class GraphAppRegistrations:
         if app is None or not app.id:
             raise NotFound(SERVICE, op, "Graph returned no application")
         self._object_id = app.id
+        self._client_id = app.app_id or self._client_id
         return AppRegistration(
             object_id=app.id,
             client_id=app.app_id or (self._client_id or ""),
             display_name=app.display_name,
             credentials=tuple(_credential(pc) for pc in app.password_credentials or []),
         )
+
+    async def client_id(self) -> str:
+        if self._client_id is None:
+            await self.get_app()
+        if not self._client_id:
+            raise NotFound(SERVICE, f"get {self._where()}", "Graph returned no appId")
+        return self._client_id
 
     async def _resolved_object_id(self) -> str:
         if self._object_id is None:
