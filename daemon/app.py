@@ -336,6 +336,12 @@ class Daemon:
                 return False
             if new.web != self.config.web:
                 log.warning("web settings changed; they take effect after a restart")
+            if new.remediation.model_copy(update={"enabled": False}) != (
+                self.config.remediation.model_copy(update={"enabled": False})
+            ):
+                log.warning(
+                    "remediation settings changed; all but 'enabled' take effect after a restart"
+                )
             if self._scheduler is not None:
                 self._scheduler.remove_all_jobs()
             old, old_stack = self.config, self._stack

@@ -159,7 +159,11 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
     every run the daemon starts.
     """
     config = daemon.config
-    remediator = build_remediator(config, _DaemonTargets(daemon), registry=daemon.registry)
+    # The policy always exists; `remediation.enabled` of the running config switches it
+    # (checked on each observation, so a reload can turn it on or off).
+    remediator = build_remediator(
+        config, _DaemonTargets(daemon), registry=daemon.registry, with_policy=True
+    )
     if say is not None:
         remediator.progress = timeline(say)
     token: str | None = None

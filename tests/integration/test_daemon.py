@@ -278,3 +278,29 @@ async def test_a_failed_background_task_is_logged(daemon: Daemon) -> None:
     [event] = [e for e in logs if e["event"] == "background task failed"]
     assert "broken" in event["task"]
     assert isinstance(event["exc_info"], RuntimeError)
+
+
+async def test_remediation_can_be_switched_on_by_a_reload(sb: Any, tmp_path: Path) -> None:
+    from daemon.remediate_cli import install
+
+    path = tmp_path / "secretwarden.toml"
+    write_sandbox_config(sb.describe, path, listen_address="127.0.0.1:0", retry_total=0)
+    base = path.read_text()
+    due = "rotate_before_days = 400\nsecret_lifetime_days = 730\n"  # the sandbox's: 365
+    path.write_text(base + "\n[remediation]\nenabled = false\n" + due)
+    d = Daemon(load_config(path), config_path=path, registry=CollectorRegistry())
+    install(d)
+    await d.start(schedule=False)
+    try:
+        assert d.remediator is not None
+        await d.run_probe("portal", "expiry")
+        assert d.remediator.running("portal") is None  # switched off: the policy waits
+        path.write_text(base + "\n[remediation]\nenabled = true\n" + due)
+        assert await d.reload()
+        await d.run_probe("portal", "expiry")
+        assert d.remediator.running("portal") == "rotate"
+        outcome = await d.remediator.wait("portal")
+        assert outcome is not None
+        assert outcome.outcome == "success", outcome.detail
+    finally:
+        await d.stop()
