@@ -35,7 +35,7 @@ from daemon.config import (
     preflight,
     split_listen_address,
 )
-from daemon.logging import REDACTOR, OutcomeTracker, get_logger
+from daemon.logging import OutcomeTracker, get_logger
 from daemon.sdnotify import SystemdNotifier
 from daemon.web import WebServer
 from exporters.expiry import probe_expiry
@@ -167,8 +167,6 @@ class Daemon:
         stack = AsyncExitStack()
         try:
             identity = config.identity_value()
-            if identity.client_secret is not None:
-                REDACTOR.register(identity.client_secret.reveal())
             session = TenantSession(identity, config.cloud_endpoints(), config.retry_policy())
             await stack.enter_async_context(session)
             clients = {}

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from daemon.logging import REDACTOR
 from tenant.endpoints import CLOUDS, Cloud, RetryPolicy
 from tenant.models import SecretValue
 from tenant.ports import Identity, TargetRef
@@ -377,7 +378,8 @@ class Config(_Model):
 
 
 def read_secret_file(path: Path, section: str) -> str:
-    """Read a secret from a file, refusing files others can read."""
+    """Read a secret from a file, refusing files others can read. The value is
+    registered with the log redactor on the way out, for every caller."""
     try:
         mode = path.stat().st_mode
         value = path.read_text().strip()
@@ -389,6 +391,7 @@ def read_secret_file(path: Path, section: str) -> str:
         )
     if not value:
         raise ConfigError(str(path), [f"{section}: {path} is empty"])
+    REDACTOR.register(value)
     return value
 
 

@@ -24,7 +24,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from daemon.config import Config, load_checked_config, read_secret_file
-from daemon.logging import REDACTOR, configure_logging, get_logger
+from daemon.logging import configure_logging, get_logger
 from daemon.webhook import webhook_routes
 from exporters.observations import Observed
 from remediation.clock import Clock, SystemClock
@@ -169,7 +169,6 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
     token: str | None = None
     if config.remediation.webhook_token_file is not None:
         token = read_secret_file(config.remediation.webhook_token_file, "remediation")
-        REDACTOR.register(token)
     daemon.web.add_routes(webhook_routes(remediator, token))
     recovering: list[asyncio.Task[list[Outcome]]] = []
 
@@ -232,8 +231,6 @@ async def _rotate(config: Config, name: str, dry_run: bool, out: TextIO) -> int:
     from daemon.app import health_http_client
 
     identity = config.identity_value()
-    if identity.client_secret is not None:
-        REDACTOR.register(identity.client_secret.reveal())
     section = config.target(name)
     async with (
         TenantSession(identity, config.cloud_endpoints(), config.retry_policy()) as session,
