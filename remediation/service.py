@@ -47,15 +47,12 @@ class TriggerResult:
     action: str
     status: TriggerStatus
     detail: str = ""
-    run_action: str | None = None  # the action of the run this trigger joined
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Running:
     action: str
-    source: str
     task: asyncio.Task[Outcome]
-    coalesced: int = 0
 
 
 @dataclass
@@ -77,7 +74,6 @@ class Remediator:
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
         self._blocked: dict[str, str | None] = {}
-        self.last: dict[str, Outcome] = {}
         self._parsed: dict[str, tuple[tuple[int, int, int], list[RunRecord]]] = {}
         for name in self.targets:
             self._seed(name)
@@ -150,13 +146,8 @@ class Remediator:
             return TriggerResult(target, action, "unknown_target", f"no target named {target!r}")
         running = self._running.get(target)
         if running is not None and not running.task.done():
-            running.coalesced += 1
             return TriggerResult(
-                target,
-                action,
-                "coalesced",
-                f"joined the {running.action} run in progress",
-                running.action,
+                target, action, "coalesced", f"joined the {running.action} run in progress"
             )
         blocked = self._check_guards(target, action)
         if blocked is not None:
@@ -167,15 +158,15 @@ class Remediator:
         except TargetBusy as e:
             log.warning("remediation busy", target=target, action=action, detail=str(e))
             return TriggerResult(target, action, "busy", str(e))
-        self._update_blocked(target, action)
+        self._show_blocked(target, action, None)  # the guards were just asked
         task = asyncio.create_task(
             self._run(target, action, source, force=force),
             name=f"remediation-{target}-{action}",
         )
         _release_when_done(task, lock)
-        self._running[target] = _Running(action, source, task)
+        self._running[target] = _Running(action, task)
         log.info("remediation triggered", target=target, action=action, source=source)
-        return TriggerResult(target, action, "started", source, action)
+        return TriggerResult(target, action, "started", source)
 
     async def wait(self, target: str) -> Outcome | None:
         """Wait for the run in progress for ``target`` (None when there is none)."""
@@ -214,7 +205,7 @@ class Remediator:
             )
         )
         _release_when_done(task, lock)
-        self._running[target] = _Running(action, source, task)
+        self._running[target] = _Running(action, task)
         return await task
 
     async def recover(self, progress: Progress | None = None) -> list[Outcome]:
@@ -243,7 +234,7 @@ class Remediator:
             log.warning("resuming unfinished remediation", target=name, run=rec.run)
             task = asyncio.create_task(self._resume(name, rec, progress))
             _release_when_done(task, lock)
-            self._running[name] = _Running(rec.action, "recover", task)
+            self._running[name] = _Running(rec.action, task)
             tasks.append(task)
         return list(await asyncio.gather(*tasks))
 
@@ -306,29 +297,22 @@ class Remediator:
         return outcome
 
     def _account(self, target: str, outcome: Outcome) -> None:
-        self.last[target] = outcome
         if outcome.outcome == "dry_run":
             return
         self._update_blocked(target, "rotate")  # the run is in the journal now
 
     def _report_blocked(self, target: str, action: str, blocked: Blocked) -> None:
-        for reason in BLOCK_REASONS:
-            self.metrics.blocked.labels(target, reason).set(1 if reason == blocked.reason else 0)
+        """A trigger was refused: show the guard and count the refusal."""
+        self._show_blocked(target, action, blocked)
         self.metrics.total.labels(target, action, "blocked").inc()
-        if self._blocked.get(target) != blocked.reason:
-            log.warning(
-                "remediation blocked",
-                target=target,
-                action=action,
-                reason=blocked.reason,
-                detail=blocked.detail,
-            )
-        self._blocked[target] = blocked.reason
 
     def _update_blocked(
         self, target: str, action: str, runs: list[RunRecord] | None = None
     ) -> None:
-        blocked = self._check_guards(target, action, runs)
+        self._show_blocked(target, action, self._check_guards(target, action, runs))
+
+    def _show_blocked(self, target: str, action: str, blocked: Blocked | None) -> None:
+        """The blocked gauge per reason, and one log line when the reason changes."""
         for reason in BLOCK_REASONS:
             on = blocked is not None and blocked.reason == reason
             self.metrics.blocked.labels(target, reason).set(1 if on else 0)
@@ -336,6 +320,7 @@ class Remediator:
             log.warning(
                 "remediation blocked",
                 target=target,
+                action=action,
                 reason=blocked.reason,
                 detail=blocked.detail,
             )
