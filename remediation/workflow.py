@@ -549,16 +549,18 @@ class Workflow:
             if c.key_id == f.get("new_key_id") or (name and c.display_name == name)
         ]
         for key_id in ours:
-            try:
-                await self._call(
-                    "compensate",
-                    "removePassword",
-                    functools.partial(self.clients.app.remove_password, key_id),
-                )
-            except StepError as e:
-                if not isinstance(e.__cause__, NotFound):
-                    raise
+            await self._remove_password("compensate", key_id)
         return {"orphans_removed": ours}
+
+    async def _remove_password(self, step: str, key_id: str) -> None:
+        """removePassword; a credential already gone (a resumed run removed it) is fine."""
+        try:
+            await self._call(
+                step, "removePassword", functools.partial(self.clients.app.remove_password, key_id)
+            )
+        except StepError as e:
+            if not isinstance(e.__cause__, NotFound):
+                raise
 
     async def _recover_lost_value(self) -> None:
         """After a crash between addPassword and the Key Vault write done."""
@@ -626,17 +628,8 @@ class Workflow:
     async def _remove_old(self) -> dict[str, Any]:
         removed: list[str] = []
         for key_id in self._old_keys():
-            try:
-                await self._call(
-                    "remove_old",
-                    "removePassword",
-                    functools.partial(self.clients.app.remove_password, key_id),
-                )
-                removed.append(key_id)
-            except StepError as e:
-                if not isinstance(e.__cause__, NotFound):
-                    raise
-                removed.append(key_id)  # already gone (a resumed run removed it)
+            await self._remove_password("remove_old", key_id)
+            removed.append(key_id)
         return {"removed": removed}
 
     async def _rollback(self) -> str:
@@ -721,15 +714,7 @@ class Workflow:
     async def _remove_new(self) -> dict[str, Any]:
         key_id = self._facts().get("new_key_id")
         if key_id:
-            try:
-                await self._call(
-                    "rollback.remove_new",
-                    "removePassword",
-                    lambda: self.clients.app.remove_password(str(key_id)),
-                )
-            except StepError as e:
-                if not isinstance(e.__cause__, NotFound):
-                    raise
+            await self._remove_password("rollback.remove_new", str(key_id))
         return {"removed_new": key_id}
 
     # -- healing ------------------------------------------------------------------
