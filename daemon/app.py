@@ -31,8 +31,7 @@ from daemon.config import (
     PROBE_NAMES,
     Config,
     ConfigError,
-    load_config,
-    preflight,
+    load_checked_config,
     split_listen_address,
 )
 from daemon.logging import OutcomeTracker, get_logger
@@ -41,7 +40,7 @@ from daemon.web import WebServer
 from exporters.expiry import probe_expiry
 from exporters.graph_auth import probe_graph_auth
 from exporters.health import probe_health
-from exporters.metrics import Metrics, probe_succeeded
+from exporters.metrics import Metrics
 from exporters.observations import (
     ExpiryObservation,
     GraphAuthObservation,
@@ -316,9 +315,7 @@ class Daemon:
         async with self._reload_lock:
             self.notifier.reloading()
             try:
-                new = load_config(path)
-                if problems := preflight(new):
-                    raise ConfigError(str(path), problems)
+                new = load_checked_config(path)
                 opened = await self._open_targets(new)
             except ConfigError as exc:
                 problems = exc.problems
@@ -439,7 +436,7 @@ class Daemon:
         }
         if value.error:
             fields["error"] = value.error
-        if not probe_succeeded(observed) or not value.ok:
+        if not value.ok:
             log.warning("probe outcome changed", **fields)
         else:
             log.info("probe outcome changed", **fields)

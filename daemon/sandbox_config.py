@@ -93,9 +93,9 @@ def write_secret_file(path: Path, value: str) -> None:
     """Create ``path`` with mode 0600 from the start (no window where others can read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: fix it first
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
-    os.chmod(path, 0o600)
 
 
 def write_sandbox_config(

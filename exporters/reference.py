@@ -8,18 +8,7 @@ from __future__ import annotations
 
 from exporters._errors import describe
 from exporters.observations import ReferenceObservation
-from tenant.models import KeyVaultReference
 from tenant.ports import TargetClients
-
-
-def find_reference(
-    refs: list[KeyVaultReference], secret_name: str, app_setting: str | None
-) -> KeyVaultReference | None:
-    """The reference for the secret: the named app setting, else any naming the secret."""
-    if app_setting is not None:
-        return next((r for r in refs if r.key == app_setting), None)
-    wanted = secret_name.lower()
-    return next((r for r in refs if (r.secret_name or "").lower() == wanted), None)
 
 
 async def probe_reference(clients: TargetClients) -> ReferenceObservation:
@@ -28,7 +17,7 @@ async def probe_reference(clients: TargetClients) -> ReferenceObservation:
         refs = await clients.site.key_vault_references()
     except Exception as exc:
         return ReferenceObservation(ok=False, error=describe("read Key Vault references", exc))
-    found = find_reference(refs, ref.secret_name, ref.app_setting)
+    found = refs[0] if refs else None  # the tenant client returns only this target's
     if found is None:
         what = (
             f"app setting {ref.app_setting} is not a Key Vault reference"
