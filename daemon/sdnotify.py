@@ -22,10 +22,6 @@ class SystemdNotifier:
         watchdog_for_us = usec.isdigit() and (not pid or pid == str(os.getpid()))
         self.watchdog_seconds: float | None = int(usec) / 1e6 if watchdog_for_us else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def notify(self, *fields: str) -> bool:
         """Send ``KEY=value`` lines; True when systemd got them."""
         if not self._address:

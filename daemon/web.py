@@ -43,7 +43,6 @@ class WebServer:
         self.app.router.add_get("/-/ready", self._ready_handler)
         self.app.router.add_get("/", self._index)
         self._runner: web.AppRunner | None = None
-        self.port: int | None = None
 
     def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
         """Add routes (before :meth:`start`), e.g. the remediation webhook."""
@@ -97,10 +96,8 @@ class WebServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context())
         await site.start()
-        server = site._server  # aiohttp exposes the bound sockets only here
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        return self.port
+        bound: int = self._runner.addresses[0][1]  # (host, port, ...) of the listener
+        return bound
 
     @property
     def scheme(self) -> str:

@@ -202,9 +202,6 @@ class Portal:
 
     # -- Entra -------------------------------------------------------------------
 
-    def live_credentials(self) -> list[Credential]:
-        return list(self.credentials)
-
     def credential(self, key_id: str) -> Credential | None:
         return next((c for c in self.credentials if c.key_id == key_id), None)
 
@@ -276,9 +273,6 @@ class Portal:
     def current_secret(self, name: str) -> SecretVersion | None:
         versions = self.vault.get(name)
         return versions[-1] if versions else None
-
-    def secret_version(self, name: str, version: str) -> SecretVersion | None:
-        return next((v for v in self.vault.get(name, []) if v.version == version), None)
 
     # -- App Service -------------------------------------------------------------
 

@@ -45,20 +45,15 @@ class TenantSession:
         identity: Identity,
         cloud: Cloud,
         retry: RetryPolicy | None = None,
-        *,
-        credential: AsyncTokenCredential | None = None,
     ) -> None:
         self.cloud = cloud
         self.retry = retry or RetryPolicy()
         self._identity = identity
-        self._given_credential = credential
         self._credential: AsyncTokenCredential | None = None
         self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> TenantSession:
-        self._credential = self._given_credential or operator_credential(
-            self._identity, self.cloud, self.retry
-        )
+        self._credential = operator_credential(self._identity, self.cloud, self.retry)
         self._http = httpx.AsyncClient(
             verify=ssl_context(self.cloud), timeout=httpx.Timeout(self.retry.timeout_seconds)
         )
@@ -76,7 +71,7 @@ class TenantSession:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        if self._credential is not None and self._given_credential is None:
+        if self._credential is not None:
             await self._credential.close()
         self._credential = None
 
