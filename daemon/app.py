@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import math
 import signal
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
@@ -85,10 +84,7 @@ def _outcome(observed: Observed) -> str:
 
 
 def health_http_client(config: Config) -> httpx.AsyncClient:
-    ctx = ssl.create_default_context()
-    ca = config.cloud.ca_file
-    if ca is not None:
-        ctx.load_verify_locations(cafile=str(ca))
+    ctx = config.cloud_endpoints().ssl_context()
     return httpx.AsyncClient(verify=ctx, follow_redirects=False)
 
 

@@ -24,11 +24,10 @@ from typing import Any
 from aiohttp import web
 
 from daemon.logging import get_logger
-from remediation.policy import Action
+from remediation.policy import ACTIONS
 from remediation.service import Remediator, TriggerResult
 
 PATH = "/api/v1/alerts"
-ACTIONS = ("rotate", "heal")
 log = get_logger("secretwarden.webhook")
 
 
@@ -97,9 +96,9 @@ def webhook_routes(remediator: Remediator, token: str | None) -> list[web.RouteD
                     detail="a firing alert needs labels target and remediation (rotate|heal)",
                 )
             else:
-                key = (target, str(action))
+                act = next(a for a in ACTIONS if a == action)  # typed as an Action
+                key = (target, act)
                 if key not in seen:
-                    act: Action = "rotate" if action == "rotate" else "heal"
                     seen[key] = remediator.trigger(target, act, f"alertmanager: {name}")
                 result = seen[key]
                 entry.update(status=result.status, detail=result.detail)

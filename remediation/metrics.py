@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporters.metrics import remove_target_series
+from remediation.policy import ACTIONS
 
-ACTIONS = ("rotate", "heal")
 OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
 BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open")
 STEPS = (

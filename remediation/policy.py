@@ -18,6 +18,7 @@ from typing import Literal
 from exporters.observations import ExpiryObservation, GraphAuthObservation, Observed
 
 Action = Literal["rotate", "heal"]
+ACTIONS: tuple[Action, ...] = ("rotate", "heal")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,16 @@ def _error_body(error: HttpResponseError) -> tuple[str | None, str | None]:
     return code, message
 
 
+def credential_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
+    """Keyword arguments for an azure-identity credential: the client's, plus the
+    authority and (for custom clouds) no instance discovery."""
+    kwargs = client_kwargs(cloud, retry)
+    kwargs["authority"] = cloud.authority
+    if cloud.disable_instance_discovery:
+        kwargs["disable_instance_discovery"] = True
+    return kwargs
+
+
 def map_http_error(error: Exception, service: str, operation: str) -> TenantError:
     """Classify an azure-core exception. Azure's own code and message are kept; the
     request and its body are not (a PUT body may carry a secret)."""

@@ -31,7 +31,6 @@ from tenant.graph import (
     GraphAppRegistrations,
     graph_http_client,
     graph_service_client,
-    ssl_context,
 )
 from tenant.keyvault import KeyVaultSecretStore
 from tenant.ports import Identity, TargetClients, TargetRef
@@ -55,7 +54,7 @@ class TenantSession:
     async def __aenter__(self) -> TenantSession:
         self._credential = operator_credential(self._identity, self.cloud, self.retry)
         self._http = httpx.AsyncClient(
-            verify=ssl_context(self.cloud), timeout=httpx.Timeout(self.retry.timeout_seconds)
+            verify=self.cloud.ssl_context(), timeout=httpx.Timeout(self.retry.timeout_seconds)
         )
         return self
 

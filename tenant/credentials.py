@@ -7,8 +7,6 @@ once per scope until the token nears expiry.
 
 from __future__ import annotations
 
-from typing import Any
-
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import (
     CertificateCredential,
@@ -16,21 +14,13 @@ from azure.identity.aio import (
     DefaultAzureCredential,
 )
 
-from tenant._azure import client_kwargs
+from tenant._azure import credential_kwargs
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.ports import Identity
 
 
 class IdentityError(ValueError):
     """The configured identity is incomplete (a configuration error, not Azure's)."""
-
-
-def _identity_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
-    kwargs = client_kwargs(cloud, retry)
-    kwargs["authority"] = cloud.authority
-    if cloud.disable_instance_discovery:
-        kwargs["disable_instance_discovery"] = True
-    return kwargs
 
 
 def operator_credential(
@@ -41,7 +31,7 @@ def operator_credential(
     Raises :class:`IdentityError` naming the missing field when ``identity`` lacks
     what its ``kind`` needs.
     """
-    kwargs = _identity_kwargs(cloud, retry)
+    kwargs = credential_kwargs(cloud, retry)
     if identity.kind == "default":
         if identity.tenant_id:
             kwargs["additionally_allowed_tenants"] = [identity.tenant_id]

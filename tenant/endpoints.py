@@ -7,6 +7,7 @@ token's audience is a resource identifier, not a URL that gets dialled.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,12 @@ class Cloud:
     ca_file: Path | None = None  # trust this CA bundle for every endpoint
     # MSAL asks the public cloud to validate a custom authority unless told not to.
     disable_instance_discovery: bool = False
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS for the httpx clients: the system store, or this cloud's CA bundle."""
+        if self.ca_file is not None:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        return ssl.create_default_context()
 
     def with_custom(
         self,

@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 )
 from azure.identity.aio import ClientSecretCredential
 
-from tenant._azure import client_kwargs
+from tenant._azure import credential_kwargs
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.models import GraphCallOutcome, SecretValue, TokenFailure, TokenOutcome
 
@@ -129,10 +129,7 @@ class EntraTokenIssuer:
         self._clock = clock
 
     async def try_secret(self, client_id: str, secret: SecretValue) -> TokenOutcome:
-        kwargs = client_kwargs(self._cloud, self._retry)
-        kwargs["authority"] = self._cloud.authority
-        if self._cloud.disable_instance_discovery:
-            kwargs["disable_instance_discovery"] = True
+        kwargs = credential_kwargs(self._cloud, self._retry)
         try:
             credential = ClientSecretCredential(
                 self._tenant_id, client_id, secret.reveal(), **kwargs

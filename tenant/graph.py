@@ -9,7 +9,6 @@ error. The value Graph returns from addPassword is wrapped in a
 from __future__ import annotations
 
 import re
-import ssl
 import uuid
 from datetime import datetime
 from typing import Any
@@ -73,13 +72,6 @@ _TOO_MANY_TEXT = re.compile(
 _GONE_TEXT = re.compile(r"\bno (password )?credential found|not found|does not exist", re.I)
 
 
-def ssl_context(cloud: Cloud) -> ssl.SSLContext:
-    """The TLS context for httpx: the system store, or the cloud's CA bundle."""
-    if cloud.ca_file is not None:
-        return ssl.create_default_context(cafile=str(cloud.ca_file))
-    return ssl.create_default_context()
-
-
 def graph_http_client(cloud: Cloud, retry: RetryPolicy) -> httpx.AsyncClient:
     """An httpx client carrying msgraph's middleware, retrying as ``retry`` says.
 
@@ -87,7 +79,7 @@ def graph_http_client(cloud: Cloud, retry: RetryPolicy) -> httpx.AsyncClient:
     """
     client = httpx.AsyncClient(
         base_url=cloud.graph_url,
-        verify=ssl_context(cloud),
+        verify=cloud.ssl_context(),
         timeout=httpx.Timeout(retry.timeout_seconds),
     )
     options: dict[str, Any] = {
