@@ -154,6 +154,15 @@ def test_refresh_answers_first_and_re_resolves_later(portal: Portal) -> None:
     assert portal.sb.state()["site"]["refreshes"] == 1
 
 
+def test_a_second_refresh_does_not_put_off_the_first(portal: Portal) -> None:
+    new = portal.write_secret("new-value")
+    assert portal.refresh().status_code == 200
+    portal.sb.advance(3)
+    assert portal.refresh().status_code == 200
+    portal.sb.advance(2.5)  # 5.5 s after the first, 2.5 s after the second
+    assert portal.held() == new
+
+
 def test_the_platform_re_fetches_once_a_day(portal: Portal) -> None:
     old = portal.held()
     new = portal.write_secret("new-value")
