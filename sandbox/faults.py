@@ -52,6 +52,10 @@ class Faults:
     # app settings with references (to other secrets) the site has, listed before ours.
     arm_page_size: int | None = None
     extra_key_vault_references: int = 0
+    # The tenant-wide Graph lists (applications, servicePrincipals, their delta): a delay
+    # before each page, and at most this many items per page whatever the client asks.
+    graph_page_latency_seconds: float = 0.0
+    graph_page_size_cap: int | None = None
     inject: list[Injection] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +129,10 @@ def _set(f: Faults, key: str, value: object) -> None:
         setattr(f, key, value)
     elif key in ("cold_start_seconds", "propagation_delay_seconds", "app_sync_interval_seconds"):
         setattr(f, key, _number(value))
+    elif key == "graph_page_latency_seconds":
+        f.graph_page_latency_seconds = _number(value)
+    elif key == "graph_page_size_cap":
+        f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
     elif key == "max_password_lifetime_days":
         f.max_password_lifetime_days = None if value is None else _number(value)
     elif key == "max_password_credentials":

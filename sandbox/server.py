@@ -27,6 +27,8 @@ from sandbox.admin import PREFIX, Admin
 from sandbox.appservice import AppService
 from sandbox.arm import Arm
 from sandbox.certs import ensure_tls
+from sandbox.directory import Directory
+from sandbox.directory_api import DirectoryAdmin, DirectoryGraph
 from sandbox.entra import Entra
 from sandbox.faults import Faults, Injection
 from sandbox.graph import MOBILE_APPS_PATH, Graph
@@ -117,6 +119,9 @@ class Sandbox:
         )
         if ids is not None and self.state_file is not None:
             self.portal.load_file_json(json.loads(self.state_file.read_text()))
+        # Every app registration and service principal (not persisted: POST directory
+        # rebuilds the synthetic ones from their seed).
+        self.directory = Directory(self.portal.now, self.portal.ids.tenant_id)
         self.base_url = ""
         self.ca_file: Path | None = None
         self._runner: web.AppRunner | None = None
@@ -150,11 +155,21 @@ class Sandbox:
             if "app_sync_interval_seconds" in keys:
                 app_service.wake.set()
 
-        admin = Admin(portal, on_change=self._persist, on_faults=on_faults, describe=self.describe)
+        self.directory.portal_app = graph.application_json
+        admin = Admin(
+            portal,
+            on_change=self._persist,
+            on_faults=on_faults,
+            describe=self.describe,
+            on_reset=self.directory.clear,
+        )
         app = web.Application(middlewares=[self._middleware], client_max_size=1024**2)
         for part in (
             admin,
+            DirectoryAdmin(self.directory),
             Entra(portal, self.base_url),
+            # before Graph's catch-all route
+            DirectoryGraph(self.directory, graph, portal, self.base_url),
             graph,
             KeyVault(portal, self.base_url),
             Arm(portal, self.base_url),
