@@ -1,0 +1,473 @@
+"""The tenant inventory: every app registration's credential expiry, as metrics.
+
+:class:`Inventory` keeps the last good listing of each collection (a failed or
+throttled scan changes nothing but the scan's own metrics) and renders the tens of
+thousands of ``secretwarden_app_credential_expiry_timestamp_seconds`` series into text
+*once per scan* (and once more when the filters or the managed apps change on a
+reload), in a worker thread, with prometheus_client's own exposition code. A scrape
+appends those bytes (and their gzip member) to the registry's output: it never waits
+on Azure and never formats a series that has not changed (bench/inventory.py measures
+it against ``generate_latest`` over the same series).
+
+The small summary metrics (counts, scan duration, last success, requests) are a
+collector in the daemon's registry; they exist only while the inventory is enabled, so
+a daemon without ``[inventory]`` exports none and fires no inventory alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import struct
+import time
+import zlib
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporters._errors import describe
+from tenant.directory import Collection, DirectoryObject, GraphDirectory, Listing
+
+APP_EXPIRY = "secretwarden_app_credential_expiry_timestamp_seconds"
+SP_EXPIRY = "secretwarden_service_principal_credential_expiry_timestamp_seconds"
+KINDS = ("password", "certificate")
+GZIP_LEVEL = 6
+
+
+def _patterns(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(v.casefold() for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryFilters:
+    """Which objects are exported: shell-style patterns (``fnmatch``, any case) on the
+    display name and on tags. An object is kept when it matches an include pattern
+    (or there are none) and no exclude pattern."""
+
+    include_names: tuple[str, ...] = ()
+    exclude_names: tuple[str, ...] = ()
+    include_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        include_names: Iterable[str] = (),
+        exclude_names: Iterable[str] = (),
+        include_tags: Iterable[str] = (),
+        exclude_tags: Iterable[str] = (),
+    ) -> InventoryFilters:
+        return cls(
+            _patterns(include_names),
+            _patterns(exclude_names),
+            _patterns(include_tags),
+            _patterns(exclude_tags),
+        )
+
+    def admits(self, obj: DirectoryObject) -> bool:
+        name = obj.display_name.casefold()
+        tags = [t.casefold() for t in obj.tags]
+
+        def any_name(patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+        def any_tag(patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(t, p) for p in patterns for t in tags)
+
+        if self.include_names and not any_name(self.include_names):
+            return False
+        if self.include_tags and not any_tag(self.include_tags):
+            return False
+        return not (any_name(self.exclude_names) or any_tag(self.exclude_tags))
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedApps:
+    """The app registrations configured targets cover (object ids and appIds)."""
+
+    object_ids: frozenset[str] = frozenset()
+    client_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, object_ids: Iterable[str | None], client_ids: Iterable[str | None]) -> ManagedApps:
+        return cls(
+            frozenset(i.lower() for i in object_ids if i),
+            frozenset(i.lower() for i in client_ids if i),
+        )
+
+    def covers(self, obj: DirectoryObject) -> bool:
+        return obj.object_id in self.object_ids or obj.app_id in self.client_ids
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRow:
+    """One credential as exported (and as ``secretwarden inventory`` prints it)."""
+
+    collection: Collection
+    object_id: str
+    app_id: str
+    app_name: str
+    key_id: str
+    kind: Literal["password", "certificate"]
+    credential_name: str
+    end: float
+    managed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryView:
+    """What the last good listings say, filtered: the rows and the counts."""
+
+    rows: tuple[InventoryRow, ...] = ()
+    applications: int = 0
+    service_principals: int = 0
+    credentials: tuple[tuple[str, int], ...] = ()  # (kind, n) of applications
+    sp_credentials: tuple[tuple[str, int], ...] = ()
+
+
+def build_view(
+    listings: Iterable[Listing], filters: InventoryFilters, managed: ManagedApps
+) -> InventoryView:
+    """Rows sorted by expiry. An object without credentials exports none; an expired
+    credential stays (its timestamp is in the past) until it leaves the app; a keyId
+    seen twice on one object is exported once (a duplicate series fails the scrape)."""
+    rows: list[InventoryRow] = []
+    counts = {"applications": 0, "servicePrincipals": 0}
+    kinds: dict[str, Tally[str]] = {"applications": Tally(), "servicePrincipals": Tally()}
+    for listing in listings:
+        coll = listing.collection
+        for obj in listing.objects.values():
+            if not filters.admits(obj):
+                continue
+            counts[coll] += 1
+            is_managed = coll == "applications" and managed.covers(obj)
+            seen: set[tuple[str, str]] = set()
+            for cred in obj.credentials:
+                if cred.end is None or (cred.kind, cred.key_id) in seen:
+                    continue
+                seen.add((cred.kind, cred.key_id))
+                kinds[coll][cred.kind] += 1
+                rows.append(
+                    InventoryRow(
+                        collection=coll,
+                        object_id=obj.object_id,
+                        app_id=obj.app_id,
+                        app_name=obj.display_name,
+                        key_id=cred.key_id,
+                        kind=cred.kind,
+                        credential_name=cred.display_name or "",
+                        end=cred.end,
+                        managed=is_managed,
+                    )
+                )
+    rows.sort(key=lambda r: (r.end, r.app_name, r.key_id))
+    return InventoryView(
+        rows=tuple(rows),
+        applications=counts["applications"],
+        service_principals=counts["servicePrincipals"],
+        credentials=tuple((k, kinds["applications"][k]) for k in KINDS),
+        sp_credentials=tuple((k, kinds["servicePrincipals"][k]) for k in KINDS),
+    )
+
+
+class ExpiryCollector(Collector):
+    """The per-credential families of one view (rendered once per scan, see
+    :meth:`Inventory.render`; registered in a registry only by the benchmark)."""
+
+    def __init__(self, view: Callable[[], InventoryView]) -> None:
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        apps = GaugeMetricFamily(
+            APP_EXPIRY,
+            "When each password or certificate credential of each app registration in the "
+            "tenant expires (endDateTime); managed is true when a target covers the app.",
+            labels=["app_id", "app_name", "key_id", "kind", "credential_name", "managed"],
+        )
+        sps = GaugeMetricFamily(
+            SP_EXPIRY,
+            "When each credential of each service principal expires (with "
+            "[inventory] service_principals = true).",
+            labels=["app_id", "app_name", "key_id", "kind", "credential_name"],
+        )
+        for r in self._view().rows:
+            if r.collection == "applications":
+                labels = [r.app_id, r.app_name, r.key_id, r.kind, r.credential_name]
+                apps.add_metric([*labels, "true" if r.managed else "false"], r.end)
+            else:
+                sps.add_metric([r.app_id, r.app_name, r.key_id, r.kind, r.credential_name], r.end)
+        yield apps
+        if sps.samples:
+            yield sps
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def _deflate(data: bytes, final: bool) -> bytes:
+    """Raw deflate of ``data``; not final: ends byte-aligned so more blocks may follow."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(
+        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+    )
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+@dataclass(frozen=True, slots=True)
+class Exposition:
+    """Pre-rendered text (0.0.4 format) and the same, compressed as the last deflate
+    blocks of a gzip stream (see :meth:`gzip_after`)."""
+
+    text: bytes = b""
+    deflated: bytes = b""
+
+    @classmethod
+    def of(cls, text: bytes) -> Exposition:
+        return cls(text, _deflate(text, final=True) if text else b"")
+
+    def gzip_after(self, head: bytes) -> bytes:
+        """One gzip stream (a single member, which every client reads) of ``head``
+        followed by this text. ``head`` is compressed now and ends on a byte boundary
+        (a sync flush); the pre-compressed blocks follow: a fresh compressor never
+        refers back before its own start, so this is one valid deflate stream. Only
+        the CRC covers the whole text (zlib's crc32 does ~1.5 GB/s)."""
+        crc = zlib.crc32(self.text, zlib.crc32(head))
+        size = (len(head) + len(self.text)) & 0xFFFFFFFF
+        return b"".join(
+            (
+                _GZIP_HEADER,
+                _deflate(head, final=False),
+                self.deflated,
+                struct.pack("<II", crc, size),
+            )
+        )
+
+
+@dataclass(slots=True)
+class ScanReport:
+    ok: bool
+    full: bool
+    requests: int
+    duration_seconds: float
+    changed: int = 0
+    removed: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Status:
+    enabled: bool = False
+    interval_seconds: float = 0.0
+    scan_success: float = 0.0
+    last_success: float = 0.0
+    duration: float = 0.0
+    last_requests: float = 0.0
+    requests: Tally[str] = field(default_factory=Tally)
+
+
+class _SummaryCollector(Collector):
+    def __init__(self, inventory: Inventory) -> None:
+        self._inventory = inventory
+
+    def collect(self) -> Iterator[Metric]:
+        inv = self._inventory
+        status = inv.status
+        if not status.enabled:
+            return
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, value=value)
+
+        view = inv.view
+        yield gauge(
+            "secretwarden_inventory_applications",
+            "App registrations in the inventory (after the filters).",
+            view.applications,
+        )
+        creds = GaugeMetricFamily(
+            "secretwarden_inventory_credentials",
+            "Credentials of the app registrations in the inventory, by kind.",
+            labels=["kind"],
+        )
+        for kind, n in view.credentials:
+            creds.add_metric([kind], n)
+        yield creds
+        if inv.service_principals:
+            yield gauge(
+                "secretwarden_inventory_service_principals",
+                "Service principals in the inventory (after the filters).",
+                view.service_principals,
+            )
+            sp_creds = GaugeMetricFamily(
+                "secretwarden_inventory_service_principal_credentials",
+                "Credentials of the service principals in the inventory, by kind.",
+                labels=["kind"],
+            )
+            for kind, n in view.sp_credentials:
+                sp_creds.add_metric([kind], n)
+            yield sp_creds
+        yield gauge(
+            "secretwarden_inventory_scan_success",
+            "1 when the last inventory scan succeeded (the data is then current).",
+            status.scan_success,
+        )
+        yield gauge(
+            "secretwarden_inventory_scan_duration_seconds",
+            "How long the last inventory scan took.",
+            status.duration,
+        )
+        yield gauge(
+            "secretwarden_inventory_last_success_timestamp_seconds",
+            "When an inventory scan last succeeded (0: not yet).",
+            status.last_success,
+        )
+        yield gauge(
+            "secretwarden_inventory_last_scan_requests",
+            "Graph requests the last inventory scan made (retries included).",
+            status.last_requests,
+        )
+        yield gauge(
+            "secretwarden_inventory_interval_seconds",
+            "How often the inventory is scanned (the scan-failing alert measures age with it).",
+            status.interval_seconds,
+        )
+        requests = CounterMetricFamily(
+            "secretwarden_inventory_requests",
+            "Graph requests made by inventory scans, by HTTP status.",
+            labels=["status_code"],
+        )
+        for code in sorted(status.requests):
+            requests.add_metric([code], status.requests[code])
+        if not status.requests:
+            requests.add_metric(["200"], 0)
+        yield requests
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class Inventory:
+    """The inventory's state. :meth:`scan` with a :class:`GraphDirectory`; the last good
+    listings stay until a scan succeeds. Register its summary with the registry given."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        filters: InventoryFilters | None = None,
+        managed: ManagedApps | None = None,
+        service_principals: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.filters = filters or InventoryFilters()
+        self.managed = managed or ManagedApps()
+        self.service_principals = service_principals
+        self.clock = clock
+        self.status = _Status()
+        self.listings: dict[Collection, Listing] = {}
+        self.view = InventoryView()
+        self.exposition = Exposition()
+        self.collector = ExpiryCollector(lambda: self.view)
+        self._lock = asyncio.Lock()
+        if registry is not None:
+            registry.register(_SummaryCollector(self))
+
+    def collections(self) -> tuple[Collection, ...]:
+        if self.service_principals:
+            return ("applications", "servicePrincipals")
+        return ("applications",)
+
+    def count_response(self, status_code: int) -> None:
+        self.status.requests[str(status_code)] += 1
+
+    def enable(self, enabled: bool, interval_seconds: float) -> None:
+        self.status.enabled = enabled
+        self.status.interval_seconds = interval_seconds
+
+    def timed_out(self, seconds: float) -> ScanReport:
+        """A scan cut short by its timeout: nothing it read is kept."""
+        self.status.scan_success = 0.0
+        self.status.duration = seconds
+        return ScanReport(
+            ok=False,
+            full=False,
+            requests=0,
+            duration_seconds=seconds,
+            error=f"scan: no answer within {seconds:g}s",
+        )
+
+    async def configure(
+        self, filters: InventoryFilters, managed: ManagedApps, service_principals: bool
+    ) -> None:
+        """New filters or targets (a reload): re-render from the listings kept."""
+        async with self._lock:
+            changed = (filters, managed, service_principals) != (
+                self.filters,
+                self.managed,
+                self.service_principals,
+            )
+            self.filters, self.managed = filters, managed
+            self.service_principals = service_principals
+            if not service_principals:
+                self.listings.pop("servicePrincipals", None)
+            if changed and self.listings:
+                await self._render()
+
+    def render(self) -> tuple[InventoryView, Exposition]:
+        """Build the view and its exposition from the current listings (CPU only)."""
+        view = build_view(self.listings.values(), self.filters, self.managed)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ExpiryCollector(lambda: view))
+        text = generate_latest(registry) if view.rows else b""
+        return view, Exposition.of(text)
+
+    async def _render(self) -> None:
+        # A worker thread: a scrape during the render is answered from the old bytes.
+        self.view, self.exposition = await asyncio.to_thread(self.render)
+
+    async def scan(self, directory: GraphDirectory) -> ScanReport:
+        """Sync every collection, then re-render. A failure keeps what was known."""
+        async with self._lock:
+            started = time.perf_counter()
+            before = directory.requests
+            full = False
+            changed = removed = 0
+            error: str | None = None
+            new: dict[Collection, Listing] = {}
+            for coll in self.collections():
+                try:
+                    outcome = await directory.sync(coll, self.listings.get(coll))
+                except Exception as exc:
+                    error = describe(f"scan {coll}", exc)
+                    break
+                new[coll] = outcome.listing
+                full = full or outcome.full
+                changed += outcome.changed
+                removed += outcome.removed
+            if error is None:
+                # Only a complete scan replaces anything.
+                self.listings.update(new)
+                await self._render()
+            duration = time.perf_counter() - started
+            status = self.status
+            status.duration = duration
+            status.last_requests = directory.requests - before
+            status.scan_success = 1.0 if error is None else 0.0
+            if error is None:
+                status.last_success = self.clock()
+            return ScanReport(
+                ok=error is None,
+                full=full,
+                requests=directory.requests - before,
+                duration_seconds=duration,
+                changed=changed,
+                removed=removed,
+                error=error,
+            )
