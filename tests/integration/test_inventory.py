@@ -6,8 +6,13 @@ go), throttling and failures keep the last good data, and the daemon serves it a
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
+import io
+import json
 import math
+import subprocess
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -245,3 +250,55 @@ async def test_the_daemon_scans_on_schedule_and_serves_the_inventory(
     portal = [labels for _, labels in series.values() if labels["managed"] == "true"]
     assert portal
     assert {labels["app_id"] for labels in portal} == {sb.describe["app"]["client_id"]}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_inventory_cli_prints_one_scan(sb: Any, tmp_path: Path) -> None:
+    sb.admin("POST", "directory", {"applications": 100, "service_principals": 0, "seed": 4})
+    path = tmp_path / "secretwarden.toml"
+    # [inventory] need not be enabled for the command; its filters apply
+    write_sandbox_config(
+        sb.describe, path, retry_total=0, inventory={"exclude_tags": ["team:payments"]}
+    )
+    config = ["--config.file", str(path), "--log.format", "json"]
+    as_json = run_cli("inventory", *config, "--output", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)
+    truth = the_truth(sb)
+    assert {r["kind"] for r in rows} == {"password", "certificate"}
+    assert 0 < len(rows) < sum(truth["credentials"].values())  # the tag filter left some out
+    assert [r["days_left"] for r in rows] == sorted(r["days_left"] for r in rows)
+    portal = [r for r in rows if r["app_id"] == sb.describe["app"]["client_id"]]
+    assert portal
+    assert all(r["managed"] for r in portal)
+
+    soon = run_cli("inventory", *config, "--expiring-within", "30d", "--output", "csv")
+    assert soon.returncode == 0, soon.stderr
+    lines = list(csv.DictReader(io.StringIO(soon.stdout)))
+    assert lines
+    assert all(float(r["days_left"]) <= 30 for r in lines)
+    assert len(lines) == sum(1 for r in rows if r["days_left"] <= 30)
+
+    table = run_cli("inventory", *config)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:3] == ["APP", "APP_ID", "CREDENTIAL"]
+    assert f"{len(rows)} credential(s) shown" in table.stdout
+    assert sb.describe["operator"]["client_secret"] not in table.stdout + table.stderr
+
+    bad = run_cli("inventory", *config, "--expiring-within", "soon")
+    assert bad.returncode == 2
+    assert "--expiring-within" in bad.stderr
+
+    sb.faults(inject=[{"service": "graph", "status": 403, "count": 5, "path_contains": "/delta"}])
+    denied = run_cli("inventory", *config)
+    assert denied.returncode == 1
+    assert "HTTP 403" in denied.stderr
