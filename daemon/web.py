@@ -78,15 +78,15 @@ class WebServer:
 
     @staticmethod
     def _with_exposition(request: web.Request, body: bytes, extra: Exposition) -> web.Response:
-        """The registry's text followed by pre-rendered families (the inventory's tens
-        of thousands of series, rendered once per scan). Compressed, the registry's part
-        is compressed and the inventory's pre-compressed blocks follow in the same gzip
-        stream (:meth:`Exposition.gzip_after`): nothing big is compressed per scrape."""
+        """Pre-rendered families (the inventory's tens of thousands of series, rendered
+        once per scan), then the registry's text. Compressed, the pre-compressed blocks
+        come first and only the registry's part is compressed per scrape, in the same
+        gzip stream (:meth:`Exposition.gzip_with`)."""
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             headers["Content-Encoding"] = "gzip"
-            return web.Response(body=extra.gzip_after(body), headers=headers)
-        return web.Response(body=body + extra.text, headers=headers)
+            return web.Response(body=extra.gzip_with(body), headers=headers)
+        return web.Response(body=extra.plain_with(body), headers=headers)
 
     async def _healthy(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="Healthy.\n")

@@ -222,32 +222,33 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 @dataclass(frozen=True, slots=True)
 class Exposition:
-    """Pre-rendered text (0.0.4 format) and the same, compressed as the last deflate
-    blocks of a gzip stream (see :meth:`gzip_after`)."""
+    """Pre-rendered text (0.0.4 format), and the same compressed as the first deflate
+    blocks of a gzip stream, with its CRC (see :meth:`gzip_with`)."""
 
     text: bytes = b""
     deflated: bytes = b""
+    crc: int = 0
 
     @classmethod
     def of(cls, text: bytes) -> Exposition:
-        return cls(text, _deflate(text, final=True) if text else b"")
+        if not text:
+            return cls()
+        return cls(text, _deflate(text, final=False), zlib.crc32(text))
 
-    def gzip_after(self, head: bytes) -> bytes:
-        """One gzip stream (a single member, which every client reads) of ``head``
-        followed by this text. ``head`` is compressed now and ends on a byte boundary
-        (a sync flush); the pre-compressed blocks follow: a fresh compressor never
-        refers back before its own start, so this is one valid deflate stream. Only
-        the CRC covers the whole text (zlib's crc32 does ~1.5 GB/s)."""
-        crc = zlib.crc32(self.text, zlib.crc32(head))
-        size = (len(head) + len(self.text)) & 0xFFFFFFFF
-        return b"".join(
-            (
-                _GZIP_HEADER,
-                _deflate(head, final=False),
-                self.deflated,
-                struct.pack("<II", crc, size),
-            )
-        )
+    def plain_with(self, tail: bytes) -> bytes:
+        return self.text + tail
+
+    def gzip_with(self, tail: bytes) -> bytes:
+        """One gzip stream (a single member, which every client reads) of this text
+        followed by ``tail``. The pre-compressed blocks end on a byte boundary (a sync
+        flush, not final); ``tail`` is compressed now by a fresh compressor, which
+        never refers back before its own start, and ends the stream: one valid deflate
+        stream. The CRC continues from the stored one, so per scrape only ``tail`` is
+        read: compressing or checksumming the big part again would cost milliseconds."""
+        crc = zlib.crc32(tail, self.crc)
+        size = (len(self.text) + len(tail)) & 0xFFFFFFFF
+        trailer = struct.pack("<II", crc, size)
+        return b"".join((_GZIP_HEADER, self.deflated, _deflate(tail, final=True), trailer))
 
 
 @dataclass(slots=True)
@@ -452,9 +453,11 @@ class Inventory:
                 changed += outcome.changed
                 removed += outcome.removed
             if error is None:
-                # Only a complete scan replaces anything.
+                # Only a complete scan replaces anything; an unchanged tenant keeps the
+                # rendered bytes as they are.
                 self.listings.update(new)
-                await self._render()
+                if full or changed or removed or not self.exposition.text:
+                    await self._render()
             duration = time.perf_counter() - started
             status = self.status
             status.duration = duration

@@ -102,10 +102,10 @@ async def test_the_exported_series_equal_the_sandbox_truth_for_1000_apps(
     assert dict(inventory.view.credentials) == truth["credentials"]
     managed = {labels["app_id"] for _, labels in series.values() if labels["managed"] == "true"}
     assert managed == {app["client_id"]}
-    # the pre-compressed blocks complete a single gzip stream after any head
-    head = b"# a registry's text\n"
-    packed = inventory.exposition.gzip_after(head)
-    assert gzip.decompress(packed) == head + inventory.exposition.text
+    # the pre-compressed blocks start a single gzip stream that any tail completes
+    tail = b"# a registry's text\n"
+    packed = inventory.exposition.gzip_with(tail)
+    assert gzip.decompress(packed) == inventory.exposition.text + tail
     assert zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(packed) == gzip.decompress(packed)
     # apps without credentials export none: every series' app has credentials
     with_creds = sum(
