@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import signal
 import statistics
@@ -264,6 +265,8 @@ async def main_async() -> list[tuple[str, str]]:
                     ("parse one 999-app page: kiota Application models",
                      f"{kiota:.1f} ms ({kiota / ours:.1f}x; x11 pages per full scan)")
                 )  # fmt: skip
+                load = Path("/proc/loadavg").read_text().split()[:3]
+                rows.append((f"load average at the end ({os.cpu_count()} CPUs)", " / ".join(load)))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
