@@ -61,6 +61,9 @@ class InventoryService:
         """A reload: new filters, targets (``managed``), schedule or identity."""
         self.config = config
         self.inventory.enable(config.inventory.enabled, config.inventory.interval_seconds)
+        if not config.inventory.enabled:
+            self.inventory.clear()  # switched off: its series go with its summary
+            await self.aclose()
         await self.inventory.configure(
             filters_of(config), managed_of(config), config.inventory.service_principals
         )

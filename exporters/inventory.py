@@ -377,6 +377,7 @@ class Inventory:
         self.exposition = Exposition()
         self.collector = ExpiryCollector(lambda: self.view)
         self._lock = asyncio.Lock()
+        self._generation = 0
         if registry is not None:
             registry.register(_SummaryCollector(self))
 
@@ -389,8 +390,16 @@ class Inventory:
         self.status.requests[str(status_code)] += 1
 
     def enable(self, enabled: bool, interval_seconds: float) -> None:
+        """Whether the summary is exported (``[inventory] enabled``), and the interval."""
         self.status.enabled = enabled
         self.status.interval_seconds = interval_seconds
+
+    def clear(self) -> None:
+        """Forget everything read (the inventory was switched off): the series go, and
+        a scan under way keeps nothing it read."""
+        self._generation += 1
+        self.listings.clear()
+        self.view, self.exposition = InventoryView(), Exposition()
 
     def timed_out(self, seconds: float) -> ScanReport:
         """A scan cut short by its timeout: nothing it read is kept."""
@@ -437,6 +446,7 @@ class Inventory:
         """Sync every collection, then re-render. A failure keeps what was known."""
         async with self._lock:
             started = time.perf_counter()
+            generation = self._generation
             before = directory.requests
             full = False
             changed = removed = 0
@@ -452,6 +462,8 @@ class Inventory:
                 full = full or outcome.full
                 changed += outcome.changed
                 removed += outcome.removed
+            if error is None and generation != self._generation:
+                error = "scan: the inventory was cleared while it ran"
             if error is None:
                 # Only a complete scan replaces anything; an unchanged tenant keeps the
                 # rendered bytes as they are.

@@ -114,6 +114,31 @@ async def test_the_exported_series_equal_the_sandbox_truth_for_1000_apps(
     assert len({app_id for app_id, _, _ in series}) == with_creds < 1001
 
 
+async def test_service_principals_when_asked_for(sb: Any, session: TenantSession) -> None:
+    sb.admin("POST", "directory", {"applications": 40, "service_principals": 1200, "seed": 8})
+    registry = CollectorRegistry()
+    inventory = Inventory(registry, service_principals=True)
+    inventory.enable(True, 3600)
+    report = await inventory.scan(session.directory())
+    assert report.ok, report.error
+    assert report.requests == 2 + 3  # latest + 1 page of apps; latest + 2 pages of SPs
+    truth = the_truth(sb)
+    assert inventory.view.service_principals == truth["service_principals"] == 1200
+    assert dict(inventory.view.sp_credentials) == truth["service_principal_credentials"]
+    assert dict(inventory.view.credentials) == truth["credentials"]
+    families = {
+        f.name: f for f in text_string_to_metric_families(inventory.exposition.text.decode())
+    }
+    sp_series = families["secretwarden_service_principal_credential_expiry_timestamp_seconds"]
+    assert len(sp_series.samples) == sum(truth["service_principal_credentials"].values())
+    assert "managed" not in sp_series.samples[0].labels
+    sp_creds = {"kind": "certificate"}
+    assert (
+        registry.get_sample_value("secretwarden_inventory_service_principal_credentials", sp_creds)
+        == truth["service_principal_credentials"]["certificate"]
+    )
+
+
 async def test_a_change_shows_after_the_next_delta_scan_and_removed_series_go(
     sb: Any, session: TenantSession
 ) -> None:
@@ -250,6 +275,24 @@ async def test_the_daemon_scans_on_schedule_and_serves_the_inventory(
     portal = [labels for _, labels in series.values() if labels["managed"] == "true"]
     assert portal
     assert {labels["app_id"] for labels in portal} == {sb.describe["app"]["client_id"]}
+
+    # A reload with new filters re-renders at once from what was read; switched off,
+    # every inventory series goes.
+    assert d.config_path is not None
+    text = d.config_path.read_text()
+    d.config_path.write_text(text.replace('"*(dev)*"', '"*"'))
+    assert await d.reload()
+    async with httpx.AsyncClient() as http:
+        filtered = (await http.get(url)).text
+    assert expiry_series(filtered) == {}
+    assert "secretwarden_inventory_applications 0.0" in filtered
+    d.config_path.write_text(text.replace("enabled = true", "enabled = false"))
+    assert await d.reload()
+    async with httpx.AsyncClient() as http:
+        off = (await http.get(url)).text
+    assert "secretwarden_inventory" not in off
+    assert "secretwarden_app_credential" not in off
+    assert "secretwarden_probe_success" in off
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -151,3 +151,21 @@ async def test_a_reload_re_renders_with_new_filters_and_targets() -> None:
     assert [(r.app_name, r.managed) for r in inventory.view.rows] == [("Payroll API", True)]
     assert b'managed="true"' in inventory.exposition.text
     assert b"HR" not in inventory.exposition.text
+
+
+async def test_a_scan_under_way_when_the_inventory_is_switched_off_keeps_nothing() -> None:
+    inventory = Inventory()
+
+    class Directory:
+        requests = 0
+
+        async def sync(self, collection: str, previous: Listing | None) -> object:
+            inventory.clear()  # a reload switched the inventory off meanwhile
+            from tenant.directory import SyncOutcome
+
+            return SyncOutcome(listing(app(1, "x", pw("k1", 2e9))), True, 1, 1, 0)
+
+    report = await inventory.scan(Directory())  # type: ignore[arg-type]
+    assert not report.ok
+    assert inventory.listings == {}
+    assert inventory.exposition == Exposition()
