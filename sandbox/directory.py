@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import bisect
+import gc
 import json
 import random
+import re
 import string
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,8 +48,17 @@ class DirCredential:
     hint: str | None = None  # passwords: the first three characters of the secret
     custom_key_identifier: str | None = None  # certificates: base64 of the thumbprint
     usage: str = "Verify"  # certificates: Verify or Sign
+    _json: dict[str, Any] | None = None  # rendered once; call changed() after an edit
+
+    def changed(self) -> None:
+        self._json = None
 
     def to_json(self) -> dict[str, Any]:
+        if self._json is None:
+            self._json = self._render()
+        return self._json
+
+    def _render(self) -> dict[str, Any]:
         if self.kind == "password":
             return {
                 "customKeyIdentifier": None,
@@ -277,23 +288,28 @@ class Directory:
     def generate(self, applications: int, service_principals: int, seed: int) -> None:
         """Replace the synthetic objects with ``applications`` app registrations and
         ``service_principals`` service principals, the same for the same seed."""
-        for kind in KINDS:
-            coll = self.collections[kind]
-            for obj in list(coll.objects.values()):
-                if not obj.portal:
+        # Tens of thousands of small objects: the cyclic GC would rescan them all many times.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for kind in KINDS:
+                coll = self.collections[kind]
+                for obj in [o for o in coll.objects.values() if not o.portal]:
                     self.delete(kind, obj.id, permanent=True)
-        gen = Generator(seed, self.now(), self.tenant_id)
-        self.seed = seed
-        apps = [gen.application() for _ in range(applications)]
-        for obj in apps:
-            obj.order = self.next_order
-            self.next_order += 1
-            self.put(obj)
-        for i in range(service_principals):
-            sp = gen.service_principal(apps[i] if i < len(apps) and gen.chance(0.7) else None)
-            sp.order = self.next_order
-            self.next_order += 1
-            self.put(sp)
+            gen = Generator(seed, self.now(), self.tenant_id)
+            self.seed = seed
+            apps = [gen.application() for _ in range(applications)]
+            sps = [
+                gen.service_principal(apps[i] if i < len(apps) and gen.chance(0.7) else None)
+                for i in range(service_principals)
+            ]
+            for obj in (*apps, *sps):
+                obj.order = self.next_order
+                self.next_order += 1
+                self.put(obj)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def find(self, kind: Kind, object_id: str) -> DirObject | None:
         return self.collections[kind].objects.get(object_id)
@@ -363,6 +379,7 @@ _SECRET_NAMES = (
     "Password uploaded on Tue Mar 05 2024", None,
 )  # fmt: skip
 _AUDIENCES = ("AzureADMyOrg", "AzureADMyOrg", "AzureADMultipleOrgs")
+_NOT_SUBJECT = re.compile(r"[^\w-]")
 _HINT_ALPHABET = string.ascii_letters + string.digits + "~_.-"
 
 
@@ -381,7 +398,10 @@ class Generator:
         return self.rng.random() < p
 
     def guid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        """A random (version 4, RFC 4122 variant) GUID, lower-case as Graph writes them."""
+        h = f"{self.rng.getrandbits(128):032x}"
+        variant = "89ab"[int(h[16], 16) & 3]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
     def _name(self) -> str:
         rng = self.rng
@@ -431,7 +451,7 @@ class Generator:
         rng = self.rng
         name = self._name()
         app_id = self.guid()
-        subject = "".join(ch for ch in name.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
+        subject = _NOT_SUBJECT.sub("", name.lower().replace(" ", "-"))
         passwords = [self.password() for _ in range(rng.choices((0, 1, 2, 3), (15, 45, 30, 10))[0])]
         keys = [
             self.certificate(subject or "app")

@@ -495,6 +495,7 @@ class DirectoryAdmin:
             obj.keys.append(cred)
         cred.start, cred.end = start, end
         cred.display_name = name if isinstance(name, str) else cred.display_name
+        cred.changed()
         self.directory.touch(obj)
         return json_response(cred.to_json())
 

@@ -392,3 +392,55 @@ def test_every_directory_admin_route_and_fault_is_documented() -> None:
         assert f"`{route.method} {path}`" in admin_doc, path
     for key in ("graph_page_latency_seconds", "graph_page_size_cap"):
         assert f"| `{key}` |" in doc
+
+
+# -- the stock SDK -------------------------------------------------------------------
+
+
+async def test_msgraph_sdk_pages_the_list_and_the_delta(sb: SandboxHandle) -> None:
+    """msgraph-sdk's own request builders and models read every page (``/delta()``
+    is the path it sends). Few apps: the SDK's model parsing costs tens of ms per
+    application, so an inventory at scale reads the JSON itself."""
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.generated.applications.applications_request_builder import (
+        ApplicationsRequestBuilder,
+    )
+    from msgraph.generated.applications.delta.delta_request_builder import DeltaRequestBuilder
+    from test_sandbox_sdks import async_credential, graph_client
+
+    truth = sb.directory(20, seed=10)
+    d = sb.describe
+    op = d["operator"]
+    async with async_credential(d, op["client_id"], op["client_secret"]) as cred:
+        graph = graph_client(d, cred)
+        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "passwordCredentials", "keyCredentials"], top=8
+        )
+        page = await graph.applications.get(RequestConfiguration(query_parameters=query))
+        assert page is not None
+        apps = list(page.value or [])
+        while page.odata_next_link:
+            page = await graph.applications.with_url(page.odata_next_link).get()
+            assert page is not None
+            apps += page.value or []
+        assert len({a.id for a in apps}) == truth["applications"]
+        creds = sum(len(a.password_credentials or []) + len(a.key_credentials or []) for a in apps)
+        assert creds == sum(truth["credentials"].values())
+
+        delta_query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "passwordCredentials"]
+        )
+        config = RequestConfiguration(query_parameters=delta_query)
+        config.headers.add("Prefer", "odata.maxpagesize=8")
+        resp = await graph.applications.delta.get(config)
+        assert resp is not None
+        count, requests = len(resp.value or []), 1
+        while resp.odata_next_link:
+            resp = await graph.applications.delta.with_url(resp.odata_next_link).get(config)
+            assert resp is not None
+            count, requests = count + len(resp.value or []), requests + 1
+        assert (count, requests) == (truth["applications"], 3)
+        assert resp.odata_delta_link is not None
+        again = await graph.applications.delta.with_url(resp.odata_delta_link).get(config)
+        assert again is not None
+        assert again.value == []
