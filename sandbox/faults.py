@@ -129,10 +129,6 @@ def _set(f: Faults, key: str, value: object) -> None:
         setattr(f, key, value)
     elif key in ("cold_start_seconds", "propagation_delay_seconds", "app_sync_interval_seconds"):
         setattr(f, key, _number(value))
-    elif key == "graph_page_latency_seconds":
-        f.graph_page_latency_seconds = _number(value)
-    elif key == "graph_page_size_cap":
-        f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
     elif key == "max_password_lifetime_days":
         f.max_password_lifetime_days = None if value is None else _number(value)
     elif key == "max_password_credentials":
@@ -143,6 +139,10 @@ def _set(f: Faults, key: str, value: object) -> None:
         f.arm_page_size = None if value is None else _integer(value, minimum=1)
     elif key == "extra_key_vault_references":
         f.extra_key_vault_references = _integer(value, minimum=0)
+    elif key == "graph_page_latency_seconds":
+        f.graph_page_latency_seconds = _number(value)
+    elif key == "graph_page_size_cap":
+        f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
     elif key == "latency_seconds":
         if not isinstance(value, dict):
             raise TypeError("expected an object {service: seconds}")
