@@ -95,9 +95,23 @@ def parse_select(kind: Kind, raw: str | None) -> tuple[str, ...]:
     return tuple(fields)
 
 
+_UNMODELLED = ("$filter", "$orderby", "$search", "$expand", "$count", "$skip")
+
+
 def _query(request: web.Request) -> dict[str, str]:
-    """OData system query options, names lower-cased (Graph accepts any case)."""
-    return {k.lower(): v for k, v in request.query.items()}
+    """OData system query options, names lower-cased (Graph accepts any case).
+
+    Options the sandbox does not model are refused rather than ignored, so that no
+    client believes it filtered or sorted when it did not."""
+    q = {k.lower(): v for k, v in request.query.items()}
+    for name in _UNMODELLED:
+        if name in q:
+            raise DirectoryError(
+                400,
+                "Request_UnsupportedQuery",
+                f"The query option '{name}' is not modelled by the sandbox (docs/sandbox.md).",
+            )
+    return q
 
 
 def _page(body_head: dict[str, Any], items: list[bytes]) -> web.Response:
@@ -156,8 +170,8 @@ class DirectoryGraph:
         if denied is not None:
             return denied
         kind = kind_of(request.match_info["coll"])
-        q = _query(request)
         try:
+            q = _query(request)
             fields = parse_select(kind, q.get("$select"))
             top = self._top(q.get("$top"))
             after = -1
@@ -204,12 +218,12 @@ class DirectoryGraph:
         if denied is not None:
             return denied
         kind = kind_of(request.match_info["coll"])
-        q = _query(request)
         size, applied = self._max_page_size(request)
         directory = self.directory
         directory.sync()
         now_ts = int(self.portal.now().timestamp())
         try:
+            q = _query(request)
             selected = parse_select(kind, q.get("$select"))
             if q.get("$deltatoken", "").lower() == "latest":
                 return self._delta_page(kind, selected, [], None, directory.seq, applied)
@@ -241,10 +255,11 @@ class DirectoryGraph:
             return self._error(err or DirectoryError(400, "Request_BadRequest", "Invalid token."))
         coll = directory.collections[kind]
         wanted = fields if not fields or "id" in fields else ("id", *fields)
+        duplicates = self.portal.faults.graph_delta_duplicates
         items, cursor, done = (
             _full_round(coll, upto, cursor, size, wanted)
             if mode == "f"
-            else _change_round(coll, upto, cursor, size, wanted)
+            else _change_round(coll, upto, cursor, size, wanted, duplicates=duplicates)
         )
         skip = (
             None if done else [directory.generation, kind, list(fields), since, upto, mode, cursor]
@@ -312,16 +327,24 @@ def _full_round(
 
 
 def _change_round(
-    coll: Collection, upto: int, cursor: int, size: int, fields: tuple[str, ...]
+    coll: Collection,
+    upto: int,
+    cursor: int,
+    size: int,
+    fields: tuple[str, ...],
+    *,
+    duplicates: bool,
 ) -> tuple[list[bytes], int, bool]:
-    """A tracked round: each object whose last change is in the log from ``cursor`` up
-    to ``upto``, in full if it exists, else as ``@removed``."""
+    """A tracked round: the objects changed in the log from ``cursor`` up to ``upto``,
+    each in full if it exists, else as ``@removed``. With ``duplicates`` (Graph's
+    documented behaviour) an object comes once per change, each time as it is now;
+    without, once, at its last change (a later one defers it to the next round)."""
     log = coll.log
     items: list[bytes] = []
     while cursor < len(log) and log[cursor][0] <= upto and len(items) < size:
         seq, object_id = log[cursor]
         cursor += 1
-        if coll.last_change(object_id) != seq:
+        if not duplicates and coll.last_change(object_id) != seq:
             continue  # a later entry speaks for it
         obj = coll.objects.get(object_id)
         if obj is not None:

@@ -56,6 +56,9 @@ class Faults:
     # before each page, and at most this many items per page whatever the client asks.
     graph_page_latency_seconds: float = 0.0
     graph_page_size_cap: int | None = None
+    # A delta round lists an object once per change (Graph documents that an entity may
+    # come several times); false: once, at its last change.
+    graph_delta_duplicates: bool = True
     inject: list[Injection] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +146,10 @@ def _set(f: Faults, key: str, value: object) -> None:
         f.graph_page_latency_seconds = _number(value)
     elif key == "graph_page_size_cap":
         f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
+    elif key == "graph_delta_duplicates":
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        f.graph_delta_duplicates = value
     elif key == "latency_seconds":
         if not isinstance(value, dict):
             raise TypeError("expected an object {service: seconds}")

@@ -298,6 +298,36 @@ def test_delta_defaults_and_paths(sb: SandboxHandle) -> None:
     assert [(c["id"], c["displayName"]) for c in changes] == [(app["id"], "renamed")]
 
 
+def test_an_object_changed_twice_comes_twice_unless_switched_off(sb: SandboxHandle) -> None:
+    sb.directory(5, seed=11)
+    h = auth(sb)
+    url = sb.describe["graph_url"] + "/applications/delta?$select=displayName"
+    items, link, _ = delta_round(sb, url, h)
+    target = items[1]["id"]
+    for name in ("first", "second"):
+        sb.admin("PATCH", f"directory/applications/{target}", {"displayName": name})
+    changes, link, _ = delta_round(sb, link, h)
+    assert changes == [{"id": target, "displayName": "second"}] * 2  # each as it is now
+    sb.faults(graph_delta_duplicates=False)
+    for name in ("third", "fourth"):
+        sb.admin("PATCH", f"directory/applications/{target}", {"displayName": name})
+    changes, _, _ = delta_round(sb, link, h)
+    assert changes == [{"id": target, "displayName": "fourth"}]
+
+
+def test_unmodelled_query_options_are_refused(sb: SandboxHandle) -> None:
+    h = auth(sb)
+    g = sb.describe["graph_url"]
+    for url in (
+        g + "/applications?$filter=startswith(displayName,'a')",
+        g + "/applications?$COUNT=true",
+        g + "/servicePrincipals/delta?$expand=owners",
+    ):
+        resp = sb.client.get(url, headers=h)
+        assert resp.status_code == 400, url
+        assert resp.json()["error"]["code"] == "Request_UnsupportedQuery"
+
+
 def test_a_delta_token_from_before_a_reset_must_resync(sb: SandboxHandle) -> None:
     sb.directory(10, seed=7)
     h = auth(sb)
@@ -390,7 +420,7 @@ def test_every_directory_admin_route_and_fault_is_documented() -> None:
         path = route.path.removeprefix(PREFIX + "/")
         path = re.sub(r"\{object_id\}", "{id}", path).replace("{key_id}", "{keyId}")
         assert f"`{route.method} {path}`" in admin_doc, path
-    for key in ("graph_page_latency_seconds", "graph_page_size_cap"):
+    for key in ("graph_page_latency_seconds", "graph_page_size_cap", "graph_delta_duplicates"):
         assert f"| `{key}` |" in doc
 
 
