@@ -507,6 +507,9 @@ class DirectoryAdmin:
             return _problem(400, f"bad credential: {exc}")
         if end <= start:
             return _problem(400, "endDateTime must be after startDateTime")
+        usage = data.get("usage", "Verify")
+        if kind == "certificate" and usage not in ("Verify", "Sign"):
+            return _problem(400, f"usage must be Verify or Sign, got {usage!r}")
         name = data.get("displayName")
         gen = Generator(hash((obj.id, self.directory.seq)), now, self.directory.tenant_id)
         cred: DirCredential
@@ -514,7 +517,7 @@ class DirectoryAdmin:
             cred = gen.password()
             obj.passwords.append(cred)
         else:
-            cred = gen.certificate(obj.display_name, str(data.get("usage") or "Verify"))
+            cred = gen.certificate(obj.display_name, usage)
             obj.keys.append(cred)
         cred.start, cred.end = start, end
         cred.display_name = name if isinstance(name, str) else cred.display_name

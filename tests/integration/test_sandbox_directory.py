@@ -409,6 +409,23 @@ def test_admin_refuses_bad_input_and_the_portal_app(sb: SandboxHandle) -> None:
     assert sb.admin("GET", "directory/applications/nope").status_code == 404
     assert sb.admin("GET", "directory/groups/x").status_code == 404
     assert sb.truth()["applications"] == 1  # the portal's own app registration
+    sb.directory(1, seed=1)
+    app = sb.client.get(
+        sb.describe["graph_url"] + "/applications?$select=id,displayName", headers=auth(sb)
+    ).json()["value"][1]
+    path = f"directory/applications/{app['id']}"
+    assert sb.admin("POST", f"{path}/keys", {"usage": "Encrypt"}).status_code == 400
+    end_first = {"startDateTime": "2027-01-02T00:00:00Z", "endDateTime": "2026-01-01T00:00:00Z"}
+    assert sb.admin("POST", f"{path}/passwords", end_first).status_code == 400
+    assert sb.admin("PATCH", path, {"tags": "x", "owner": 1}).status_code == 400
+    assert sb.admin("DELETE", f"{path}/credentials/nope").status_code == 404
+    key = sb.admin("POST", f"{path}/keys", {"usage": "Sign", "displayName": "CN=signing"})
+    assert (key["usage"], key["displayName"], key["type"]) == (
+        "Sign",
+        "CN=signing",
+        "AsymmetricX509Cert",
+    )
+    assert sb.truth()["credentials"]["certificate"] >= 1
 
 
 def test_every_directory_admin_route_and_fault_is_documented() -> None:
