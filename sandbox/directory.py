@@ -208,6 +208,7 @@ class Directory:
         """Back to the portal's app alone, with a new generation (old tokens are stale)."""
         self.generation = uuid.uuid4().hex[:8]
         self.seq = 0
+        self.stamps: list[datetime] = []  # stamps[seq - 1]: when change seq was made
         self.next_order = 1  # 0 is the portal's app: it lists first
         self.seed: int | None = None
         self.collections: dict[Kind, Collection] = {k: Collection() for k in KINDS}
@@ -215,9 +216,20 @@ class Directory:
 
     # -- changes -----------------------------------------------------------------
 
-    def _bump(self, kind: Kind, obj: DirObject) -> None:
+    def _next_seq(self) -> int:
         self.seq += 1
-        obj.seq = self.seq
+        self.stamps.append(self.now())
+        return self.seq
+
+    def visible_seq(self, lag_seconds: float) -> int:
+        """The last change a delta may report, when changes show ``lag_seconds`` late."""
+        if lag_seconds <= 0:
+            return self.seq
+        cutoff = self.now() - timedelta(seconds=lag_seconds)
+        return bisect.bisect_right(self.stamps, cutoff)
+
+    def _bump(self, kind: Kind, obj: DirObject) -> None:
+        obj.seq = self._next_seq()
         obj.rendered.clear()
         self.collections[kind].log.append((self.seq, obj.id))
 
@@ -239,7 +251,7 @@ class Directory:
         if obj is None:
             return False
         coll._ordered = None
-        self.seq += 1
+        self._next_seq()
         coll.removed[object_id] = Removed(self.seq, "deleted" if permanent else "changed")
         coll.log.append((self.seq, object_id))
         return True

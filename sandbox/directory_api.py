@@ -222,11 +222,12 @@ class DirectoryGraph:
         directory = self.directory
         directory.sync()
         now_ts = int(self.portal.now().timestamp())
+        visible = directory.visible_seq(self.portal.faults.graph_delta_lag_seconds)
         try:
             q = _query(request)
             selected = parse_select(kind, q.get("$select"))
             if q.get("$deltatoken", "").lower() == "latest":
-                return self._delta_page(kind, selected, [], None, directory.seq, applied)
+                return self._delta_page(kind, selected, [], None, visible, applied)
             if "$deltatoken" in q:
                 # ["d", generation, kind, fields, since, issued]
                 state = self._state(q["$deltatoken"], "$deltatoken", "d", kind, 6)
@@ -238,7 +239,7 @@ class DirectoryGraph:
                         "start a full synchronization again.",
                     )
                 fields = selected or tuple(state[3])
-                since, upto = int(state[4]), directory.seq
+                since, upto = int(state[4]), max(visible, int(state[4]))
                 cursor = bisect.bisect_right(
                     directory.collections[kind].log, since, key=lambda e: e[0]
                 )
@@ -249,7 +250,7 @@ class DirectoryGraph:
                 fields = selected or tuple(state[3])
                 since, upto, mode, cursor = int(state[4]), int(state[5]), state[6], int(state[7])
             else:
-                fields, since, upto, mode, cursor = selected, 0, directory.seq, "f", -1
+                fields, since, upto, mode, cursor = selected, 0, visible, "f", -1
         except (DirectoryError, ValueError, TypeError) as exc:
             err = exc if isinstance(exc, DirectoryError) else None
             return self._error(err or DirectoryError(400, "Request_BadRequest", "Invalid token."))

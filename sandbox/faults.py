@@ -59,6 +59,8 @@ class Faults:
     # A delta round lists an object once per change (Graph documents that an entity may
     # come several times); false: once, at its last change.
     graph_delta_duplicates: bool = True
+    # A change reaches delta rounds only this long after it was made (replication).
+    graph_delta_lag_seconds: float = 0.0
     inject: list[Injection] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -142,8 +144,8 @@ def _set(f: Faults, key: str, value: object) -> None:
         f.arm_page_size = None if value is None else _integer(value, minimum=1)
     elif key == "extra_key_vault_references":
         f.extra_key_vault_references = _integer(value, minimum=0)
-    elif key == "graph_page_latency_seconds":
-        f.graph_page_latency_seconds = _number(value)
+    elif key in ("graph_page_latency_seconds", "graph_delta_lag_seconds"):
+        setattr(f, key, _number(value))
     elif key == "graph_page_size_cap":
         f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
     elif key == "graph_delta_duplicates":

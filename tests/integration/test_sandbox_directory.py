@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 
 from sandbox.admin import PREFIX
@@ -342,20 +343,55 @@ def test_a_delta_token_from_before_a_reset_must_resync(sb: SandboxHandle) -> Non
     assert garbled.status_code == 400
 
 
-def test_delta_tokens_expire_after_seven_days() -> None:
+@pytest.fixture
+def frozen() -> Iterator[tuple[SandboxHandle, list[datetime]]]:
+    """A private sandbox whose clock moves only when the test moves ``clock[0]``."""
     clock = [datetime(2026, 1, 1, tzinfo=UTC)]
     with SandboxThread(faults={"app_sync_interval_seconds": 0}, now=lambda: clock[0]) as thread:
         d = thread.describe()
         with httpx.Client(verify=ssl.create_default_context(cafile=d["ca_file"])) as client:
-            handle = SandboxHandle(describe=d, client=client, thread=thread)
-            handle.directory(3, seed=1)
-            _, link, _ = delta_round(handle, d["graph_url"] + "/applications/delta", auth(handle))
-            clock[0] += timedelta(days=6, hours=23)
-            assert client.get(link, headers=auth(handle)).status_code == 200
-            clock[0] += timedelta(hours=2)
-            late = client.get(link, headers=auth(handle))
-            assert late.status_code == 410, late.text
-            assert late.json()["error"]["code"] == "resyncRequired"
+            yield SandboxHandle(describe=d, client=client, thread=thread), clock
+
+
+def test_delta_tokens_expire_after_seven_days(
+    frozen: tuple[SandboxHandle, list[datetime]],
+) -> None:
+    sb, clock = frozen
+    sb.directory(3, seed=1)
+    _, link, _ = delta_round(sb, sb.describe["graph_url"] + "/applications/delta", auth(sb))
+    clock[0] += timedelta(days=6, hours=23)
+    assert sb.client.get(link, headers=auth(sb)).status_code == 200
+    clock[0] += timedelta(hours=2)
+    late = sb.client.get(link, headers=auth(sb))
+    assert late.status_code == 410, late.text
+    assert late.json()["error"]["code"] == "resyncRequired"
+
+
+def test_delta_lag_defers_a_change_to_a_later_round_and_loses_nothing(
+    frozen: tuple[SandboxHandle, list[datetime]],
+) -> None:
+    sb, clock = frozen
+    sb.directory(4, seed=2)
+    sb.faults(graph_delta_lag_seconds=60)
+    h = auth(sb)
+    url = sb.describe["graph_url"] + "/applications/delta?$select=displayName"
+    first, link, _ = delta_round(sb, url, h)
+    assert first == []  # everything was created just now: not replicated yet
+    clock[0] += timedelta(seconds=61)
+    first, link, _ = delta_round(sb, link, h)
+    assert len(first) == 5
+    target = first[2]["id"]
+    sb.admin("PATCH", f"directory/applications/{target}", {"displayName": "late"})
+    clock[0] += timedelta(seconds=30)
+    quiet, link, _ = delta_round(sb, link, h)
+    assert quiet == []
+    listed = sb.client.get(
+        sb.describe["graph_url"] + "/applications?$select=displayName", headers=h
+    )
+    assert {"displayName": "late"} in listed.json()["value"]  # the list shows it at once
+    clock[0] += timedelta(seconds=31)
+    late, _, _ = delta_round(sb, link, h)
+    assert late == [{"id": target, "displayName": "late"}]
 
 
 # -- faults ----------------------------------------------------------------------------
@@ -437,7 +473,12 @@ def test_every_directory_admin_route_and_fault_is_documented() -> None:
         path = route.path.removeprefix(PREFIX + "/")
         path = re.sub(r"\{object_id\}", "{id}", path).replace("{key_id}", "{keyId}")
         assert f"`{route.method} {path}`" in admin_doc, path
-    for key in ("graph_page_latency_seconds", "graph_page_size_cap", "graph_delta_duplicates"):
+    for key in (
+        "graph_page_latency_seconds",
+        "graph_page_size_cap",
+        "graph_delta_duplicates",
+        "graph_delta_lag_seconds",
+    ):
         assert f"| `{key}` |" in doc
 
 
