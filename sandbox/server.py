@@ -119,13 +119,13 @@ class Sandbox:
         )
         if ids is not None and self.state_file is not None:
             self.portal.load_file_json(json.loads(self.state_file.read_text()))
-        # Every app registration and service principal (not persisted: POST directory
-        # rebuilds the synthetic ones from their seed).
-        self.directory = Directory(self.portal.now, self.portal.ids.tenant_id)
         self.base_url = ""
         self.ca_file: Path | None = None
         self._runner: web.AppRunner | None = None
         self._app_service: AppService | None = None
+        # Every app registration and service principal (not persisted: POST directory
+        # rebuilds the synthetic ones from their seed).
+        self.directory = Directory(self.portal.now, self.portal.ids.tenant_id)
 
     # -- lifecycle ---------------------------------------------------------------------
 
