@@ -28,7 +28,8 @@ from sandbox.appservice import AppService
 from sandbox.arm import Arm
 from sandbox.certs import ensure_tls
 from sandbox.directory import Directory
-from sandbox.directory_api import DirectoryAdmin, DirectoryGraph
+from sandbox.directory_admin import DirectoryAdmin
+from sandbox.directory_api import DirectoryGraph
 from sandbox.entra import Entra
 from sandbox.faults import Faults, Injection
 from sandbox.graph import MOBILE_APPS_PATH, Graph

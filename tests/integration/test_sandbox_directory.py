@@ -18,7 +18,7 @@ from aiohttp import web
 
 from sandbox.admin import PREFIX
 from sandbox.directory import Directory
-from sandbox.directory_api import DirectoryAdmin
+from sandbox.directory_admin import DirectoryAdmin
 from sandbox.server import SandboxThread
 from sandbox.testing import SandboxHandle
 from sandbox.wire import parse_time

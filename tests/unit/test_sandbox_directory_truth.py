@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sandbox.directory import DirCredential, Directory, DirObject
+from sandbox.directory_gen import populate
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -82,7 +83,7 @@ def test_service_principals_are_counted_apart() -> None:
 
 def test_generated_expiries_keep_an_hour_from_every_boundary() -> None:
     directory = Directory(lambda: NOW, "tenant")
-    directory.generate(3000, 0, seed=3)
+    populate(directory, 3000, 0, seed=3)
     ends = [
         c.end - NOW
         for app in directory.collections["applications"].objects.values()
