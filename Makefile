@@ -34,6 +34,7 @@ test: lint
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py
+	$(BIN)/python bench/sandbox_directory.py
 	$(BIN)/python bench/repair.py
 	$(BIN)/python bench/inventory.py
 

@@ -3,18 +3,17 @@ password and key credentials, as the inventory lists them (see docs/sandbox.md).
 
 - The portal's own app registration is always in it, read live from the Graph view of
   the portal (so a secret the daemon adds or removes is a directory change too).
-- ``POST directory`` fills it with synthetic objects, deterministic for a seed.
+- ``POST directory`` fills it with synthetic objects (sandbox/directory_gen.py).
 - Every change gets a sequence number in one change log; Graph's list and delta routes
-  (sandbox/directory_api.py) page over it, and the truth counts come from the same data.
+  (sandbox/directory_api.py) page over it, and the truth counts come from the same data;
+  the admin routes (sandbox/directory_admin.py) change it.
 """
 
 from __future__ import annotations
 
-import base64
 import bisect
+import gc
 import json
-import random
-import string
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,13 +24,6 @@ from sandbox.wire import graph_time, parse_time
 
 Kind = Literal["applications", "servicePrincipals"]
 KINDS: tuple[Kind, ...] = ("applications", "servicePrincipals")
-
-# Expiries of synthetic credentials lie in [now - 365 d, now + 730 d] but never within
-# BOUNDARY_GUARD of a truth boundary (now, now + 7 d, now + 30 d) at creation, so the
-# truth counts stay the same for that long while a test runs.
-BOUNDARY_GUARD = timedelta(hours=1)
-_BOUNDARIES = (timedelta(0), timedelta(days=7), timedelta(days=30))
-MICROSOFT_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 
 
 @dataclass(slots=True)
@@ -46,8 +38,17 @@ class DirCredential:
     hint: str | None = None  # passwords: the first three characters of the secret
     custom_key_identifier: str | None = None  # certificates: base64 of the thumbprint
     usage: str = "Verify"  # certificates: Verify or Sign
+    _json: dict[str, Any] | None = None  # rendered once; call changed() after an edit
+
+    def changed(self) -> None:
+        self._json = None
 
     def to_json(self) -> dict[str, Any]:
+        if self._json is None:
+            self._json = self._render()
+        return self._json
+
+    def _render(self) -> dict[str, Any]:
         if self.kind == "password":
             return {
                 "customKeyIdentifier": None,
@@ -197,6 +198,7 @@ class Directory:
         """Back to the portal's app alone, with a new generation (old tokens are stale)."""
         self.generation = uuid.uuid4().hex[:8]
         self.seq = 0
+        self.stamps: list[datetime] = []  # stamps[seq - 1]: when change seq was made
         self.next_order = 1  # 0 is the portal's app: it lists first
         self.seed: int | None = None
         self.collections: dict[Kind, Collection] = {k: Collection() for k in KINDS}
@@ -204,9 +206,20 @@ class Directory:
 
     # -- changes -----------------------------------------------------------------
 
-    def _bump(self, kind: Kind, obj: DirObject) -> None:
+    def _next_seq(self) -> int:
         self.seq += 1
-        obj.seq = self.seq
+        self.stamps.append(self.now())
+        return self.seq
+
+    def visible_seq(self, lag_seconds: float) -> int:
+        """The last change a delta may report, when changes show ``lag_seconds`` late."""
+        if lag_seconds <= 0:
+            return self.seq
+        cutoff = self.now() - timedelta(seconds=lag_seconds)
+        return bisect.bisect_right(self.stamps, cutoff)
+
+    def _bump(self, kind: Kind, obj: DirObject) -> None:
+        obj.seq = self._next_seq()
         obj.rendered.clear()
         self.collections[kind].log.append((self.seq, obj.id))
 
@@ -228,7 +241,7 @@ class Directory:
         if obj is None:
             return False
         coll._ordered = None
-        self.seq += 1
+        self._next_seq()
         coll.removed[object_id] = Removed(self.seq, "deleted" if permanent else "changed")
         coll.log.append((self.seq, object_id))
         return True
@@ -274,26 +287,25 @@ class Directory:
 
     # -- synthetic objects --------------------------------------------------------
 
-    def generate(self, applications: int, service_principals: int, seed: int) -> None:
-        """Replace the synthetic objects with ``applications`` app registrations and
-        ``service_principals`` service principals, the same for the same seed."""
-        for kind in KINDS:
-            coll = self.collections[kind]
-            for obj in list(coll.objects.values()):
-                if not obj.portal:
+    def replace_synthetic(self, objects: list[DirObject], seed: int) -> None:
+        """Delete every synthetic object (permanently, as a delta shows) and add
+        ``objects`` in their order (see sandbox/directory_gen.py)."""
+        # Tens of thousands of small objects: the cyclic GC would rescan them all many times.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for kind in KINDS:
+                coll = self.collections[kind]
+                for obj in [o for o in coll.objects.values() if not o.portal]:
                     self.delete(kind, obj.id, permanent=True)
-        gen = Generator(seed, self.now(), self.tenant_id)
-        self.seed = seed
-        apps = [gen.application() for _ in range(applications)]
-        for obj in apps:
-            obj.order = self.next_order
-            self.next_order += 1
-            self.put(obj)
-        for i in range(service_principals):
-            sp = gen.service_principal(apps[i] if i < len(apps) and gen.chance(0.7) else None)
-            sp.order = self.next_order
-            self.next_order += 1
-            self.put(sp)
+            self.seed = seed
+            for obj in objects:
+                obj.order = self.next_order
+                self.next_order += 1
+                self.put(obj)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     def find(self, kind: Kind, object_id: str) -> DirObject | None:
         return self.collections[kind].objects.get(object_id)
@@ -334,183 +346,3 @@ class Directory:
             "now": now.isoformat(),
             "seed": self.seed,
         }
-
-
-# -- the generator ------------------------------------------------------------------
-
-_COMPANIES = (
-    "Contoso", "Fabrikam", "Northwind", "Tailspin", "Woodgrove", "Adventure Works",
-    "Litware", "Proseware", "Wide World Importers", "Alpine Ski House", "Datum", "Relecloud",
-)  # fmt: skip
-_SYSTEMS = (
-    "HR Portal", "Payroll API", "Inventory Sync", "CRM Connector", "Data Lake Ingest",
-    "Build Agent", "Backup Service", "Monitoring", "Mobile App", "Reporting",
-    "SharePoint Migration", "Teams Bot", "Terraform", "GitHub Actions", "Jenkins",
-    "Power BI Embedded", "SAP Bridge", "Ticketing", "SCIM Provisioning", "Intranet",
-)  # fmt: skip
-_SUFFIXES = ("", "", "", " (dev)", " (test)", " - prod", " - staging", " v2")
-# Names a label exporter must escape or keep intact: quotes, backslashes, non-ASCII.
-_ODD_NAMES = (
-    'Legacy "SOAP" Bridge', "C:\\Tools\\Sync", "Zoë's Café API", "日本語 ポータル",
-    "Ops | Alerts & Paging", "   padded name   ",
-)  # fmt: skip
-_TAGS = (
-    "HideApp", "WindowsAzureActiveDirectoryIntegratedApp", "team:payments", "team:platform",
-    "env:prod", "env:dev", "owner:it-ops", "criticality:high",
-)  # fmt: skip
-_SECRET_NAMES = (
-    "Client secret", "CI/CD", "terraform", "prod", "key1", "Rotated by secretwarden",
-    "Password uploaded on Tue Mar 05 2024", None,
-)  # fmt: skip
-_AUDIENCES = ("AzureADMyOrg", "AzureADMyOrg", "AzureADMultipleOrgs")
-_HINT_ALPHABET = string.ascii_letters + string.digits + "~_.-"
-
-
-class Generator:
-    """Synthetic directory objects from one seeded random stream.
-
-    Everything but time is a function of the seed; times are offsets from ``now``.
-    """
-
-    def __init__(self, seed: int, now: datetime, tenant_id: str) -> None:
-        self.rng = random.Random(seed)  # noqa: S311 (synthetic data, reproducible by design)
-        self.now = now
-        self.tenant_id = tenant_id
-
-    def chance(self, p: float) -> bool:
-        return self.rng.random() < p
-
-    def guid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-    def _name(self) -> str:
-        rng = self.rng
-        if rng.random() < 0.01:
-            return rng.choice(_ODD_NAMES)
-        return f"{rng.choice(_COMPANIES)} {rng.choice(_SYSTEMS)}{rng.choice(_SUFFIXES)}"
-
-    def _expiry(self) -> datetime:
-        while True:
-            offset = timedelta(seconds=self.rng.randint(-365 * 86400, 730 * 86400))
-            if all(abs(offset - b) > BOUNDARY_GUARD for b in _BOUNDARIES):
-                return self.now + offset
-
-    def _start(self, end: datetime) -> datetime:
-        lifetime = timedelta(days=self.rng.choice((90, 180, 365, 730)))
-        recent = self.now - timedelta(seconds=self.rng.randint(60, 30 * 86400))
-        return min(end - lifetime, recent)
-
-    def password(self) -> DirCredential:
-        end = self._expiry()
-        return DirCredential(
-            kind="password",
-            key_id=self.guid(),
-            display_name=self.rng.choice(_SECRET_NAMES),
-            start=self._start(end),
-            end=end,
-            hint="".join(self.rng.choice(_HINT_ALPHABET) for _ in range(3)),
-        )
-
-    def certificate(self, subject: str, usage: str = "Verify") -> DirCredential:
-        end = self._expiry()
-        thumbprint = self.rng.getrandbits(160).to_bytes(20, "big")
-        return DirCredential(
-            kind="certificate",
-            key_id=self.guid(),
-            display_name=f"CN={subject}",
-            start=self._start(end),
-            end=end,
-            custom_key_identifier=base64.b64encode(thumbprint).decode(),
-            usage=usage,
-        )
-
-    def _created(self) -> str:
-        return graph_time(self.now - timedelta(seconds=self.rng.randint(86400, 2000 * 86400)))
-
-    def application(self) -> DirObject:
-        rng = self.rng
-        name = self._name()
-        app_id = self.guid()
-        subject = "".join(ch for ch in name.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
-        passwords = [self.password() for _ in range(rng.choices((0, 1, 2, 3), (15, 45, 30, 10))[0])]
-        keys = [
-            self.certificate(subject or "app")
-            for _ in range(rng.choices((0, 1, 2), (55, 35, 10))[0])
-        ]
-        tags = sorted(rng.sample(_TAGS, rng.randint(1, 3))) if rng.random() < 0.3 else []
-        return DirObject(
-            kind="applications",
-            id=self.guid(),
-            app_id=app_id,
-            display_name=name,
-            tags=tags,
-            passwords=passwords,
-            keys=keys,
-            props={
-                "applicationTemplateId": None,
-                "createdDateTime": self._created(),
-                "description": None,
-                "identifierUris": [f"api://{app_id}"] if rng.random() < 0.4 else [],
-                "notes": None,
-                "publisherDomain": "contoso.onmicrosoft.com",
-                "signInAudience": rng.choice(_AUDIENCES),
-            },
-        )
-
-    def service_principal(self, app: DirObject | None) -> DirObject:
-        """The service principal of ``app`` (this tenant's), else another tenant's app
-        (Microsoft's or a vendor's) or, now and then, a managed identity."""
-        rng = self.rng
-        sp_type = "Application"
-        if app is not None:
-            name, app_id, owner = app.display_name, app.app_id, self.tenant_id
-        elif rng.random() < 0.2:
-            name, app_id, owner, sp_type = (
-                f"mi-{rng.choice(_SYSTEMS).lower().replace(' ', '-')}",
-                self.guid(),
-                None,
-                "ManagedIdentity",
-            )
-        else:
-            name, app_id = f"{rng.choice(_COMPANIES)} {rng.choice(_SYSTEMS)} (vendor)", self.guid()
-            owner = MICROSOFT_TENANT if rng.random() < 0.5 else self.guid()
-        passwords: list[DirCredential] = []
-        keys: list[DirCredential] = []
-        if sp_type == "ManagedIdentity":
-            keys = [self.certificate(app_id)]  # the identity's own, renewed by Azure
-        elif rng.random() < 0.15:  # SAML signing: a Sign and Verify pair, maybe a secret
-            sign = self.certificate("Microsoft Azure Federated SSO Certificate", "Sign")
-            verify = DirCredential(
-                kind="certificate",
-                key_id=self.guid(),
-                display_name=sign.display_name,
-                start=sign.start,
-                end=sign.end,
-                custom_key_identifier=sign.custom_key_identifier,
-                usage="Verify",
-            )
-            keys = [sign, verify]
-            if rng.random() < 0.5:
-                passwords = [self.password()]
-        sp_id = self.guid()
-        return DirObject(
-            kind="servicePrincipals",
-            id=sp_id,
-            app_id=app_id,
-            display_name=name,
-            tags=["WindowsAzureActiveDirectoryIntegratedApp"] if sp_type == "Application" else [],
-            passwords=passwords,
-            keys=keys,
-            props={
-                "accountEnabled": True,
-                "appDisplayName": name if sp_type == "Application" else None,
-                "appOwnerOrganizationId": owner,
-                "createdDateTime": self._created(),
-                "description": None,
-                "servicePrincipalNames": [app_id],
-                "servicePrincipalType": sp_type,
-                "signInAudience": (
-                    "AzureADMultipleOrgs" if owner == MICROSOFT_TENANT else "AzureADMyOrg"
-                ),
-            },
-        )

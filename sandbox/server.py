@@ -28,7 +28,8 @@ from sandbox.appservice import AppService
 from sandbox.arm import Arm
 from sandbox.certs import ensure_tls
 from sandbox.directory import Directory
-from sandbox.directory_api import DirectoryAdmin, DirectoryGraph
+from sandbox.directory_admin import DirectoryAdmin
+from sandbox.directory_api import DirectoryGraph
 from sandbox.entra import Entra
 from sandbox.faults import Faults, Injection
 from sandbox.graph import MOBILE_APPS_PATH, Graph
@@ -119,13 +120,13 @@ class Sandbox:
         )
         if ids is not None and self.state_file is not None:
             self.portal.load_file_json(json.loads(self.state_file.read_text()))
-        # Every app registration and service principal (not persisted: POST directory
-        # rebuilds the synthetic ones from their seed).
-        self.directory = Directory(self.portal.now, self.portal.ids.tenant_id)
         self.base_url = ""
         self.ca_file: Path | None = None
         self._runner: web.AppRunner | None = None
         self._app_service: AppService | None = None
+        # Every app registration and service principal (not persisted: POST directory
+        # rebuilds the synthetic ones from their seed).
+        self.directory = Directory(self.portal.now, self.portal.ids.tenant_id)
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 
 from sandbox.admin import PREFIX
 from sandbox.directory import Directory
-from sandbox.directory_api import DirectoryAdmin
+from sandbox.directory_admin import DirectoryAdmin
 from sandbox.server import SandboxThread
 from sandbox.testing import SandboxHandle
 from sandbox.wire import parse_time
@@ -298,6 +299,36 @@ def test_delta_defaults_and_paths(sb: SandboxHandle) -> None:
     assert [(c["id"], c["displayName"]) for c in changes] == [(app["id"], "renamed")]
 
 
+def test_an_object_changed_twice_comes_twice_unless_switched_off(sb: SandboxHandle) -> None:
+    sb.directory(5, seed=11)
+    h = auth(sb)
+    url = sb.describe["graph_url"] + "/applications/delta?$select=displayName"
+    items, link, _ = delta_round(sb, url, h)
+    target = items[1]["id"]
+    for name in ("first", "second"):
+        sb.admin("PATCH", f"directory/applications/{target}", {"displayName": name})
+    changes, link, _ = delta_round(sb, link, h)
+    assert changes == [{"id": target, "displayName": "second"}] * 2  # each as it is now
+    sb.faults(graph_delta_duplicates=False)
+    for name in ("third", "fourth"):
+        sb.admin("PATCH", f"directory/applications/{target}", {"displayName": name})
+    changes, _, _ = delta_round(sb, link, h)
+    assert changes == [{"id": target, "displayName": "fourth"}]
+
+
+def test_unmodelled_query_options_are_refused(sb: SandboxHandle) -> None:
+    h = auth(sb)
+    g = sb.describe["graph_url"]
+    for url in (
+        g + "/applications?$filter=startswith(displayName,'a')",
+        g + "/applications?$COUNT=true",
+        g + "/servicePrincipals/delta?$expand=owners",
+    ):
+        resp = sb.client.get(url, headers=h)
+        assert resp.status_code == 400, url
+        assert resp.json()["error"]["code"] == "Request_UnsupportedQuery"
+
+
 def test_a_delta_token_from_before_a_reset_must_resync(sb: SandboxHandle) -> None:
     sb.directory(10, seed=7)
     h = auth(sb)
@@ -312,20 +343,55 @@ def test_a_delta_token_from_before_a_reset_must_resync(sb: SandboxHandle) -> Non
     assert garbled.status_code == 400
 
 
-def test_delta_tokens_expire_after_seven_days() -> None:
+@pytest.fixture
+def frozen() -> Iterator[tuple[SandboxHandle, list[datetime]]]:
+    """A private sandbox whose clock moves only when the test moves ``clock[0]``."""
     clock = [datetime(2026, 1, 1, tzinfo=UTC)]
     with SandboxThread(faults={"app_sync_interval_seconds": 0}, now=lambda: clock[0]) as thread:
         d = thread.describe()
         with httpx.Client(verify=ssl.create_default_context(cafile=d["ca_file"])) as client:
-            handle = SandboxHandle(describe=d, client=client, thread=thread)
-            handle.directory(3, seed=1)
-            _, link, _ = delta_round(handle, d["graph_url"] + "/applications/delta", auth(handle))
-            clock[0] += timedelta(days=6, hours=23)
-            assert client.get(link, headers=auth(handle)).status_code == 200
-            clock[0] += timedelta(hours=2)
-            late = client.get(link, headers=auth(handle))
-            assert late.status_code == 410, late.text
-            assert late.json()["error"]["code"] == "resyncRequired"
+            yield SandboxHandle(describe=d, client=client, thread=thread), clock
+
+
+def test_delta_tokens_expire_after_seven_days(
+    frozen: tuple[SandboxHandle, list[datetime]],
+) -> None:
+    sb, clock = frozen
+    sb.directory(3, seed=1)
+    _, link, _ = delta_round(sb, sb.describe["graph_url"] + "/applications/delta", auth(sb))
+    clock[0] += timedelta(days=6, hours=23)
+    assert sb.client.get(link, headers=auth(sb)).status_code == 200
+    clock[0] += timedelta(hours=2)
+    late = sb.client.get(link, headers=auth(sb))
+    assert late.status_code == 410, late.text
+    assert late.json()["error"]["code"] == "resyncRequired"
+
+
+def test_delta_lag_defers_a_change_to_a_later_round_and_loses_nothing(
+    frozen: tuple[SandboxHandle, list[datetime]],
+) -> None:
+    sb, clock = frozen
+    sb.directory(4, seed=2)
+    sb.faults(graph_delta_lag_seconds=60)
+    h = auth(sb)
+    url = sb.describe["graph_url"] + "/applications/delta?$select=displayName"
+    first, link, _ = delta_round(sb, url, h)
+    assert first == []  # everything was created just now: not replicated yet
+    clock[0] += timedelta(seconds=61)
+    first, link, _ = delta_round(sb, link, h)
+    assert len(first) == 5
+    target = first[2]["id"]
+    sb.admin("PATCH", f"directory/applications/{target}", {"displayName": "late"})
+    clock[0] += timedelta(seconds=30)
+    quiet, link, _ = delta_round(sb, link, h)
+    assert quiet == []
+    listed = sb.client.get(
+        sb.describe["graph_url"] + "/applications?$select=displayName", headers=h
+    )
+    assert {"displayName": "late"} in listed.json()["value"]  # the list shows it at once
+    clock[0] += timedelta(seconds=31)
+    late, _, _ = delta_round(sb, link, h)
+    assert late == [{"id": target, "displayName": "late"}]
 
 
 # -- faults ----------------------------------------------------------------------------
@@ -379,6 +445,23 @@ def test_admin_refuses_bad_input_and_the_portal_app(sb: SandboxHandle) -> None:
     assert sb.admin("GET", "directory/applications/nope").status_code == 404
     assert sb.admin("GET", "directory/groups/x").status_code == 404
     assert sb.truth()["applications"] == 1  # the portal's own app registration
+    sb.directory(1, seed=1)
+    app = sb.client.get(
+        sb.describe["graph_url"] + "/applications?$select=id,displayName", headers=auth(sb)
+    ).json()["value"][1]
+    path = f"directory/applications/{app['id']}"
+    assert sb.admin("POST", f"{path}/keys", {"usage": "Encrypt"}).status_code == 400
+    end_first = {"startDateTime": "2027-01-02T00:00:00Z", "endDateTime": "2026-01-01T00:00:00Z"}
+    assert sb.admin("POST", f"{path}/passwords", end_first).status_code == 400
+    assert sb.admin("PATCH", path, {"tags": "x", "owner": 1}).status_code == 400
+    assert sb.admin("DELETE", f"{path}/credentials/nope").status_code == 404
+    key = sb.admin("POST", f"{path}/keys", {"usage": "Sign", "displayName": "CN=signing"})
+    assert (key["usage"], key["displayName"], key["type"]) == (
+        "Sign",
+        "CN=signing",
+        "AsymmetricX509Cert",
+    )
+    assert sb.truth()["credentials"]["certificate"] >= 1
 
 
 def test_every_directory_admin_route_and_fault_is_documented() -> None:
@@ -390,5 +473,62 @@ def test_every_directory_admin_route_and_fault_is_documented() -> None:
         path = route.path.removeprefix(PREFIX + "/")
         path = re.sub(r"\{object_id\}", "{id}", path).replace("{key_id}", "{keyId}")
         assert f"`{route.method} {path}`" in admin_doc, path
-    for key in ("graph_page_latency_seconds", "graph_page_size_cap"):
+    for key in (
+        "graph_page_latency_seconds",
+        "graph_page_size_cap",
+        "graph_delta_duplicates",
+        "graph_delta_lag_seconds",
+    ):
         assert f"| `{key}` |" in doc
+
+
+# -- the stock SDK -------------------------------------------------------------------
+
+
+async def test_msgraph_sdk_pages_the_list_and_the_delta(sb: SandboxHandle) -> None:
+    """msgraph-sdk's own request builders and models read every page (``/delta()``
+    is the path it sends). Few apps: the SDK's model parsing costs tens of ms per
+    application, so an inventory at scale reads the JSON itself."""
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.generated.applications.applications_request_builder import (
+        ApplicationsRequestBuilder,
+    )
+    from msgraph.generated.applications.delta.delta_request_builder import DeltaRequestBuilder
+    from test_sandbox_sdks import async_credential, graph_client
+
+    truth = sb.directory(20, seed=10)
+    d = sb.describe
+    op = d["operator"]
+    async with async_credential(d, op["client_id"], op["client_secret"]) as cred:
+        graph = graph_client(d, cred)
+        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "passwordCredentials", "keyCredentials"], top=8
+        )
+        page = await graph.applications.get(RequestConfiguration(query_parameters=query))
+        assert page is not None
+        apps = list(page.value or [])
+        while page.odata_next_link:
+            page = await graph.applications.with_url(page.odata_next_link).get()
+            assert page is not None
+            apps += page.value or []
+        assert len({a.id for a in apps}) == truth["applications"]
+        creds = sum(len(a.password_credentials or []) + len(a.key_credentials or []) for a in apps)
+        assert creds == sum(truth["credentials"].values())
+
+        delta_query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "passwordCredentials"]
+        )
+        config = RequestConfiguration(query_parameters=delta_query)
+        config.headers.add("Prefer", "odata.maxpagesize=8")
+        resp = await graph.applications.delta.get(config)
+        assert resp is not None
+        count, requests = len(resp.value or []), 1
+        while resp.odata_next_link:
+            resp = await graph.applications.delta.with_url(resp.odata_next_link).get(config)
+            assert resp is not None
+            count, requests = count + len(resp.value or []), requests + 1
+        assert (count, requests) == (truth["applications"], 3)
+        assert resp.odata_delta_link is not None
+        again = await graph.applications.delta.with_url(resp.odata_delta_link).get(config)
+        assert again is not None
+        assert again.value == []
