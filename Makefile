@@ -30,7 +30,7 @@ test: lint
 	scripts/install-system-deps
 	$(BIN)/pytest
 
-## bench: the benchmark tables (exporter, sandbox start-up, repair times, the 10,000-app inventory); about 4 minutes
+## bench: the benchmark tables (exporter, sandbox start-up and directory, repair times, the 10,000-app inventory); about 6 minutes
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py

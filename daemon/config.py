@@ -288,6 +288,8 @@ class InventorySection(ProbeSchedule):
     timeout_seconds: PositiveSeconds = 900
     jitter_seconds: Annotated[float, Field(ge=0)] = 60
     service_principals: bool = False
+    # A fresh full listing at least this often, whatever the deltas said (default daily).
+    full_scan_interval_seconds: PositiveSeconds = 86400
     # Shell-style patterns (fnmatch, any case): names and tags to keep or leave out.
     include_names: list[str] = Field(default_factory=list)
     exclude_names: list[str] = Field(default_factory=list)

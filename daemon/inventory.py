@@ -48,6 +48,7 @@ class InventoryService:
             filters=filters_of(config),
             managed=managed_of(config),
             service_principals=config.inventory.service_principals,
+            full_scan_seconds=config.inventory.full_scan_interval_seconds,
             clock=clock,
         )
         self.inventory.enable(config.inventory.enabled, config.inventory.interval_seconds)
@@ -61,6 +62,7 @@ class InventoryService:
         """A reload: new filters, targets (``managed``), schedule or identity."""
         self.config = config
         self.inventory.enable(config.inventory.enabled, config.inventory.interval_seconds)
+        self.inventory.full_scan_seconds = config.inventory.full_scan_interval_seconds
         if not config.inventory.enabled:
             self.inventory.clear()  # switched off: its series go with its summary
             await self.aclose()

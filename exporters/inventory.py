@@ -365,9 +365,14 @@ class Inventory:
         filters: InventoryFilters | None = None,
         managed: ManagedApps | None = None,
         service_principals: bool = False,
+        full_scan_seconds: float = 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.filters = filters or InventoryFilters()
+        # A fresh full listing at least this often, whatever the deltas said: it bounds
+        # any drift between Graph's list and its delta (replication, a lost change).
+        self.full_scan_seconds = full_scan_seconds
+        self._last_full: dict[Collection, float] = {}
         self.managed = managed or ManagedApps()
         self.service_principals = service_principals
         self.clock = clock
@@ -399,6 +404,7 @@ class Inventory:
         a scan under way keeps nothing it read."""
         self._generation += 1
         self.listings.clear()
+        self._last_full.clear()
         self.view, self.exposition = InventoryView(), Exposition()
 
     def timed_out(self, seconds: float) -> ScanReport:
@@ -452,13 +458,17 @@ class Inventory:
             changed = removed = 0
             error: str | None = None
             new: dict[Collection, Listing] = {}
+            fulls: list[Collection] = []
             for coll in self.collections():
+                due = self.clock() - self._last_full.get(coll, 0.0) >= self.full_scan_seconds
                 try:
-                    outcome = await directory.sync(coll, self.listings.get(coll))
+                    outcome = await directory.sync(coll, self.listings.get(coll), full=due)
                 except Exception as exc:
                     error = describe(f"scan {coll}", exc)
                     break
                 new[coll] = outcome.listing
+                if outcome.full:
+                    fulls.append(coll)
                 full = full or outcome.full
                 changed += outcome.changed
                 removed += outcome.removed
@@ -468,6 +478,7 @@ class Inventory:
                 # Only a complete scan replaces anything; an unchanged tenant keeps the
                 # rendered bytes as they are.
                 self.listings.update(new)
+                self._last_full.update({coll: self.clock() for coll in fulls})
                 if full or changed or removed or not self.exposition.text:
                     await self._render()
             duration = time.perf_counter() - started

@@ -274,10 +274,13 @@ class GraphDirectory:
         objects, changed, removed = apply_delta(listing.objects, items)
         return Listing(listing.collection, objects, delta_link), changed, removed
 
-    async def sync(self, collection: Collection, previous: Listing | None) -> SyncOutcome:
-        """Bring ``previous`` up to date (or list everything when there is none)."""
+    async def sync(
+        self, collection: Collection, previous: Listing | None, *, full: bool = False
+    ) -> SyncOutcome:
+        """Bring ``previous`` up to date (or list everything when there is none, or
+        when ``full`` asks for a fresh listing)."""
         before = self.requests
-        if previous is not None:
+        if previous is not None and not full:
             try:
                 listing, changed, removed = await self.changes(previous)
             except TenantError as exc:

@@ -169,3 +169,29 @@ async def test_a_scan_under_way_when_the_inventory_is_switched_off_keeps_nothing
     assert not report.ok
     assert inventory.listings == {}
     assert inventory.exposition == Exposition()
+
+
+async def test_a_full_listing_comes_back_once_a_day_whatever_the_deltas_say() -> None:
+    now = [1000.0]
+    inventory = Inventory(full_scan_seconds=86400, clock=lambda: now[0])
+    asked: list[bool] = []
+
+    class Directory:
+        requests = 0
+
+        async def sync(self, collection: str, previous: Listing | None, *, full: bool) -> object:
+            from tenant.directory import SyncOutcome
+
+            asked.append(full)
+            return SyncOutcome(
+                listing(app(1, "x", pw("k1", 2e9))), full or previous is None, 1, 0, 0
+            )
+
+    fulls = []
+    for at in (1000.0, 4600.0, 86000.0, 87400.0, 91000.0):
+        now[0] = at
+        report = await inventory.scan(Directory())  # type: ignore[arg-type]
+        assert report.ok
+        fulls.append(report.full)
+    assert fulls == [True, False, False, True, False]  # the first: nothing to track from
+    assert asked == [False, False, False, True, False]
