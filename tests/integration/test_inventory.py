@@ -183,6 +183,29 @@ async def test_a_change_shows_after_the_next_delta_scan_and_removed_series_go(
     assert counts(after, truth["now_ts"]) == truth_counts(truth)
 
 
+async def test_a_change_delta_reports_late_still_arrives(sb: Any, session: TenantSession) -> None:
+    """Graph's delta lags its writes (replication): the scan that runs too early does not
+    see the change, the next one does."""
+    sb.faults(graph_delta_lag_seconds=1.0)
+    sb.admin("POST", "directory", {"applications": 20, "service_principals": 0, "seed": 6})
+    inventory = Inventory(CollectorRegistry())
+    directory = session.directory()
+    assert (await inventory.scan(directory)).ok
+    some = list(inventory.listings["applications"].objects.values())[1]
+    added = sb.admin("POST", f"directory/applications/{some.object_id}/passwords", {})
+    key = (some.app_id, added["keyId"].lower(), "password")
+    early = await inventory.scan(directory)
+    assert early.ok
+    assert key not in expiry_series(inventory.exposition.text)
+    await asyncio.sleep(1.2)
+    late = await inventory.scan(directory)
+    assert late.ok
+    assert not late.full
+    assert key in expiry_series(inventory.exposition.text)
+    truth = the_truth(sb)
+    assert counts(expiry_series(inventory.exposition.text), truth["now_ts"]) == truth_counts(truth)
+
+
 async def test_429_storms_and_failed_scans_keep_the_last_data(
     sb: Any, session: TenantSession
 ) -> None:
