@@ -213,7 +213,12 @@ class GraphDirectory:
             if self._on_response is not None:
                 self._on_response(response.status_code)
             if response.status_code == 200:
-                body = response.json()
+                try:
+                    body = response.json()
+                except ValueError:
+                    raise Unavailable(
+                        SERVICE, operation, "Graph answered 200 without JSON"
+                    ) from None
                 if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
                     raise TenantError(SERVICE, operation, "Graph answered without a value list")
                 return body

@@ -16,7 +16,7 @@ from azure.core.credentials import AccessToken
 
 from tenant.directory import GraphDirectory, Listing, apply_delta, parse_object
 from tenant.endpoints import PUBLIC
-from tenant.errors import Throttled
+from tenant.errors import Throttled, Unavailable
 
 GRAPH = PUBLIC.graph_url
 
@@ -241,3 +241,10 @@ def test_apply_delta_drops_removed_and_ignores_unknown_removals() -> None:
     )
     assert (changed, removed) == (1, 0)
     assert set(after) == {APP_A["id"], APP_B["id"]}
+
+
+async def test_a_200_without_json_is_an_error_that_names_the_step() -> None:
+    seen: list[httpx.Request] = []
+    directory = _directory(lambda r: httpx.Response(200, text="<html>proxy login</html>"), seen)
+    with pytest.raises(Unavailable, match=r"start tracking applications.*without JSON"):
+        await directory.sync("applications", None)
