@@ -39,7 +39,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from table import print_table  # bench/table.py: the script's folder is on sys.path
 
 from daemon.web import WebServer
-from exporters.inventory import Inventory, ManagedApps
+from exporters.inventory import Inventory
+from exporters.inventory_select import ManagedApps
 from exporters.metrics import Metrics
 from tenant.connect import TenantSession
 from tenant.directory import SELECT, parse_object

@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from daemon.config import Config
 from daemon.logging import get_logger
-from exporters.inventory import Exposition, Inventory, InventoryFilters, ManagedApps, ScanReport
+from exporters.exposition import Exposition
+from exporters.inventory import Inventory, ScanReport
+from exporters.inventory_select import InventoryFilters, ManagedApps
 from tenant.connect import TenantSession
 
 log = get_logger("secretwarden.inventory")

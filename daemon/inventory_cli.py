@@ -19,7 +19,7 @@ from typing import TextIO
 
 from daemon.config import Config
 from daemon.inventory import InventoryService
-from exporters.inventory import InventoryRow
+from exporters.inventory_select import InventoryRow
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "": 86400}

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from daemon.webauth import BasicAuth
-from exporters.inventory import Exposition
+from exporters.exposition import Exposition
 
 ReadyCheck = Callable[[], bool]
 ExpositionSource = Callable[[], Exposition]

@@ -1,11 +1,11 @@
-"""The tenant inventory: every app registration's credential expiry, as metrics.
+"""The tenant inventory's state and metrics: every app registration's credential expiry.
 
 :class:`Inventory` keeps the last good listing of each collection (a failed or
 throttled scan changes nothing but the scan's own metrics) and renders the tens of
 thousands of ``secretwarden_app_credential_expiry_timestamp_seconds`` series into text
 *once per scan* (and once more when the filters or the managed apps change on a
 reload), in a worker thread, with prometheus_client's own exposition code. A scrape
-appends those bytes (and their gzip member) to the registry's output: it never waits
+appends those bytes (:mod:`exporters.exposition`) to the registry's output: it never waits
 on Azure and never formats a series that has not changed (bench/inventory.py measures
 it against ``generate_latest`` over the same series).
 
@@ -17,162 +17,27 @@ a daemon without ``[inventory]`` exports none and fires no inventory alert.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import struct
 import time
-import zlib
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporters._errors import describe
-from tenant.directory import Collection, DirectoryObject, GraphDirectory, Listing
+from exporters.exposition import Exposition
+from exporters.inventory_select import (
+    InventoryFilters,
+    InventoryView,
+    ManagedApps,
+    build_view,
+)
+from tenant.directory import Collection, GraphDirectory, Listing
 
 APP_EXPIRY = "secretwarden_app_credential_expiry_timestamp_seconds"
 SP_EXPIRY = "secretwarden_service_principal_credential_expiry_timestamp_seconds"
-KINDS = ("password", "certificate")
-GZIP_LEVEL = 6
-
-
-def _patterns(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(v.casefold() for v in values)
-
-
-@dataclass(frozen=True, slots=True)
-class InventoryFilters:
-    """Which objects are exported: shell-style patterns (``fnmatch``, any case) on the
-    display name and on tags. An object is kept when it matches an include pattern
-    (or there are none) and no exclude pattern."""
-
-    include_names: tuple[str, ...] = ()
-    exclude_names: tuple[str, ...] = ()
-    include_tags: tuple[str, ...] = ()
-    exclude_tags: tuple[str, ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        include_names: Iterable[str] = (),
-        exclude_names: Iterable[str] = (),
-        include_tags: Iterable[str] = (),
-        exclude_tags: Iterable[str] = (),
-    ) -> InventoryFilters:
-        return cls(
-            _patterns(include_names),
-            _patterns(exclude_names),
-            _patterns(include_tags),
-            _patterns(exclude_tags),
-        )
-
-    def admits(self, obj: DirectoryObject) -> bool:
-        name = obj.display_name.casefold()
-        tags = [t.casefold() for t in obj.tags]
-
-        def any_name(patterns: tuple[str, ...]) -> bool:
-            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-        def any_tag(patterns: tuple[str, ...]) -> bool:
-            return any(fnmatch.fnmatchcase(t, p) for p in patterns for t in tags)
-
-        if self.include_names and not any_name(self.include_names):
-            return False
-        if self.include_tags and not any_tag(self.include_tags):
-            return False
-        return not (any_name(self.exclude_names) or any_tag(self.exclude_tags))
-
-
-@dataclass(frozen=True, slots=True)
-class ManagedApps:
-    """The app registrations configured targets cover (object ids and appIds)."""
-
-    object_ids: frozenset[str] = frozenset()
-    client_ids: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, object_ids: Iterable[str | None], client_ids: Iterable[str | None]) -> ManagedApps:
-        return cls(
-            frozenset(i.lower() for i in object_ids if i),
-            frozenset(i.lower() for i in client_ids if i),
-        )
-
-    def covers(self, obj: DirectoryObject) -> bool:
-        return obj.object_id in self.object_ids or obj.app_id in self.client_ids
-
-
-@dataclass(frozen=True, slots=True)
-class InventoryRow:
-    """One credential as exported (and as ``secretwarden inventory`` prints it)."""
-
-    collection: Collection
-    object_id: str
-    app_id: str
-    app_name: str
-    key_id: str
-    kind: Literal["password", "certificate"]
-    credential_name: str
-    end: float
-    managed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class InventoryView:
-    """What the last good listings say, filtered: the rows and the counts."""
-
-    rows: tuple[InventoryRow, ...] = ()
-    applications: int = 0
-    service_principals: int = 0
-    credentials: tuple[tuple[str, int], ...] = ()  # (kind, n) of applications
-    sp_credentials: tuple[tuple[str, int], ...] = ()
-
-
-def build_view(
-    listings: Iterable[Listing], filters: InventoryFilters, managed: ManagedApps
-) -> InventoryView:
-    """Rows sorted by expiry. An object without credentials exports none; an expired
-    credential stays (its timestamp is in the past) until it leaves the app; a keyId
-    seen twice on one object is exported once (a duplicate series fails the scrape)."""
-    rows: list[InventoryRow] = []
-    counts = {"applications": 0, "servicePrincipals": 0}
-    kinds: dict[str, Tally[str]] = {"applications": Tally(), "servicePrincipals": Tally()}
-    for listing in listings:
-        coll = listing.collection
-        for obj in listing.objects.values():
-            if not filters.admits(obj):
-                continue
-            counts[coll] += 1
-            is_managed = coll == "applications" and managed.covers(obj)
-            seen: set[tuple[str, str]] = set()
-            for cred in obj.credentials:
-                if cred.end is None or (cred.kind, cred.key_id) in seen:
-                    continue
-                seen.add((cred.kind, cred.key_id))
-                kinds[coll][cred.kind] += 1
-                rows.append(
-                    InventoryRow(
-                        collection=coll,
-                        object_id=obj.object_id,
-                        app_id=obj.app_id,
-                        app_name=obj.display_name,
-                        key_id=cred.key_id,
-                        kind=cred.kind,
-                        credential_name=cred.display_name or "",
-                        end=cred.end,
-                        managed=is_managed,
-                    )
-                )
-    rows.sort(key=lambda r: (r.end, r.app_name, r.key_id))
-    return InventoryView(
-        rows=tuple(rows),
-        applications=counts["applications"],
-        service_principals=counts["servicePrincipals"],
-        credentials=tuple((k, kinds["applications"][k]) for k in KINDS),
-        sp_credentials=tuple((k, kinds["servicePrincipals"][k]) for k in KINDS),
-    )
 
 
 class ExpiryCollector(Collector):
@@ -207,48 +72,6 @@ class ExpiryCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []
-
-
-def _deflate(data: bytes, final: bool) -> bytes:
-    """Raw deflate of ``data``; not final: ends byte-aligned so more blocks may follow."""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return compressor.compress(data) + compressor.flush(
-        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
-    )
-
-
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-
-
-@dataclass(frozen=True, slots=True)
-class Exposition:
-    """Pre-rendered text (0.0.4 format), and the same compressed as the first deflate
-    blocks of a gzip stream, with its CRC (see :meth:`gzip_with`)."""
-
-    text: bytes = b""
-    deflated: bytes = b""
-    crc: int = 0
-
-    @classmethod
-    def of(cls, text: bytes) -> Exposition:
-        if not text:
-            return cls()
-        return cls(text, _deflate(text, final=False), zlib.crc32(text))
-
-    def plain_with(self, tail: bytes) -> bytes:
-        return self.text + tail
-
-    def gzip_with(self, tail: bytes) -> bytes:
-        """One gzip stream (a single member, which every client reads) of this text
-        followed by ``tail``. The pre-compressed blocks end on a byte boundary (a sync
-        flush, not final); ``tail`` is compressed now by a fresh compressor, which
-        never refers back before its own start, and ends the stream: one valid deflate
-        stream. The CRC continues from the stored one, so per scrape only ``tail`` is
-        read: compressing or checksumming the big part again would cost milliseconds."""
-        crc = zlib.crc32(tail, self.crc)
-        size = (len(self.text) + len(tail)) & 0xFFFFFFFF
-        trailer = struct.pack("<II", crc, size)
-        return b"".join((_GZIP_HEADER, self.deflated, _deflate(tail, final=True), trailer))
 
 
 @dataclass(slots=True)

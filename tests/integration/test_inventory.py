@@ -27,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.sandbox_config import write_sandbox_config
-from exporters.inventory import APP_EXPIRY, Inventory, ManagedApps
+from exporters.inventory import APP_EXPIRY, Inventory
+from exporters.inventory_select import ManagedApps
 from tenant.connect import TenantSession
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.ports import Identity

@@ -9,14 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.inventory import (
-    APP_EXPIRY,
-    Exposition,
-    Inventory,
-    InventoryFilters,
-    ManagedApps,
-    build_view,
-)
+from exporters.exposition import Exposition
+from exporters.inventory import APP_EXPIRY, Inventory
+from exporters.inventory_select import InventoryFilters, ManagedApps, build_view
 from tenant.directory import AppCredential, DirectoryObject, Listing
 
 
