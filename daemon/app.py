@@ -33,6 +33,7 @@ from daemon.config import (
     load_checked_config,
     split_listen_address,
 )
+from daemon.inventory import InventoryService
 from daemon.logging import OutcomeTracker, get_logger
 from daemon.sdnotify import SystemdNotifier
 from daemon.web import WebServer
@@ -120,12 +121,15 @@ class Daemon:
         self.remediator: Remediator | None = None
         self.latest: dict[tuple[str, str], Observed] = {}
         self.listen_address = listen_address or config.web.listen_address
+        # The tenant-wide inventory ([inventory]); its summary exists only when enabled.
+        self.inventory = InventoryService(config, self.registry)
         self.web = WebServer(
             self.registry,
             ready=self.ready,
             basic_auth_users=config.web.basic_auth_users,
             tls_cert_file=config.web.tls_cert_file,
             tls_key_file=config.web.tls_key_file,
+            exposition=self.inventory.exposition,
         )
         self._clients: dict[str, TargetClients] = {}
         self._stack: AsyncExitStack | None = None
@@ -216,6 +220,31 @@ class Daemon:
                     next_run_time=first_run,
                     replace_existing=True,
                 )
+        inv = config.inventory
+        if inv.enabled:
+            self._scheduler.add_job(
+                self._scheduled_inventory,
+                IntervalTrigger(seconds=inv.interval_seconds, jitter=inv.jitter_seconds),
+                id="inventory",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, math.ceil(inv.interval_seconds)),
+                next_run_time=first_run,
+                replace_existing=True,
+            )
+
+    async def _scheduled_inventory(self) -> None:
+        """The scheduler's inventory job (cancelled by :meth:`stop` like a probe)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._probing.add(task)
+        try:
+            await self.inventory.scan()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            self._probing.discard(task)
 
     async def start(self, *, serve_web: bool = True, schedule: bool = True) -> None:
         """Open every target, start the web server and the schedules (first runs now)."""
@@ -258,6 +287,7 @@ class Daemon:
         for hook in self.stop_hooks:
             await hook()
         await self.web.stop()
+        await self.inventory.aclose()
         await self._close_targets()
         log.info("daemon stopped")
 
@@ -351,6 +381,7 @@ class Daemon:
             if self.remediator is not None:
                 self.remediator.targets_changed()
             self.metrics.config_reloaded(True, self.clock())
+            await self.inventory.configure(new)
             if self._scheduler is not None:
                 self._schedule(new, datetime.now(UTC))
             log.info("config reloaded", targets=[t.name for t in new.targets])

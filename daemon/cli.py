@@ -1,4 +1,4 @@
-"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, status).
+"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, status, inventory).
 
 Flags follow the Prometheus exporters' style (``--config.file``,
 ``--web.listen-address``). A bad config prints every problem with its path and exits
@@ -108,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(status)
     _add_logging(status)
 
+    inv = sub.add_parser(
+        "inventory", help="scan every app registration's credentials once and print them"
+    )
+    _add_config(inv)
+    inv.add_argument(
+        "--expiring-within",
+        dest="expiring_within",
+        metavar="DURATION",
+        default=None,
+        help="only credentials expiring within DURATION (30d, 12h, 2w; expired ones too)",
+    )
+    inv.add_argument(
+        "--output", choices=("table", "json", "csv"), default="table", help="default: table"
+    )
+    _add_logging(inv)
+
     hp = sub.add_parser("hash-password", help="hash a password for web.basic_auth_users")
     hp.add_argument("--stdin", action="store_true", help="read it from stdin, not a prompt")
     return parser
@@ -167,12 +183,28 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     # check's answer is its table; its logs are only for what went wrong underneath.
-    _logging(args, config, default_level="warning" if command == "check" else None)
+    quiet = command in ("check", "inventory")  # their answer is what they print
+    _logging(args, config, default_level="warning" if quiet else None)
     if command == "check":
         from daemon.check import run_check
 
         return asyncio.run(run_check(config))
+    if command == "inventory":
+        return _inventory(config, args)
     return asyncio.run(_run(config, args))
+
+
+def _inventory(config: Config, args: argparse.Namespace) -> int:
+    from daemon.inventory_cli import parse_duration, run_inventory
+
+    within = None
+    if args.expiring_within is not None:
+        try:
+            within = parse_duration(args.expiring_within)
+        except ValueError as exc:
+            print(f"secretwarden: --expiring-within: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    return asyncio.run(run_inventory(config, expiring_within=within, output=args.output))
 
 
 def _remediate(command: str, args: argparse.Namespace) -> int:

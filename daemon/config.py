@@ -272,6 +272,36 @@ class RemediationSection(_Model):
         return self
 
 
+def _glob_list(values: list[str]) -> list[str]:
+    for value in values:
+        if not value.strip():
+            raise ValueError("an empty pattern matches nothing; remove it")
+    return values
+
+
+class InventorySection(ProbeSchedule):
+    """``[inventory]``: every app registration's credentials (docs/inventory.md).
+    Off unless ``enabled``; read-only (``Application.Read.All``)."""
+
+    enabled: bool = False
+    interval_seconds: PositiveSeconds = 3600
+    timeout_seconds: PositiveSeconds = 900
+    jitter_seconds: Annotated[float, Field(ge=0)] = 60
+    service_principals: bool = False
+    # A fresh full listing at least this often, whatever the deltas said (default daily).
+    full_scan_interval_seconds: PositiveSeconds = 86400
+    # Shell-style patterns (fnmatch, any case): names and tags to keep or leave out.
+    include_names: list[str] = Field(default_factory=list)
+    exclude_names: list[str] = Field(default_factory=list)
+    include_tags: list[str] = Field(default_factory=list)
+    exclude_tags: list[str] = Field(default_factory=list)
+
+    @field_validator("include_names", "exclude_names", "include_tags", "exclude_tags")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return _glob_list(value)
+
+
 class TargetSection(_Model):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     tenant_id: str | None = None
@@ -313,6 +343,7 @@ class Config(_Model):
     probes: ProbesSection = ProbesSection()
     retry: RetrySection = RetrySection()
     remediation: RemediationSection = RemediationSection()
+    inventory: InventorySection = InventorySection()
     targets: Annotated[list[TargetSection], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -52,6 +52,14 @@ DEMO_REMEDIATION: dict[str, bool | int | float] = {
     "cold_start_timeout_seconds": 20,
 }
 DEMO_PAUSE_SECONDS = 5.0
+# The tenant inventory (docs/inventory.md) over a synthetic directory around the portal.
+DEMO_DIRECTORY = {"applications": 500, "service_principals": 100, "seed": 1}
+DEMO_INVENTORY: dict[str, bool | int | float | list[str]] = {
+    "enabled": True,
+    "interval_seconds": 60,
+    "jitter_seconds": 0,
+    "service_principals": True,
+}
 
 
 class DemoHooks:
@@ -126,10 +134,13 @@ async def _script(
     hooks.say("demo: the app is healthy on a fresh secret; still watching (Ctrl-C to stop)")
 
 
-async def _admin(describe: dict[str, Any], method: str, path: str) -> Any:
+async def _admin(
+    describe: dict[str, Any], method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
     ctx = ssl.create_default_context(cafile=describe["ca_file"])
     async with httpx.AsyncClient(verify=ctx, timeout=10) as client:
-        response = await client.request(method, describe["admin_url"].rstrip("/") + "/" + path)
+        url = describe["admin_url"].rstrip("/") + "/" + path
+        response = await client.request(method, url, json=body)
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -153,7 +164,9 @@ async def run_demo(
                 listen_address=listen,
                 intervals=DEMO_INTERVALS,
                 remediation=DEMO_REMEDIATION,
+                inventory=DEMO_INVENTORY,
             )
+            await _admin(describe, "POST", "directory", DEMO_DIRECTORY)
             daemon = Daemon(load_config(config_file), config_path=config_file)
             daemon.observers.append(hooks.on_observation)
             install(daemon, say=hooks.say)
@@ -165,7 +178,8 @@ async def run_demo(
                     "secretwarden demo: the daemon is watching a sandbox portal whose "
                     f"in-use secret expires in {DEMO_EXPIRES_IN.days} days; it will rotate "
                     "it, then heal an expiry the demo injects.\n"
-                    f"  metrics:        {url}/metrics\n"
+                    f"  metrics:        {url}/metrics (with {DEMO_DIRECTORY['applications']} "
+                    "more app registrations in the tenant inventory)\n"
                     f"  sandbox admin:  {describe['admin_url'].rstrip('/')}/state\n"
                     f"  app health:     {describe['app_service_url'].rstrip('/')}/health\n"
                     f"  daemon config:  {config_file}"

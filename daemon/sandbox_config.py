@@ -27,6 +27,7 @@ def sandbox_config_toml(
     intervals: dict[str, float] | None = None,
     retry_total: int = 1,
     remediation: dict[str, bool | int | float] | None = None,
+    inventory: dict[str, bool | int | float | list[str]] | None = None,
 ) -> str:
     d = describe
     health_url = d.get("health_url") or d["app_service_url"].rstrip("/") + "/health"
@@ -70,6 +71,10 @@ def sandbox_config_toml(
         lines.append("[remediation]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in remediation.items()]
         lines.append("")
+    if inventory:
+        lines.append("[inventory]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in inventory.items()]
+        lines.append("")
     lines += [
         "[[targets]]",
         f"name = {_q(target_name)}",
@@ -106,6 +111,7 @@ def write_sandbox_config(
     intervals: dict[str, float] | None = None,
     retry_total: int = 1,
     remediation: dict[str, bool | int | float] | None = None,
+    inventory: dict[str, bool | int | float | list[str]] | None = None,
 ) -> Path:
     """Write the TOML and its secret file beside it; returns the secret file's path."""
     config_file = config_file.resolve()
@@ -121,6 +127,7 @@ def write_sandbox_config(
             intervals=intervals,
             retry_total=retry_total,
             remediation=remediation,
+            inventory=inventory,
         )
     )
     return secret_file

@@ -16,8 +16,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from daemon.webauth import BasicAuth
+from exporters.exposition import Exposition
 
 ReadyCheck = Callable[[], bool]
+ExpositionSource = Callable[[], Exposition]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Paths that answer without basic auth: the webhook checks its own bearer token.
 _OPEN_PREFIXES = ("/api/",)
@@ -32,8 +34,10 @@ class WebServer:
         basic_auth_users: dict[str, str] | None = None,
         tls_cert_file: Path | None = None,
         tls_key_file: Path | None = None,
+        exposition: ExpositionSource | None = None,
     ) -> None:
         self._registry = registry
+        self._exposition = exposition
         self._ready = ready
         self._auth = BasicAuth(basic_auth_users or {})
         self._tls = (tls_cert_file, tls_key_file) if tls_cert_file and tls_key_file else None
@@ -64,10 +68,25 @@ class WebServer:
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self._registry)
+        extra = self._exposition() if self._exposition is not None else Exposition()
+        if extra.text:
+            return self._with_exposition(request, body, extra)
         response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             response.enable_compression(web.ContentCoding.gzip)
         return response
+
+    @staticmethod
+    def _with_exposition(request: web.Request, body: bytes, extra: Exposition) -> web.Response:
+        """Pre-rendered families (the inventory's tens of thousands of series, rendered
+        once per scan), then the registry's text. Compressed, the pre-compressed blocks
+        come first and only the registry's part is compressed per scrape, in the same
+        gzip stream (:meth:`Exposition.gzip_with`)."""
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(body=extra.gzip_with(body), headers=headers)
+        return web.Response(body=extra.plain_with(body), headers=headers)
 
     async def _healthy(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="Healthy.\n")

@@ -31,8 +31,10 @@ class Admin:
         on_change: Callable[[], None],
         on_faults: Callable[[set[str]], None],
         describe: Callable[[], dict[str, Any]],
+        on_reset: Callable[[], None] = lambda: None,
     ) -> None:
         self.portal = portal
+        self.on_reset = on_reset
         self.on_change = on_change
         self.on_faults = on_faults
         self.describe = describe
@@ -75,6 +77,7 @@ class Admin:
 
     async def reset(self, request: web.Request) -> web.Response:
         self.portal.reset()
+        self.on_reset()
         self.on_faults({"app_sync_interval_seconds"})
         self.on_change()
         return _json(state_json(self.portal))

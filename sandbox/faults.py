@@ -55,6 +55,15 @@ class Faults:
     # app settings with references (to other secrets) the site has, listed before ours.
     arm_page_size: int | None = None
     extra_key_vault_references: int = 0
+    # The tenant-wide Graph lists (applications, servicePrincipals, their delta): a delay
+    # before each page, and at most this many items per page whatever the client asks.
+    graph_page_latency_seconds: float = 0.0
+    graph_page_size_cap: int | None = None
+    # A delta round lists an object once per change (Graph documents that an entity may
+    # come several times); false: once, at its last change.
+    graph_delta_duplicates: bool = True
+    # A change reaches delta rounds only this long after it was made (replication).
+    graph_delta_lag_seconds: float = 0.0
     inject: list[Injection] = field(default_factory=list)
     # What App Service does with a Key Vault reference (docs/azure-behaviour.md):
     # "documented": only a configuration change and the refresh call (after
@@ -200,6 +209,14 @@ def _set(f: Faults, key: str, value: object) -> None:
         f.arm_page_size = None if value is None else _integer(value, minimum=1)
     elif key == "extra_key_vault_references":
         f.extra_key_vault_references = _integer(value, minimum=0)
+    elif key in ("graph_page_latency_seconds", "graph_delta_lag_seconds"):
+        setattr(f, key, _number(value))
+    elif key == "graph_page_size_cap":
+        f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
+    elif key == "graph_delta_duplicates":
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        f.graph_delta_duplicates = value
     elif key == "latency_seconds":
         if not isinstance(value, dict):
             raise TypeError("expected an object {service: seconds}")

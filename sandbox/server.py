@@ -29,6 +29,9 @@ from sandbox.appservice import AppService
 from sandbox.arm import Arm
 from sandbox.auditlogs import AuditLogs
 from sandbox.certs import ensure_tls
+from sandbox.directory import Directory
+from sandbox.directory_admin import DirectoryAdmin
+from sandbox.directory_api import DirectoryGraph
 from sandbox.entra import Entra
 from sandbox.faults import Faults, Injection
 from sandbox.graph import MOBILE_APPS_PATH, Graph
@@ -123,6 +126,9 @@ class Sandbox:
         self.ca_file: Path | None = None
         self._runner: web.AppRunner | None = None
         self._app_service: AppService | None = None
+        # Every app registration and service principal (not persisted: POST directory
+        # rebuilds the synthetic ones from their seed).
+        self.directory = Directory(self.portal.now, self.portal.ids.tenant_id)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -153,11 +159,21 @@ class Sandbox:
             if "app_sync_interval_seconds" in keys:
                 app_service.wake.set()
 
-        admin = Admin(portal, on_change=self._persist, on_faults=on_faults, describe=self.describe)
+        self.directory.portal_app = graph.application_json
+        admin = Admin(
+            portal,
+            on_change=self._persist,
+            on_faults=on_faults,
+            describe=self.describe,
+            on_reset=self.directory.clear,
+        )
         app = web.Application(middlewares=[self._middleware], client_max_size=1024**2)
         for part in (
             admin,
+            DirectoryAdmin(self.directory),
             Entra(portal, self.base_url),
+            # before Graph's catch-all route
+            DirectoryGraph(self.directory, graph, portal, self.base_url),
             graph,
             KeyVault(portal, self.base_url),
             Arm(portal, self.base_url),

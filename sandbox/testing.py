@@ -82,3 +82,37 @@ class SandboxHandle:
         creds = [c for c in self.state()["credentials"] if c["in_key_vault"]]
         assert creds, "no credential matches the Key Vault value"
         return str(creds[0]["keyId"])
+
+    # -- the tenant-wide directory (docs/sandbox.md "Directory") ------------------------
+
+    def directory(
+        self, applications: int, service_principals: int = 0, seed: int = 0
+    ) -> dict[str, Any]:
+        """``POST directory``: replace the synthetic directory; returns the truth."""
+        body = {"applications": applications, "service_principals": service_principals}
+        resp = self.client.post(
+            self.describe["admin_url"] + "directory", json=body | {"seed": seed}
+        )
+        resp.raise_for_status()
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def truth(self) -> dict[str, Any]:
+        """``GET directory``: the counts an inventory must reproduce."""
+        result: dict[str, Any] = self.admin("GET", "directory")
+        return result
+
+    def graph_token(self) -> str:
+        """A Graph token of the operator (the identity allowed to list the directory)."""
+        d = self.describe
+        resp = self.client.post(
+            f"{d['authority']}/{d['tenant_id']}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": d["operator"]["client_id"],
+                "client_secret": d["operator"]["client_secret"],
+                "scope": "https://graph.microsoft.com/.default",
+            },
+        )
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])

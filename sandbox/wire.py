@@ -31,7 +31,12 @@ def json_response(
 
 def graph_time(t: datetime) -> str:
     """Graph's ISO-8601 with seven fractional digits and ``Z``."""
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}0Z"
+    # Formatted by hand: strftime costs five times as much, and a 999-item page has
+    # thousands of these.
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+        f".{t.microsecond:06d}0Z"
+    )
 
 
 def parse_time(value: str) -> datetime:

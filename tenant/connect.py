@@ -25,6 +25,7 @@ from azure.mgmt.web.aio import WebSiteManagementClient
 from tenant._azure import client_kwargs
 from tenant.appservice import ArmAppService
 from tenant.credentials import operator_credential
+from tenant.directory import GraphDirectory, ResponseHook
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.entra import EntraTokenIssuer
 from tenant.graph import (
@@ -84,6 +85,12 @@ class TenantSession:
         if self._http is None:
             raise RuntimeError("TenantSession is not open (use 'async with')")
         return EntraTokenIssuer(tenant_id, self.cloud, self.retry, self._http)
+
+    def directory(self, on_response: ResponseHook | None = None) -> GraphDirectory:
+        """The tenant's directory (the inventory), read with the operator credential."""
+        if self._http is None:
+            raise RuntimeError("TenantSession is not open (use 'async with')")
+        return GraphDirectory(self._http, self.credential, self.cloud, on_response=on_response)
 
     @asynccontextmanager
     async def target(self, ref: TargetRef) -> AsyncIterator[TargetClients]:

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
+from exporters.inventory import Inventory
 from exporters.metrics import Metrics
 from exporters.observations import ExpiryObservation, GraphAuthObservation, Observed
 from remediation.metrics import RemediationMetrics
+from tenant.directory import AppCredential, DirectoryObject, Listing
 from tenant.models import PasswordCredential
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
@@ -30,8 +32,16 @@ def exported_families() -> dict[str, tuple[str, set[str]]]:
         ("graph", GraphAuthObservation(ok=True, token_ok=True, graph_status=200)),
     ):
         metrics.record(Observed("portal", probe, now, value), 0.1)
+    inventory = Inventory(registry, service_principals=True)
+    inventory.enable(True, 3600)
+    inventory.count_response(200)
+    cred = AppCredential("k2", "password", "ci", now.timestamp())
+    obj = DirectoryObject("o1", "a1", "Payroll", (), (cred,))
+    for coll in inventory.collections():
+        inventory.listings[coll] = Listing(coll, {"o1": obj}, "delta")
+    inventory.view, _ = inventory.render()
     found: dict[str, tuple[str, set[str]]] = {}
-    for family in registry.collect():
+    for family in [*registry.collect(), *inventory.collector.collect()]:
         name = family.name + ("_total" if family.type == "counter" else "")
         found[name] = (family.type, {k for s in family.samples for k in s.labels} - {"le"})
     return found

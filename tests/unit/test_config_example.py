@@ -14,3 +14,5 @@ def test_example_config_loads() -> None:
     assert config.targets[0].name == "appstore"
     assert config.identity.kind == "default"
     assert config.probes.health.interval_seconds == 30
+    assert config.inventory.enabled is False  # opt-in, shown with its filters
+    assert config.inventory.exclude_tags == ["HideApp"]

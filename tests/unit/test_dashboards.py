@@ -17,6 +17,7 @@ from exported_metrics import exported_sample_names
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 OVERVIEW = ROOT / "dashboards" / "secretwarden-overview.json"
+TENANT = ROOT / "dashboards" / "secretwarden-tenant-credentials.json"
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 
 
@@ -47,7 +48,9 @@ def problems(d: dict[str, Any]) -> list[str]:
     tv = variables.get("target", {})
     query = tv.get("query", {})
     query_text = query.get("query", "") if isinstance(query, dict) else query
-    if tv.get("datasource") != DS_REF or "label_values(" not in query_text:
+    uses_target = "$target" in json.dumps(d.get("panels", []))
+    # The tenant-wide dashboard has no per-target queries, hence no target variable.
+    if uses_target and (tv.get("datasource") != DS_REF or "label_values(" not in query_text):
         out.append("no target variable from label_values on the datasource variable")
     seen_ids: set[int] = set()
     boxes: list[tuple[int, int, int, int, str]] = []
@@ -182,3 +185,46 @@ def test_provisioning_files_point_grafana_at_prometheus_and_the_dashboards() -> 
     (provider,) = dash["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"].startswith("/")
+
+
+@pytest.fixture(scope="module")
+def tenant() -> dict[str, Any]:
+    return dict(json.loads(TENANT.read_text()))
+
+
+def test_a_per_target_dashboard_without_its_variable_is_noticed(overview: dict[str, Any]) -> None:
+    broken = copy.deepcopy(overview)
+    broken["templating"]["list"] = [
+        v for v in broken["templating"]["list"] if v["name"] != "target"
+    ]
+    assert any("no target variable" in p for p in problems(broken))
+
+
+def test_the_tenant_dashboard_shows_what_the_issue_asks_for(tenant: dict[str, Any]) -> None:
+    assert tenant["title"] == "Tenant credentials"
+    assert tenant in [json.loads(p.read_text()) for p in DASHBOARDS]
+    used = {m for e in _exprs(tenant) for m in re.findall(r"\bsecretwarden_[a-z0-9_]+", e)}
+    assert used - exported_sample_names() == set()
+    for metric in (
+        "secretwarden_app_credential_expiry_timestamp_seconds",
+        "secretwarden_inventory_applications",
+        "secretwarden_inventory_credentials",
+        "secretwarden_inventory_last_success_timestamp_seconds",
+        "secretwarden_inventory_scan_duration_seconds",
+        "secretwarden_inventory_requests_total",
+    ):
+        assert metric in used, metric
+    # the soonest-expiring table: app, credential, kind, days left, managed
+    (table,) = [p for p in _all_panels(tenant) if p["type"] == "table"]
+    assert "bottomk(" in table["targets"][0]["expr"]
+    renamed = table["transformations"][0]["options"]["renameByName"]
+    for label, column in (
+        ("app_name", "App"),
+        ("credential_name", "Credential"),
+        ("kind", "Kind"),
+        ("Value", "Days left"),
+        ("managed", "Managed"),
+    ):
+        assert renamed[label] == column
+    # counts by calendar month of expiry
+    assert any("month(" in e and "count_values" in e for e in _exprs(tenant))

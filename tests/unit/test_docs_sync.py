@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 ROW = re.compile(r"^\| `(secretwarden_[a-z0-9_]+)` \| (\w+) \|([^|]*)\|", re.M)
 MINE = ("README.md", "metrics.md", "alerts.md", "permissions.md", "runbook.md",
-        "deploy-systemd.md")  # fmt: skip
+        "deploy-systemd.md", "inventory.md")  # fmt: skip
 
 
 def _documented() -> dict[str, tuple[str, set[str]]]:

@@ -65,6 +65,22 @@ def test_promtool_unit_tests_pass() -> None:
             '          secretwarden_probe_last_success_timestamp_seconds{probe="expiry"} == 0\n',
             "",
         ),
+        # The tenant-wide alerts double-alerting the target's own (managed) secret.
+        (
+            '{managed="false"}\n              or\n            secretwarden_app_credential_expiry'
+            '_timestamp_seconds{kind="certificate"}\n              or\n            secretwarden_'
+            "service_principal_credential_expiry_timestamp_seconds\n          ) - time() <= 7",
+            "\n              or\n            secretwarden_app_credential_expiry"
+            '_timestamp_seconds{kind="certificate"}\n              or\n            secretwarden_'
+            "service_principal_credential_expiry_timestamp_seconds\n          ) - time() <= 7",
+        ),
+        # An expired credential paging forever.
+        ("          ) - time() <= 7 * 86400 > 0\n", "          ) - time() <= 7 * 86400\n"),
+        # One failed inventory scan alerting at once.
+        (
+            "            > 2 * secretwarden_inventory_interval_seconds\n",
+            "            > 0 * secretwarden_inventory_interval_seconds\n",
+        ),
     ],
 )
 def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
@@ -107,6 +123,10 @@ def test_the_webhook_is_asked_for_the_right_remediation() -> None:
         "SecretwardenRemediationFailed",
         "SecretwardenRemediationBlocked",
         "SecretwardenProbeStale",
+        # Other teams' apps: the daemon reports them, it never rotates them.
+        "SecretwardenTenantCredentialExpiringSoon",
+        "SecretwardenTenantCredentialExpiringCritical",
+        "SecretwardenInventoryScanFailing",
     ):
         assert remediation[name] is None, name
 
