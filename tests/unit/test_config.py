@@ -116,7 +116,8 @@ def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as err:
         config.identity_value()
-    assert err.value.problems == [f"identity: {secret} is readable by others (mode 644)"]
+    [problem] = err.value.problems
+    assert problem.startswith(f"identity: {secret} is readable by others (mode 644); chmod 600")
 
 
 def parse_config_target() -> list[dict[str, str]]:
@@ -161,8 +162,9 @@ BAD = [
     (
         "[web.basic_auth_users]\nalice = 'hunter2'\n" + TARGET,
         [
-            "web.basic_auth_users: user 'alice': expected a pbkdf2_sha256$... hash "
-            "(make one with `secretwarden hash-password`), not a plain password"
+            "web.basic_auth_users: user 'alice': expected a bcrypt hash ($2y$..., from "
+            "`htpasswd -nB`) or a pbkdf2_sha256$... hash (from `secretwarden hash-password`), "
+            "not a plain password"
         ],
     ),
     (
