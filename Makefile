@@ -30,11 +30,13 @@ test: lint
 	scripts/install-system-deps
 	$(BIN)/pytest
 
-## bench: the benchmark tables (exporter, sandbox start-up, repair times); about 2 minutes
+## bench: the benchmark tables (exporter, sandbox start-up, repair times, scrapes under a
+## basic-auth attack); about 4 minutes
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py
 	$(BIN)/python bench/repair.py
+	$(BIN)/python bench/auth_attack.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
