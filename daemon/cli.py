@@ -121,12 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(status)
     _add_logging(status)
 
-    hp = sub.add_parser("hash-password", help="hash a password for web.basic_auth_users")
+    hp = sub.add_parser(
+        "hash-password", help="hash a password for web.basic_auth_users (or a web config file)"
+    )
     hp.add_argument("--stdin", action="store_true", help="read it from stdin, not a prompt")
+    hp.add_argument(
+        "--bcrypt",
+        action="store_true",
+        help="a bcrypt hash (cost 10), as htpasswd -nB and Prometheus web config files use",
+    )
     return parser
 
 
 def _config_failed(exc: ConfigError) -> int:
+    if len(exc.problems) == 1:  # one problem, one line (journald shows it whole)
+        print(
+            f"secretwarden: bad configuration in {exc.source}: {exc.problems[0]}", file=sys.stderr
+        )
+        return EXIT_CONFIG
     print(f"secretwarden: bad configuration in {exc.source}:", file=sys.stderr)
     for problem in exc.problems:
         print(f"  {problem}", file=sys.stderr)
@@ -155,10 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "hash-password":
-        from daemon.webauth import hash_password
+        from daemon.webauth import BCRYPT_MAX_PASSWORD, hash_bcrypt, hash_password
 
         password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass()
-        print(hash_password(password))
+        if args.bcrypt and len(password.encode()) > BCRYPT_MAX_PASSWORD:
+            print(
+                f"secretwarden: bcrypt reads {BCRYPT_MAX_PASSWORD} bytes at most", file=sys.stderr
+            )
+            return EXIT_CONFIG
+        print(hash_bcrypt(password) if args.bcrypt else hash_password(password))
         return 0
     if command in ("rotate", "status"):
         return _remediate(command, args)
@@ -199,7 +216,6 @@ def _web(config: Config, args: argparse.Namespace) -> WebSettings:
     listen = args.listen_address or config.web.listen_address
     problems = []
     try:
-        split_listen_address(listen)
         host = split_listen_address(listen)[0]
         socket.getaddrinfo(host, None, flags=socket.AI_PASSIVE)
     except ValueError as exc:
@@ -209,8 +225,8 @@ def _web(config: Config, args: argparse.Namespace) -> WebSettings:
     try:
         web = web_settings(config, args.web_config_file)
     except ConfigError as exc:
-        exc.problems = problems + exc.problems
-        raise
+        source = exc.source if args.web_config_file is not None else str(args.config_file)
+        raise ConfigError(source, problems + exc.problems) from None
     if problems:
         raise ConfigError(str(args.config_file), problems)
     if args.web_config_file is not None and (ignored := ignored_section_keys(config)):

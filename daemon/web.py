@@ -11,6 +11,7 @@ remediation webhook is mounted at ``/api/v1/alerts``) before :meth:`start`.
 from __future__ import annotations
 
 import errno
+import math
 import socket
 import ssl
 import time
@@ -87,7 +88,8 @@ class WebServer:
         if self._auth.enabled and not request.path.startswith(_OPEN_PREFIXES):
             verdict = await self._auth.check(request.headers.get("Authorization"), request.remote)
             if verdict is Verdict.THROTTLED:
-                return _plain(429, "Too many failed logins; try later\n", **{"Retry-After": "60"})
+                wait = str(math.ceil(60 / self._auth.limits.failures_per_minute))
+                return _plain(429, "Too many failed logins; try later\n", **{"Retry-After": wait})
             if verdict is Verdict.BUSY:
                 return _plain(503, "Busy verifying logins; try later\n", **{"Retry-After": "5"})
             if verdict is not Verdict.OK:

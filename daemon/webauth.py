@@ -54,6 +54,12 @@ def hash_password(password: str, iterations: int = ITERATIONS) -> str:
     return f"pbkdf2_sha256${iterations}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+def hash_bcrypt(password: str, cost: int = 10) -> str:
+    """A ``$2y$`` bcrypt hash, as ``htpasswd -nB`` writes it (passwords of 72 bytes at most)."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
+    return "$2y$" + hashed[4:]
+
+
 def hash_problem(hashed: str) -> str | None:
     """Why ``hashed`` is not a hash we can verify (None when it is one)."""
     if hashed.startswith(BCRYPT_PREFIXES):

@@ -192,7 +192,14 @@ def test_sighup_rereads_the_webhook_token_and_the_tls_certificate(tmp_path: Path
             first_serial = served_serial()
             assert first_serial == file_serial()
 
-            write_secret_file(token_file, new)
+            # a token file others may read fails the reload: the running token stays
+            token_file.chmod(0o644)
+            daemon.send_signal(signal.SIGHUP)
+            failed = "config reload failed"
+            wait_for("a refused reload", lambda: failed in sw_log.read_text(), daemon, sw_log)
+            assert post(old) == 200
+
+            write_secret_file(token_file, new)  # mode 0600 again
             ensure_tls(tmp_path / "tls", ["renewed.example"])  # same files, a new certificate
             assert file_serial() != first_serial
             daemon.send_signal(signal.SIGHUP)
@@ -209,6 +216,11 @@ def test_sighup_rereads_the_webhook_token_and_the_tls_certificate(tmp_path: Path
     text = sw_log.read_text()
     events = [json.loads(line) for line in text.splitlines()]
     assert "webhook token changed" in [e["event"] for e in events]
+    failed = next(e for e in events if e["event"].startswith("config reload failed"))
+    assert failed["problems"] == [
+        f"remediation.webhook_token_file: {token_file} is readable by others (mode 644); "
+        "chmod 600 it, or let systemd's LoadCredential= hand it over"
+    ]
     assert not [e for e in events if e.get("exc_info") or e.get("exception")]
     assert old not in text
     assert new not in text

@@ -9,12 +9,15 @@ import asyncio
 import base64
 import io
 import logging
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import bcrypt
 import httpx
@@ -256,3 +259,20 @@ def test_clients_are_throttled_by_address_and_ipv6_by_64() -> None:
     assert key("2001:db8:1:2:aaaa::1") == key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert key("2001:db8:1:3::1") != key("2001:db8:1:2::1")
     assert key(None) == "unknown"
+
+
+def test_hash_password_makes_hashes_the_server_accepts() -> None:
+    root = Path(__file__).parents[2]
+    for flags, prefix in ((["--bcrypt"], "$2y$10$"), ([], "pbkdf2_sha256$600000$")):
+        out = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "hash-password", "--stdin", *flags],
+            input="right horse\n",
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        ).stdout.strip()
+        assert out.startswith(prefix)
+        assert webauth.hash_problem(out) is None
+        assert verify_password("right horse", out)
+        assert not verify_password("right hors", out)

@@ -288,7 +288,11 @@ def test_config_check_validates_and_exits_without_running(tmp_path: Path) -> Non
     (tmp_path / "ca.pem").unlink()
     result = cli("run", "--config.check", "--config.file", str(good))
     assert result.returncode == 2
-    assert f"  cloud.ca_file: cannot read {tmp_path}/ca.pem" in result.stderr
+    # one problem is one line
+    assert result.stderr.startswith(
+        f"secretwarden: bad configuration in {good}: cloud.ca_file: cannot read {tmp_path}/ca.pem"
+    )
+    assert len(result.stderr.splitlines()) == 1
     assert result.stdout == ""
 
 
