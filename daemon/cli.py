@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon import __version__
-from daemon.config import Config, ConfigError, load_checked_config, split_listen_address
+from daemon.config import (
+    Config,
+    ConfigError,
+    journal_problems,
+    load_checked_config,
+    split_listen_address,
+)
 from daemon.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -193,6 +199,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "run":
         web = _web(config, args)
         if args.config_check:
+            if problems := journal_problems(config):
+                # `run` would start, with remediation of those targets off: say it now
+                raise ConfigError(str(args.config_file), problems)
             names = ", ".join(t.name for t in config.targets)
             print(
                 f"secretwarden: {args.config_file} is valid "

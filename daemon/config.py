@@ -563,9 +563,7 @@ def load_checked_config(path: Path) -> Config:
 
 
 def state_directory_problems(config: Config) -> list[str]:
-    """The state directory must be creatable, readable, writable and searchable, and
-    so must its journal: the remediation journal is the only memory of a half-done
-    rotation, so a daemon that cannot read it must not start acting."""
+    """The state directory must be creatable, readable, writable and searchable."""
     d = config.daemon.state_directory
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -575,14 +573,28 @@ def state_directory_problems(config: Config) -> list[str]:
         return [f"daemon.state_directory: {d} is not a directory"]
     if not os.access(d, os.R_OK | os.W_OK | os.X_OK):
         return [f"daemon.state_directory: {d} is not readable and writable by this user"]
+    return []
+
+
+def journal_problems(config: Config) -> list[str]:
+    """Journal files (or the journal directory) this user cannot read and write.
+
+    ``run`` starts all the same (probes and metrics go on; remediation of the target
+    stays off until the owner is fixed), so this is for ``run --config.check``: the
+    usual cause, ``sudo secretwarden rotate`` leaving root's files behind, shows before
+    it costs a remediation."""
+    d = config.daemon.state_directory
     journal = d / "journal"
-    if not journal.exists():
-        return []
     fix = f"(root ran `secretwarden rotate`? chown -R the daemon's user {d})"
-    if not os.access(journal, os.R_OK | os.W_OK | os.X_OK):
-        return [f"daemon.state_directory: cannot read and write the journal {journal} {fix}"]
-    return [
-        f"daemon.state_directory: cannot read and write the journal file {f} {fix}"
-        for f in sorted(journal.iterdir())
-        if f.is_file() and not os.access(f, os.R_OK | os.W_OK)
-    ]
+    try:
+        if not journal.exists():
+            return []
+        if not os.access(journal, os.R_OK | os.W_OK | os.X_OK):
+            return [f"daemon.state_directory: cannot read and write the journal {journal} {fix}"]
+        return [
+            f"daemon.state_directory: cannot read and write the journal file {f} {fix}"
+            for f in sorted(journal.iterdir())
+            if f.is_file() and not os.access(f, os.R_OK | os.W_OK)
+        ]
+    except PermissionError:
+        return [f"daemon.state_directory: cannot look into {d} {fix}"]

@@ -185,6 +185,14 @@ def test_a_journal_root_left_behind_is_refused_with_the_fix(world: World) -> Non
         f"cannot read and write the journal file {run_file}",
         "chown -R",
     )
+    # `run` itself starts (probes and metrics go on; that target's remediation stays off
+    # until the owner is fixed): the check is where it shows before it costs anything
+
+
+def test_an_unreadable_state_directory_stops_run_too(world: World) -> None:
+    world.unreadable(world.state)
+    config = world.config(tls=False)
+    refused(world.run("run", "--config.file", str(config)), "daemon.state_directory")
 
 
 def test_a_listen_host_that_does_not_resolve_is_refused(world: World) -> None:
