@@ -276,3 +276,58 @@ def test_hash_password_makes_hashes_the_server_accepts() -> None:
         assert webauth.hash_problem(out) is None
         assert verify_password("right horse", out)
         assert not verify_password("right hors", out)
+
+
+def test_a_pbkdf2_hash_is_compared_in_full() -> None:
+    good = hash_password("right horse", iterations=1000)
+    scheme, rounds, salt, digest = good.split("$")
+    raw = base64.b64decode(digest)
+    # the same first bytes, a different tail: not the password's hash
+    forged = base64.b64encode(raw[:8] + bytes(len(raw) - 8)).decode()
+    assert verify_password("right horse", good)
+    assert not verify_password("right horse", f"{scheme}${rounds}${salt}${forged}")
+
+
+def basic(credentials: bytes) -> str:
+    return "Basic " + base64.b64encode(credentials).decode()
+
+
+async def test_a_header_without_a_colon_is_malformed_even_for_an_empty_password() -> None:
+    auth = BasicAuth({"prom": hash_password("", iterations=1000)}, NO_THROTTLE)
+    try:
+        assert await auth.check(basic(b"prom:"), "10.0.0.1") is Verdict.OK
+        assert await auth.check(basic(b"prom"), "10.0.0.1") is Verdict.DENIED
+    finally:
+        auth.close()
+
+
+async def test_a_request_refused_as_busy_costs_the_client_no_attempt() -> None:
+    users = {"prom": hash_password("right horse", iterations=50_000)}
+    limits = AuthLimits(failure_burst=3, failures_per_minute=0.001, max_waiting=0)
+    auth = BasicAuth(users, limits, clock=lambda: 0.0)  # time stands still: no refill
+    try:
+        first = await asyncio.gather(
+            *[auth.check(basic(f"prom:g{i}".encode()), "10.0.0.1") for i in range(3)]
+        )
+        assert sorted(v.value for v in first) == ["busy", "busy", "denied"]
+        # the two busy answers gave their attempts back: two more may be verified
+        later = [await auth.check(basic(f"prom:h{i}".encode()), "10.0.0.1") for i in range(3)]
+        assert later == [Verdict.DENIED, Verdict.DENIED, Verdict.THROTTLED]
+    finally:
+        auth.close()
+
+
+async def test_the_cache_of_verified_pairs_is_bounded(verifications: list[str]) -> None:
+    users = {f"u{i}": hash_password(f"p{i}", iterations=1000) for i in range(3)}
+    auth = BasicAuth(users, AuthLimits(cache_size=2))
+    try:
+        for i in (0, 1, 2):
+            assert await auth.check(basic(f"u{i}:p{i}".encode()), "10.0.0.1") is Verdict.OK
+        assert len(verifications) == 3
+        # u2 and u1 are cached; u0, the least recently used, was forgotten
+        assert await auth.check(basic(b"u2:p2"), "10.0.0.1") is Verdict.OK
+        assert len(verifications) == 3
+        assert await auth.check(basic(b"u0:p0"), "10.0.0.1") is Verdict.OK
+        assert len(verifications) == 4
+    finally:
+        auth.close()

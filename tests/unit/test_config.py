@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config, parse_config, preflight
+from daemon.config import ConfigError, load_config, parse_config, preflight, read_secret_file
 
 TARGET = """
 [[targets]]
@@ -301,3 +301,15 @@ def test_a_mistyped_flag_is_refused_not_ignored(tmp_path: Path) -> None:
     result = cli("rotate", "--config.file", str(tmp_path / "x.toml"), "--target", "p", "--dryrun")
     assert result.returncode == 2
     assert "unrecognized arguments: --dryrun" in result.stderr
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o660, 0o644])
+def test_a_secret_file_group_or_others_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("value-1234")
+    secret.chmod(mode)
+    with pytest.raises(ConfigError) as err:
+        read_secret_file(secret, "remediation.webhook_token_file")
+    assert f"is readable by others (mode {mode:o})" in err.value.problems[0]
+    secret.chmod(0o600)
+    assert read_secret_file(secret, "remediation.webhook_token_file") == "value-1234"
