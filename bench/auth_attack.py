@@ -14,21 +14,28 @@ and its latency is measured:
   the per-client throttle does not stop them and the verification queue must.
 
 The attacker is a separate process (`--attack`), so its own work does not slow the
-scraper's measurement. The last columns count its answers: 401 (verified and wrong),
-429 (throttled, nothing verified), 503 (queue full, nothing verified).
+scraper's measurement. The daemon runs with a systemd watchdog of 2 s (``NOTIFY_SOCKET``
+is a socket of this script's), so it pings ``WATCHDOG=1`` every second from its event
+loop: the longest gap between two pings shows whether anything blocked the loop (systemd
+kills the daemon when a gap reaches WatchdogSec, 60 s in the shipped unit). The last
+columns count the attacker's answers: 401 (verified and wrong), 429 (throttled, nothing
+verified), 503 (queue full, nothing verified).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import socket
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -99,8 +106,40 @@ def scrape(url: str, ca: str, seconds: float) -> list[float]:
     return times
 
 
+class WatchdogPings:
+    """A datagram socket standing in for systemd's: records when each WATCHDOG=1 came."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.5)
+        self.times: list[float] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            if b"WATCHDOG=1" in data:
+                self.times.append(time.monotonic())
+
+    def max_gap(self, since: float, until: float) -> float:
+        inside = [t for t in self.times if since <= t <= until]
+        return max((b - a for a, b in itertools.pairwise(inside)), default=float("nan"))
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+
+
 def start_daemon(
-    tmp: Path, describe: dict[str, object]
+    tmp: Path, describe: dict[str, object], notify: Path
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     defaults = ProbesSection()
     intervals = {
@@ -124,7 +163,12 @@ def start_daemon(
             *("--web.config.file", str(web), "--web.listen-address", f"127.0.0.1:{port}"),
             *("--log.format", "json", "--log.level", "warning"),
         ],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "NOTIFY_SOCKET": str(notify),
+            "WATCHDOG_USEC": "2000000",  # ping every second
+        },
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
@@ -145,8 +189,6 @@ def start_daemon(
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -164,7 +206,8 @@ def run_attacker(url: str, ca: str, addresses: int) -> subprocess.Popen[str]:
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d, SandboxThread(ca_dir=Path(d) / "ca") as sb:
-        proc, url, ca = start_daemon(Path(d), sb.describe())
+        pings = WatchdogPings(Path(d) / "notify.sock")
+        proc, url, ca = start_daemon(Path(d), sb.describe(), pings.path)
         try:
             baseline: float | None = None
             for name, addresses in (
@@ -175,7 +218,9 @@ def main() -> None:
                 attacker = run_attacker(url, ca, addresses) if addresses else None
                 if attacker is not None:
                     time.sleep(2.0)  # the attack is under way before the scrapes count
+                began = time.monotonic()
                 times = sorted(scrape(url, ca, SECONDS))
+                gap = pings.max_gap(began, time.monotonic())
                 counts: Counter[str] = Counter()
                 if attacker is not None:
                     out, _ = attacker.communicate(timeout=120)
@@ -183,20 +228,21 @@ def main() -> None:
                 med = statistics.median(times) * 1000
                 p99 = times[int(len(times) * 0.99)] * 1000
                 baseline = baseline or med
-                rows.append((name, med, p99, med / baseline, len(times), counts))
+                rows.append((name, med, p99, med / baseline, len(times), gap, counts))
         finally:
             proc.terminate()
             proc.wait(10)
+            pings.close()
     head = (
         "| scenario                          | scrape median ms | scrape p99 ms | median ratio "
-        "| scrapes | attack 401 | attack 429 | attack 503 | other |"
+        "| scrapes | max watchdog gap s | attack 401 | attack 429 | attack 503 | other |"
     )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
-    for name, med, p99, ratio, n, counts in rows:
+    for name, med, p99, ratio, n, gap, counts in rows:
         other = sum(v for k, v in counts.items() if k not in ("401", "429", "503"))
         print(
-            f"| {name:<33} | {med:16.2f} | {p99:13.2f} | {ratio:12.2f} | {n:7d} "
+            f"| {name:<33} | {med:16.2f} | {p99:13.2f} | {ratio:12.2f} | {n:7d} | {gap:18.2f} "
             f"| {counts['401']:10d} | {counts['429']:10d} | {counts['503']:10d} | {other:5d} |"
         )
 
