@@ -346,7 +346,7 @@ class Daemon:
             if new.web.listen_address != self.config.web.listen_address:
                 log.warning("web.listen_address changed; it takes effect after a restart")
             for what in self.web.apply(web):
-                log.warning(f"{what} changed; this takes effect after a restart")
+                log.warning("web setting changed; it takes effect after a restart", setting=what)
             for commit in commits:
                 commit()
             if new.remediation.model_copy(update={"enabled": False}) != (

@@ -158,7 +158,7 @@ class WebServer:
         later = []
         tls = old.tls
         if (old.tls is None) != (new.tls is None):
-            later.append("turning TLS on or off")
+            later.append("TLS on or off")
         elif old.tls is not None and new.tls is not None:
             tls = new.tls
             if old.tls.without_files() != new.tls.without_files():

@@ -282,6 +282,6 @@ async def test_a_new_certificate_is_served_after_apply_without_a_restart(tmp_pat
         assert later == ["TLS settings other than cert_file/key_file"]
         assert server.settings.tls is not None
         assert server.settings.tls.min_version is ssl.TLSVersion.TLSv1_2
-        assert server.apply(WebSettings()) == ["turning TLS on or off"]
+        assert server.apply(WebSettings()) == ["TLS on or off"]
     finally:
         await server.stop()
