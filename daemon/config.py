@@ -589,12 +589,26 @@ def journal_problems(config: Config) -> list[str]:
     try:
         if not journal.exists():
             return []
-        if not os.access(journal, os.R_OK | os.W_OK | os.X_OK):
-            return [f"daemon.state_directory: cannot read and write the journal {journal} {fix}"]
-        return [
-            f"daemon.state_directory: cannot read and write the journal file {f} {fix}"
-            for f in sorted(journal.iterdir())
-            if f.is_file() and not os.access(f, os.R_OK | os.W_OK)
-        ]
+        # Run as root (as deploy-systemd.md shows), access() says yes to everything:
+        # a file whose owner is not the state directory's is the tell then.
+        owner = d.stat().st_uid
+        problems = []
+        for path in [journal, *sorted(journal.iterdir())]:
+            is_dir = path.is_dir()
+            need = os.R_OK | os.W_OK | (os.X_OK if is_dir else 0)
+            what = "the journal" + ("" if is_dir else " file")
+            uid = path.stat().st_uid
+            if not os.access(path, need):
+                problems.append(
+                    f"daemon.state_directory: cannot read and write {what} {path} {fix}"
+                )
+            elif uid != owner:
+                problems.append(
+                    f"daemon.state_directory: {what} {path} belongs to uid {uid}, the state "
+                    f"directory to uid {owner}: the daemon cannot use it {fix}"
+                )
+            if path is journal and problems:
+                break  # its files cannot be judged through it
+        return problems
     except PermissionError:
         return [f"daemon.state_directory: cannot look into {d} {fix}"]

@@ -86,9 +86,11 @@ class World:
         path.chmod(0o644)
         return path
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 60, as_root: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "daemon.cli", *args]
-        if AS_ROOT:
+        if AS_ROOT and not as_root:
             # util-linux's setpriv: subprocess's own user= cannot exec the venv's python
             # here (its interpreter lives under root's home)
             ids = [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -187,6 +189,22 @@ def test_a_journal_root_left_behind_is_refused_with_the_fix(world: World) -> Non
     )
     # `run` itself starts (probes and metrics go on; that target's remediation stays off
     # until the owner is fixed): the check is where it shows before it costs anything
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the check as root: needs root")
+def test_the_check_run_as_root_still_sees_a_journal_file_of_another_owner(world: World) -> None:
+    """deploy-systemd.md runs the check with sudo: root can read everything, so the
+    journal file's owner (not the state directory's) is what gives it away."""
+    journal = world.state / "journal"
+    journal.mkdir()
+    world.own(journal)
+    (journal / "portal.jsonl").write_text("")  # root's: what `sudo secretwarden rotate` leaves
+    config = world.config()
+    result = world.run("run", "--config.check", "--config.file", str(config), as_root=True)
+    refused(result, f"{journal}/portal.jsonl belongs to uid 0, the state directory to uid {NOBODY}")
+    os.chown(journal / "portal.jsonl", NOBODY, NOBODY)
+    result = world.run("run", "--config.check", "--config.file", str(config), as_root=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_an_unreadable_state_directory_stops_run_too(world: World) -> None:
