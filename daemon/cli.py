@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config.check",
         dest="config_check",
         action="store_true",
-        help="validate the config and the files it names, then exit (contacts nothing)",
+        help="validate the config and the files it names, then exit (contacts no Azure service)",
     )
     _add_logging(run)
 
