@@ -162,6 +162,12 @@ bogus: 1
             "min_version TLS13 is above max_version",
         ),
         ("tls_server_config:\n  cert: PEM\n  key: PEM\n", "inline cert/key are not supported"),
+        ("basic_auth_users:\n  a: $2y$10$short\n", "user 'a': not a valid bcrypt hash"),
+        (
+            "basic_auth_users:\n"
+            "  a: $2y$99$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\n",
+            "user 'a': not a valid bcrypt hash",
+        ),
     ],
 )
 def test_bad_files(tmp_path: Path, text: str, problem: str) -> None:
