@@ -37,6 +37,7 @@ from daemon.inventory import InventoryService
 from daemon.logging import OutcomeTracker, get_logger
 from daemon.sdnotify import SystemdNotifier
 from daemon.web import WebServer
+from daemon.webconfig import WebSettings, from_section, web_settings
 from exporters.expiry import probe_expiry
 from exporters.graph_auth import probe_graph_auth
 from exporters.health import probe_health
@@ -54,6 +55,9 @@ from tenant.connect import TenantSession
 from tenant.ports import TargetClients
 
 ObservationHook = Callable[[Observed], Awaitable[None]]
+# A reload step reads what it needs from the new config (raising ConfigError when it
+# cannot: the reload then keeps everything as it was) and returns what applies it.
+ReloadStep = Callable[[Config], Callable[[], None]]
 Clock = Callable[[], datetime]
 log = get_logger("secretwarden.daemon")
 
@@ -107,7 +111,12 @@ class Daemon:
         clock: Clock = utcnow,
         notifier: SystemdNotifier | None = None,
         listen_address: str | None = None,
+        web: WebSettings | None = None,
+        web_config_file: Path | None = None,
     ) -> None:
+        """``web``: the checked web settings (daemon.webconfig.web_settings), by default
+        ``config.web``'s; ``web_config_file``: the Prometheus web config file they came
+        from, read again on reload."""
         self.config = config
         self.config_path = config_path
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -123,14 +132,15 @@ class Daemon:
         self.listen_address = listen_address or config.web.listen_address
         # The tenant-wide inventory ([inventory]); its summary exists only when enabled.
         self.inventory = InventoryService(config, self.registry)
+        self.web_config_file = web_config_file
         self.web = WebServer(
             self.registry,
             ready=self.ready,
-            basic_auth_users=config.web.basic_auth_users,
-            tls_cert_file=config.web.tls_cert_file,
-            tls_key_file=config.web.tls_key_file,
+            settings=web or from_section(config.web),
             exposition=self.inventory.exposition,
         )
+        # Secrets read outside the config proper (the webhook token): read again on reload.
+        self.reload_steps: list[ReloadStep] = []
         self._clients: dict[str, TargetClients] = {}
         self._stack: AsyncExitStack | None = None
         self._retired: list[AsyncExitStack] = []  # a replaced config's, until unused
@@ -247,16 +257,22 @@ class Daemon:
             self._probing.discard(task)
 
     async def start(self, *, serve_web: bool = True, schedule: bool = True) -> None:
-        """Open every target, start the web server and the schedules (first runs now)."""
-        opened = await self._open_targets(self.config)
-        self._stack, self._clients, self._http = opened
-        self.metrics.set_targets(t.name for t in self.config.targets)
-        self._export_intervals(self.config)
-        self.metrics.config_reloaded(True, self.clock())
+        """Start the web server (first: a port in use fails before Azure is touched),
+        open every target, and start the schedules (first runs now). Raises
+        daemon.web.StartError when it cannot listen, with nothing left running."""
         if serve_web:
             host, port = split_listen_address(self.listen_address)
             bound = await self.web.start(host, port)
             self.listen_address = f"{host}:{bound}"
+        try:
+            opened = await self._open_targets(self.config)
+        except BaseException:
+            await self.web.stop()
+            raise
+        self._stack, self._clients, self._http = opened
+        self.metrics.set_targets(t.name for t in self.config.targets)
+        self._export_intervals(self.config)
+        self.metrics.config_reloaded(True, self.clock())
         if schedule:
             self._scheduler = AsyncIOScheduler(timezone=UTC)
             self._scheduler.start()
@@ -334,7 +350,9 @@ class Daemon:
     # reload -----------------------------------------------------------------------
 
     async def reload(self, path: Path | None = None) -> bool:
-        """Re-read the config; keep the running one if the new one is bad."""
+        """Re-read the config and every file it names (the operator's secret, the
+        webhook token, the web config file, the TLS certificate and key); keep the
+        running config if any of them is bad. What a reload cannot change is logged."""
         path = path or self.config_path
         if path is None:
             return False
@@ -342,7 +360,9 @@ class Daemon:
             self.notifier.reloading()
             try:
                 new = load_checked_config(path)
-                opened = await self._open_targets(new)
+                web = web_settings(new, self.web_config_file)
+                commits = [step(new) for step in self.reload_steps]
+                opened = await self._open_targets(new)  # reads the operator's secret again
             except ConfigError as exc:
                 problems = exc.problems
             except Exception as exc:  # an SDK refused the new identity or cloud
@@ -355,8 +375,12 @@ class Daemon:
                 log.error("config reload failed; keeping the running config", problems=problems)
                 self.notifier.ready(self._status_line())
                 return False
-            if new.web != self.config.web:
-                log.warning("web settings changed; they take effect after a restart")
+            if new.web.listen_address != self.config.web.listen_address:
+                log.warning("web.listen_address changed; it takes effect after a restart")
+            for what in self.web.apply(web):
+                log.warning("web setting changed; it takes effect after a restart", setting=what)
+            for commit in commits:
+                commit()
             if new.remediation.model_copy(update={"enabled": False}) != (
                 self.config.remediation.model_copy(update={"enabled": False})
             ):

@@ -10,13 +10,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon import __version__
-from daemon.config import Config, ConfigError, load_checked_config
+from daemon.config import (
+    Config,
+    ConfigError,
+    journal_problems,
+    load_checked_config,
+    split_listen_address,
+)
 from daemon.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from daemon.webconfig import WebSettings
 
 EXIT_CONFIG = 2
 log = get_logger("secretwarden.cli")
@@ -68,10 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="overrides web.listen_address (default 127.0.0.1:9877)",
     )
     run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="PATH",
+        help="a Prometheus exporter-toolkit web config (YAML: tls_server_config, "
+        "basic_auth_users with bcrypt hashes); replaces [web]'s TLS and basic auth",
+    )
+    run.add_argument(
         "--config.check",
         dest="config_check",
         action="store_true",
-        help="validate the config and the files it names, then exit (contacts nothing)",
+        help="validate the config and the files it names, then exit (contacts no Azure service)",
     )
     _add_logging(run)
 
@@ -124,12 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_logging(inv)
 
-    hp = sub.add_parser("hash-password", help="hash a password for web.basic_auth_users")
+    hp = sub.add_parser(
+        "hash-password", help="hash a password for web.basic_auth_users (or a web config file)"
+    )
     hp.add_argument("--stdin", action="store_true", help="read it from stdin, not a prompt")
+    hp.add_argument(
+        "--bcrypt",
+        action="store_true",
+        help="a bcrypt hash (cost 10), as htpasswd -nB and Prometheus web config files use",
+    )
     return parser
 
 
 def _config_failed(exc: ConfigError) -> int:
+    if len(exc.problems) == 1:  # one problem, one line (journald shows it whole)
+        print(
+            f"secretwarden: bad configuration in {exc.source}: {exc.problems[0]}", file=sys.stderr
+        )
+        return EXIT_CONFIG
     print(f"secretwarden: bad configuration in {exc.source}:", file=sys.stderr)
     for problem in exc.problems:
         print(f"  {problem}", file=sys.stderr)
@@ -158,10 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "hash-password":
-        from daemon.webauth import hash_password
+        from daemon.webauth import BCRYPT_MAX_PASSWORD, hash_bcrypt, hash_password
 
         password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass()
-        print(hash_password(password))
+        if args.bcrypt and len(password.encode()) > BCRYPT_MAX_PASSWORD:
+            print(
+                f"secretwarden: bcrypt reads {BCRYPT_MAX_PASSWORD} bytes at most", file=sys.stderr
+            )
+            return EXIT_CONFIG
+        print(hash_bcrypt(password) if args.bcrypt else hash_password(password))
         return 0
     if command in ("rotate", "status"):
         return _remediate(command, args)
@@ -176,12 +212,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_demo(args))
     config = load_checked_config(args.config_file)
-    if command == "run" and args.config_check:
-        names = ", ".join(t.name for t in config.targets)
-        print(
-            f"secretwarden: {args.config_file} is valid ({len(config.targets)} target(s): {names})"
-        )
-        return 0
+    if command == "run":
+        web = _web(config, args)
+        if args.config_check:
+            if problems := journal_problems(config):
+                # `run` would start, with remediation of those targets off: say it now
+                raise ConfigError(str(args.config_file), problems)
+            names = ", ".join(t.name for t in config.targets)
+            print(
+                f"secretwarden: {args.config_file} is valid "
+                f"({len(config.targets)} target(s): {names})"
+            )
+            return 0
     # check's answer is its table; its logs are only for what went wrong underneath.
     quiet = command in ("check", "inventory")  # their answer is what they print
     _logging(args, config, default_level="warning" if quiet else None)
@@ -191,7 +233,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run_check(config))
     if command == "inventory":
         return _inventory(config, args)
-    return asyncio.run(_run(config, args))
+    return asyncio.run(_run(config, args, web))
+
+
+def _web(config: Config, args: argparse.Namespace) -> WebSettings:
+    """The checked web settings of ``run`` (and ``run --config.check``): everything that
+    would stop the server, bar a port taken at the time it starts."""
+    from daemon.webconfig import ignored_section_keys, web_settings
+
+    listen = args.listen_address or config.web.listen_address
+    problems = []
+    try:
+        host = split_listen_address(listen)[0]
+        socket.getaddrinfo(host, None, flags=socket.AI_PASSIVE)
+    except ValueError as exc:
+        problems.append(f"--web.listen-address: {exc}")
+    except socket.gaierror as exc:
+        problems.append(f"web.listen_address: cannot resolve the host of {listen}: {exc.strerror}")
+    try:
+        web = web_settings(config, args.web_config_file)
+    except ConfigError as exc:
+        source = exc.source if args.web_config_file is not None else str(args.config_file)
+        raise ConfigError(source, problems + exc.problems) from None
+    if problems:
+        raise ConfigError(str(args.config_file), problems)
+    if args.web_config_file is not None and (ignored := ignored_section_keys(config)):
+        print(
+            f"secretwarden: note: {args.web_config_file} replaces {', '.join(ignored)} "
+            f"of {args.config_file}",
+            file=sys.stderr,
+        )
+    return web
 
 
 def _inventory(config: Config, args: argparse.Namespace) -> int:
@@ -215,13 +287,25 @@ def _remediate(command: str, args: argparse.Namespace) -> int:
     return code
 
 
-async def _run(config: Config, args: argparse.Namespace) -> int:
+async def _run(config: Config, args: argparse.Namespace, web: WebSettings) -> int:
     from daemon.app import Daemon
     from daemon.remediate_cli import install
+    from daemon.web import StartError
 
-    daemon = Daemon(config, config_path=args.config_file, listen_address=args.listen_address)
+    daemon = Daemon(
+        config,
+        config_path=args.config_file,
+        listen_address=args.listen_address,
+        web=web,
+        web_config_file=args.web_config_file,
+    )
     install(daemon)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except StartError as exc:
+        # one line, exit 2: systemd's RestartPreventExitStatus=2 does not retry it
+        print(f"secretwarden: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         await daemon.run_until_stopped()
     finally:

@@ -11,6 +11,7 @@ are read from files named here (``client_secret_file``, ``webhook_token_file``).
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from daemon.logging import REDACTOR
+from daemon.webauth import hash_problem
 from tenant.endpoints import CLOUDS, Cloud, RetryPolicy
 from tenant.models import SecretValue
 from tenant.ports import Identity, TargetRef
@@ -79,7 +81,8 @@ class WebSection(_Model):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    # username -> "pbkdf2_sha256$<iterations>$<salt b64>$<hash b64>" (see daemon/webauth.py)
+    # username -> a bcrypt hash ($2y$..., `htpasswd -nB`) or
+    # "pbkdf2_sha256$<iterations>$<salt b64>$<hash b64>" (see daemon/webauth.py)
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("listen_address")
@@ -91,11 +94,8 @@ class WebSection(_Model):
     @classmethod
     def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
         for user, hashed in value.items():
-            if not hashed.startswith("pbkdf2_sha256$") or hashed.count("$") != 3:
-                raise ValueError(
-                    f"user {user!r}: expected a pbkdf2_sha256$... hash "
-                    "(make one with `secretwarden hash-password`), not a plain password"
-                )
+            if (problem := hash_problem(hashed)) is not None:
+                raise ValueError(f"user {user!r}: {problem}")
         return value
 
     @model_validator(mode="after")
@@ -408,18 +408,37 @@ class Config(_Model):
         return self.retry.to_policy()
 
 
+def secret_file_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` must not hold a secret: unreadable, not a regular file, or readable
+    by others (group or world). A symlink is judged by the file it points to."""
+    try:
+        info = path.stat()  # follows a symlink: the target's mode is what protects it
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        return f"{what}: cannot read {path}: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{what}: {path} is not a regular file"
+    if info.st_mode & 0o077:
+        link = f" (through the symlink {path})" if path.is_symlink() else ""
+        return (
+            f"{what}: {path.resolve()} is readable by others (mode "
+            f"{info.st_mode & 0o777:o}){link}; chmod 600 it, or let systemd's "
+            "LoadCredential= hand it over"
+        )
+    return None
+
+
 def read_secret_file(path: Path, section: str) -> str:
     """Read a secret from a file, refusing files others can read. The value is
     registered with the log redactor on the way out, for every caller."""
+    if (problem := secret_file_problem(path, section)) is not None:
+        raise ConfigError(str(path), [problem])
     try:
-        mode = path.stat().st_mode
         value = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(str(path), [f"{section}: cannot read {path}: {exc.strerror}"]) from None
-    if mode & 0o077:
-        raise ConfigError(
-            str(path), [f"{section}: {path} is readable by others (mode {mode & 0o777:o})"]
-        )
+    except (OSError, UnicodeDecodeError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(str(path), [f"{section}: cannot read {path}: {cause}"]) from None
     if not value:
         raise ConfigError(str(path), [f"{section}: {path} is empty"])
     REDACTOR.register(value)
@@ -513,19 +532,16 @@ def _resolve_relative(config: Config, base: Path) -> Config:
 
 
 def unreadable_files(config: Config) -> list[str]:
-    """The files the config names that cannot be read, one problem per file.
+    """The (non-secret) files the config names that cannot be read, one problem each.
 
     Checked before anything starts (and before a reload replaces a running config), so
     a missing CA bundle or certificate is a config error, not a traceback at the first
-    connection. Secret files are also checked for their mode by :func:`read_secret_file`.
+    connection. Secret files: :func:`secret_files`; the web server's files:
+    daemon.webconfig.web_settings.
     """
     named = (
-        ("identity.client_secret_file", config.identity.client_secret_file),
         ("identity.certificate_file", config.identity.certificate_file),
         ("cloud.ca_file", config.cloud.ca_file),
-        ("web.tls_cert_file", config.web.tls_cert_file),
-        ("web.tls_key_file", config.web.tls_key_file),
-        ("remediation.webhook_token_file", config.remediation.webhook_token_file),
     )
     problems = []
     for key, path in named:
@@ -539,11 +555,32 @@ def unreadable_files(config: Config) -> list[str]:
     return problems
 
 
+def secret_files(config: Config) -> list[str]:
+    """The secret files the config names that ``run`` would refuse: unreadable, empty,
+    or readable by others (checked through symlinks). The values are read (and so
+    registered with the log redactor), never returned."""
+    named = (
+        ("identity.client_secret_file", config.identity.client_secret_file),
+        ("remediation.webhook_token_file", config.remediation.webhook_token_file),
+    )
+    problems = []
+    for key, path in named:
+        if path is None:
+            continue
+        try:
+            read_secret_file(path, key)
+        except ConfigError as exc:
+            problems += exc.problems
+    return problems
+
+
 def preflight(config: Config) -> list[str]:
-    """Everything :func:`load_config` cannot see: the files and the state directory."""
-    problems = unreadable_files(config)
-    if (state := state_directory_writable(config)) is not None:
-        problems.append(state)
+    """Everything :func:`load_config` cannot see: the files and the state directory.
+    ``run`` and ``run --config.check`` both stop on these (the web server's TLS files
+    are checked by daemon.webconfig.web_settings)."""
+    problems = secret_files(config)
+    problems += unreadable_files(config)
+    problems += state_directory_problems(config)
     return problems
 
 
@@ -556,12 +593,53 @@ def load_checked_config(path: Path) -> Config:
     return config
 
 
-def state_directory_writable(config: Config) -> str | None:
+def state_directory_problems(config: Config) -> list[str]:
+    """The state directory must be creatable, readable, writable and searchable."""
     d = config.daemon.state_directory
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        return f"daemon.state_directory: cannot create {d}: {exc.strerror}"
-    if not os.access(d, os.W_OK):
-        return f"daemon.state_directory: {d} is not writable"
-    return None
+        return [f"daemon.state_directory: cannot create {d}: {exc.strerror}"]
+    if not d.is_dir():
+        return [f"daemon.state_directory: {d} is not a directory"]
+    if not os.access(d, os.R_OK | os.W_OK | os.X_OK):
+        return [f"daemon.state_directory: {d} is not readable and writable by this user"]
+    return []
+
+
+def journal_problems(config: Config) -> list[str]:
+    """Journal files (or the journal directory) this user cannot read and write.
+
+    ``run`` starts all the same (probes and metrics go on; remediation of the target
+    stays off until the owner is fixed), so this is for ``run --config.check``: the
+    usual cause, ``sudo secretwarden rotate`` leaving root's files behind, shows before
+    it costs a remediation."""
+    d = config.daemon.state_directory
+    journal = d / "journal"
+    fix = f"(root ran `secretwarden rotate`? chown -R the daemon's user {d})"
+    try:
+        if not journal.exists():
+            return []
+        # Run as root (as deploy-systemd.md shows), access() says yes to everything:
+        # a file whose owner is not the state directory's is the tell then.
+        owner = d.stat().st_uid
+        problems = []
+        for path in [journal, *sorted(journal.iterdir())]:
+            is_dir = path.is_dir()
+            need = os.R_OK | os.W_OK | (os.X_OK if is_dir else 0)
+            what = "the journal" + ("" if is_dir else " file")
+            uid = path.stat().st_uid
+            if not os.access(path, need):
+                problems.append(
+                    f"daemon.state_directory: cannot read and write {what} {path} {fix}"
+                )
+            elif uid != owner:
+                problems.append(
+                    f"daemon.state_directory: {what} {path} belongs to uid {uid}, the state "
+                    f"directory to uid {owner}: the daemon cannot use it {fix}"
+                )
+            if path is journal and problems:
+                break  # its files cannot be judged through it
+        return problems
+    except PermissionError:
+        return [f"daemon.state_directory: cannot look into {d} {fix}"]

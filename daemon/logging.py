@@ -12,14 +12,18 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 MASK = "**********"
-_SENSITIVE_KEY = re.compile(r"secret|password|passwd|token|authorization|credential_value", re.I)
+_SENSITIVE_KEY = re.compile(
+    r"secret|password|passwd|token|authorization|credential_value|api[-_]?key|cookie"
+    r"|private[-_]?key|assertion",
+    re.I,
+)
 # Key names that contain "secret"/"token" but hold no secret (names, ids, counts).
 _SAFE_KEYS = frozenset(
     {"secret_name", "token_failure", "secret_version", "keyvault_version", "token_ok"}
@@ -52,13 +56,23 @@ class Redactor:
         if isinstance(value, str):
             pattern = self._pattern
             return pattern.sub(MASK, value) if pattern is not None else value
-        if isinstance(value, dict):
-            return {k: self._field(str(k), v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(self._scrub(v) for v in value)
+        if isinstance(value, Mapping):
+            # any mapping: a dict, aiohttp's CIMultiDict, httpx.Headers (their str()
+            # would print every header, Authorization included)
+            return {str(k): self._field(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [self._pair(v) for v in value]
+            return items if isinstance(value, list | set | frozenset) else tuple(items)
         if isinstance(value, int | float | bool) or value is None:
             return value
         return self._scrub(str(value))
+
+    def _pair(self, value: Any) -> Any:
+        """A ``(name, value)`` pair (headers as a list of tuples) is a field too."""
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str | bytes):
+            name = value[0].decode(errors="replace") if isinstance(value[0], bytes) else value[0]
+            return (value[0], self._field(name, value[1]))
+        return self._scrub(value)
 
     def _field(self, key: str, value: Any) -> Any:
         if key not in _SAFE_KEYS and _SENSITIVE_KEY.search(key) and value not in (None, ""):

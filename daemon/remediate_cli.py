@@ -166,10 +166,21 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
     )
     if say is not None:
         remediator.progress = timeline(say)
-    token: str | None = None
-    if config.remediation.webhook_token_file is not None:
-        token = read_secret_file(config.remediation.webhook_token_file, "remediation")
-    daemon.web.add_routes(webhook_routes(remediator, token))
+    token = _webhook_token(config)
+    current = [token]  # replaced by a reload (after SIGHUP the new file's token alone works)
+
+    def reread_token(new: Config) -> Callable[[], None]:
+        value = _webhook_token(new)
+
+        def commit() -> None:
+            if value != current[0]:
+                log.info("webhook token changed", webhook=value is not None)
+            current[0] = value
+
+        return commit
+
+    daemon.reload_steps.append(reread_token)
+    daemon.web.add_routes(webhook_routes(remediator, lambda: current[0]))
     recovering: list[asyncio.Task[list[Outcome]]] = []
 
     async def observe(observed: Observed) -> None:
@@ -188,6 +199,11 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
         dry_run=config.remediation.dry_run,
     )
     return remediator
+
+
+def _webhook_token(config: Config) -> str | None:
+    path = config.remediation.webhook_token_file
+    return None if path is None else read_secret_file(path, "remediation.webhook_token_file")
 
 
 # -- rotate -----------------------------------------------------------------------------

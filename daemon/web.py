@@ -1,21 +1,30 @@
 """The daemon's HTTP server: ``/metrics``, ``/-/healthy``, ``/-/ready``.
 
-A scrape serialises the registry and nothing else (probes fill it). Optional TLS and
-basic auth, like the Prometheus exporters' web config. Other parts of the daemon add
-routes through :meth:`WebServer.add_routes` (the remediation webhook is mounted at
-``/api/v1/alerts``) before :meth:`start`.
+A scrape serialises the registry and nothing else (probes fill it). Optional TLS,
+client certificates, basic auth, response headers and a rate limit, as the Prometheus
+exporters' web config has them (daemon/webconfig.py). Basic auth is verified off the
+event loop (daemon/webauth.py), so no request can stall the probes or the watchdog.
+Other parts of the daemon add routes through :meth:`WebServer.add_routes` (the
+remediation webhook is mounted at ``/api/v1/alerts``) before :meth:`start`.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
+from dataclasses import replace
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from daemon.webauth import BasicAuth
+from daemon.config import ConfigError
+from daemon.logging import get_logger
+from daemon.webauth import AuthLimits, BasicAuth, TokenBucket, Verdict
+from daemon.webconfig import TLSSettings, WebSettings, load_cert_chain, ssl_context
 from exporters.exposition import Exposition
 
 ReadyCheck = Callable[[], bool]
@@ -23,6 +32,15 @@ ExpositionSource = Callable[[], Exposition]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Paths that answer without basic auth: the webhook checks its own bearer token.
 _OPEN_PREFIXES = ("/api/",)
+log = get_logger("secretwarden.web")
+
+
+class StartError(Exception):
+    """The server cannot listen; the message is one line for the operator."""
+
+
+def _plain(status: int, text: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=text, headers=headers)
 
 
 class WebServer:
@@ -31,40 +49,66 @@ class WebServer:
         registry: CollectorRegistry,
         *,
         ready: ReadyCheck,
+        settings: WebSettings | None = None,
         basic_auth_users: dict[str, str] | None = None,
-        tls_cert_file: Path | None = None,
-        tls_key_file: Path | None = None,
+        auth_limits: AuthLimits | None = None,
         exposition: ExpositionSource | None = None,
     ) -> None:
+        """``basic_auth_users`` is shorthand for ``settings=WebSettings(users=...)``."""
+        if settings is None:
+            settings = WebSettings(users=dict(basic_auth_users or {}))
         self._registry = registry
         self._exposition = exposition
         self._ready = ready
-        self._auth = BasicAuth(basic_auth_users or {})
-        self._tls = (tls_cert_file, tls_key_file) if tls_cert_file and tls_key_file else None
-        self.app = web.Application(middlewares=[self._auth_middleware])
+        self.settings = settings
+        self._auth = BasicAuth(settings.users, auth_limits)
+        self._limiter = self._bucket(settings)
+        self._ssl: ssl.SSLContext | None = None
+        self.app = web.Application(middlewares=[self._guard_middleware])
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/-/healthy", self._healthy)
         self.app.router.add_get("/-/ready", self._ready_handler)
         self.app.router.add_get("/", self._index)
         self._runner: web.AppRunner | None = None
 
+    @staticmethod
+    def _bucket(settings: WebSettings) -> TokenBucket | None:
+        rate = settings.rate_limit
+        if rate is None:
+            return None
+        return TokenBucket(rate.burst, 1 / rate.interval_seconds, time.monotonic())
+
     def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
         """Add routes (before :meth:`start`), e.g. the remediation webhook."""
         self.app.add_routes(list(routes))
 
     @web.middleware
-    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (
-            self._auth.enabled
-            and not request.path.startswith(_OPEN_PREFIXES)
-            and not self._auth.check(request.headers.get("Authorization"))
-        ):
-            return web.Response(
-                status=401,
-                text="Unauthorized\n",
-                headers={"WWW-Authenticate": 'Basic realm="secretwarden"'},
-            )
-        return await handler(request)
+    async def _guard_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._limiter is not None and not self._limiter.take(time.monotonic()):
+            return _plain(429, "Too Many Requests\n")
+        tls = self.settings.tls
+        if tls is not None and tls.allowed_sans and not self._san_allowed(request, tls):
+            return _plain(403, "Forbidden: client certificate SAN not allowed\n")
+        if self._auth.enabled and not request.path.startswith(_OPEN_PREFIXES):
+            verdict = await self._auth.check(request.headers.get("Authorization"), request.remote)
+            if verdict is Verdict.THROTTLED:
+                wait = str(math.ceil(60 / self._auth.limits.failures_per_minute))
+                return _plain(429, "Too many failed logins; try later\n", **{"Retry-After": wait})
+            if verdict is Verdict.BUSY:
+                return _plain(503, "Busy verifying logins; try later\n", **{"Retry-After": "5"})
+            if verdict is not Verdict.OK:
+                auth = 'Basic realm="secretwarden"'
+                return _plain(401, "Unauthorized\n", **{"WWW-Authenticate": auth})
+        response = await handler(request)
+        for name, value in self.settings.headers.items():
+            response.headers[name] = value
+        return response
+
+    @staticmethod
+    def _san_allowed(request: web.Request, tls: TLSSettings) -> bool:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        sans = {value for _kind, value in (peer or {}).get("subjectAltName", ())}
+        return bool(sans & set(tls.allowed_sans))
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self._registry)
@@ -101,28 +145,64 @@ class WebServer:
             text="secretwarden\n/metrics\n/-/healthy\n/-/ready\n", content_type="text/plain"
         )
 
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if self._tls is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-        return ctx
-
     async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port (useful with port 0)."""
+        """Listen; returns the bound port (useful with port 0). :class:`StartError`
+        says in one line why it cannot (port in use, unknown host, bad TLS files)."""
+        where = f"{host}:{port}"
+        try:
+            self._ssl = ssl_context(self.settings.tls) if self.settings.tls else None
+        except ConfigError as exc:
+            raise StartError(f"cannot serve TLS on {where}: {'; '.join(exc.problems)}") from None
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context())
-        await site.start()
+        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl)
+        try:
+            await site.start()
+        except socket.gaierror as exc:
+            await self.stop()
+            raise StartError(f"cannot listen on {where}: unknown host ({exc.strerror})") from None
+        except OSError as exc:
+            await self.stop()
+            cause = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                cause = "the address is already in use (another secretwarden or exporter?)"
+            raise StartError(f"cannot listen on {where}: {cause}") from None
         bound: int = self._runner.addresses[0][1]  # (host, port, ...) of the listener
         return bound
 
+    def apply(self, new: WebSettings) -> list[str]:
+        """Take new settings on a reload: users, headers and the rate limit at once, a
+        new certificate and key for the next connections. Returns what needs a restart."""
+        old = self.settings
+        later = []
+        tls = old.tls
+        if (old.tls is None) != (new.tls is None):
+            later.append("TLS on or off")
+        elif old.tls is not None and new.tls is not None:
+            tls = new.tls
+            if old.tls.without_files() != new.tls.without_files():
+                later.append("TLS settings other than cert_file/key_file")
+                tls = replace(old.tls, cert_file=new.tls.cert_file, key_file=new.tls.key_file)
+            if self._ssl is not None:
+                load_cert_chain(self._ssl, tls)  # checked before: raises only on a race
+        self._auth.set_users(new.users)
+        self._limiter = self._bucket(new)
+        # keep the TLS the listener really has; the rest is the new file's
+        self.settings = WebSettings(
+            source=new.source,
+            tls=tls,
+            users=new.users,
+            headers=new.headers,
+            rate_limit=new.rate_limit,
+        )
+        return later
+
     @property
     def scheme(self) -> str:
-        return "https" if self._tls else "http"
+        return "https" if self.settings.tls else "http"
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._auth.close()

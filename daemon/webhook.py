@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -38,11 +39,17 @@ def _reply(status: int, message: str, results: list[dict[str, Any]] | None = Non
     return web.json_response(body, status=status)
 
 
-def _authorized(header: str | None, token: str) -> bool:
+def _authorized(header: str | None, token: str, client: str | None) -> bool:
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    try:
+        # aiohttp hands non-UTF-8 bytes over as surrogate escapes: not a token of ours
+        presented = given.strip().encode("ascii")
+    except UnicodeEncodeError:
+        log.warning("webhook: Authorization header is not ASCII; refused", client=client)
+        return False
+    return hmac.compare_digest(presented, token.encode())
 
 
 def _alerts(payload: Any) -> list[dict[str, Any]]:
@@ -64,11 +71,17 @@ def _alerts(payload: Any) -> list[dict[str, Any]]:
     return alerts
 
 
-def webhook_routes(remediator: Remediator, token: str | None) -> list[web.RouteDef]:
+def webhook_routes(
+    remediator: Remediator, token: str | Callable[[], str | None] | None
+) -> list[web.RouteDef]:
+    """``token``: the bearer token, or what returns the current one (a reload replaces it)."""
+    current = token if callable(token) else lambda: token
+
     async def handle(request: web.Request) -> web.Response:
+        token = current()
         if token is None:
             return _reply(404, "webhook disabled: set remediation.webhook_token_file")
-        if not _authorized(request.headers.get("Authorization"), token):
+        if not _authorized(request.headers.get("Authorization"), token, request.remote):
             return web.json_response(
                 {"status": "unauthorized: a valid bearer token is required"},
                 status=401,

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from daemon.sdnotify import SystemdNotifier
 from daemon.web import WebServer
 from daemon.webauth import hash_password, verify_password
+from daemon.webconfig import TLSSettings, WebSettings
 from sandbox.certs import ensure_tls
 
 
@@ -38,13 +39,8 @@ async def test_basic_auth_guards_metrics_but_not_the_webhook_prefix() -> None:
 async def test_tls_with_a_generated_certificate_and_basic_auth(tmp_path: Path) -> None:
     tls = ensure_tls(tmp_path / "ca", [])
     users = {"prom": hash_password("right horse", iterations=1000)}
-    server = WebServer(
-        CollectorRegistry(),
-        ready=lambda: True,
-        basic_auth_users=users,
-        tls_cert_file=tls.cert_file,
-        tls_key_file=tls.key_file,
-    )
+    settings = WebSettings(tls=TLSSettings(tls.cert_file, tls.key_file), users=users)
+    server = WebServer(CollectorRegistry(), ready=lambda: True, settings=settings)
     port = await server.start("127.0.0.1", 0)
     assert server.scheme == "https"
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config, parse_config, preflight
+from daemon.config import ConfigError, load_config, parse_config, preflight, read_secret_file
 
 TARGET = """
 [[targets]]
@@ -116,7 +116,8 @@ def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as err:
         config.identity_value()
-    assert err.value.problems == [f"identity: {secret} is readable by others (mode 644)"]
+    [problem] = err.value.problems
+    assert problem.startswith(f"identity: {secret} is readable by others (mode 644); chmod 600")
 
 
 def parse_config_target() -> list[dict[str, str]]:
@@ -161,8 +162,9 @@ BAD = [
     (
         "[web.basic_auth_users]\nalice = 'hunter2'\n" + TARGET,
         [
-            "web.basic_auth_users: user 'alice': expected a pbkdf2_sha256$... hash "
-            "(make one with `secretwarden hash-password`), not a plain password"
+            "web.basic_auth_users: user 'alice': expected a bcrypt hash ($2y$..., from "
+            "`htpasswd -nB`) or a pbkdf2_sha256$... hash (from `secretwarden hash-password`), "
+            "not a plain password"
         ],
     ),
     (
@@ -286,7 +288,11 @@ def test_config_check_validates_and_exits_without_running(tmp_path: Path) -> Non
     (tmp_path / "ca.pem").unlink()
     result = cli("run", "--config.check", "--config.file", str(good))
     assert result.returncode == 2
-    assert f"  cloud.ca_file: cannot read {tmp_path}/ca.pem" in result.stderr
+    # one problem is one line
+    assert result.stderr.startswith(
+        f"secretwarden: bad configuration in {good}: cloud.ca_file: cannot read {tmp_path}/ca.pem"
+    )
+    assert len(result.stderr.splitlines()) == 1
     assert result.stdout == ""
 
 
@@ -295,3 +301,15 @@ def test_a_mistyped_flag_is_refused_not_ignored(tmp_path: Path) -> None:
     result = cli("rotate", "--config.file", str(tmp_path / "x.toml"), "--target", "p", "--dryrun")
     assert result.returncode == 2
     assert "unrecognized arguments: --dryrun" in result.stderr
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o660, 0o644])
+def test_a_secret_file_group_or_others_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("value-1234")
+    secret.chmod(mode)
+    with pytest.raises(ConfigError) as err:
+        read_secret_file(secret, "remediation.webhook_token_file")
+    assert f"is readable by others (mode {mode:o})" in err.value.problems[0]
+    secret.chmod(0o600)
+    assert read_secret_file(secret, "remediation.webhook_token_file") == "value-1234"

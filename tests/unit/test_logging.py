@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import structlog
 
@@ -70,3 +71,34 @@ def test_outcome_tracker_reports_changes_only() -> None:
     assert t.changed("p", "graph", "ok") is None
     assert t.changed("p", "graph", "failed:aadsts_7000222") == "ok"
     assert t.changed("p", "graph", "failed:aadsts_7000222") is None
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_secret_named_keys_are_masked_inside_nested_dicts_lists_and_header_types(
+    fmt: str,
+) -> None:
+    """Headers reach a log line in many shapes: a dict, a list of dicts, a list of
+    (name, value) pairs, aiohttp's CIMultiDict, httpx.Headers. None may print the value
+    of a secret-named key (the values here are not registered with the redactor)."""
+    from multidict import CIMultiDict
+
+    out = io.StringIO()
+    configure_logging(fmt, "debug", stream=out)  # type: ignore[arg-type]
+    values = [f"value-{i}-3f9a" for i in range(9)]
+    log = get_logger("test")
+    log.info("dict", headers={"Authorization": f"Bearer {values[0]}", "Accept": "text/plain"})
+    log.info("deep", request={"calls": [{"headers": {"authorization": values[1]}}]})
+    log.info("pairs", headers=[("Authorization", f"Basic {values[2]}"), ("Host", "x")])
+    log.info("tuple pairs", form=(("client_secret", values[3]),))
+    log.info("multidict", headers=CIMultiDict({"Authorization": f"Bearer {values[4]}"}))
+    log.info("httpx", headers=httpx.Headers({"Cookie": f"session={values[5]}"}))
+    log.info("api key", headers={"X-Api-Key": values[6]})
+    log.info("bytes pair", raw=[(b"authorization", values[7].encode())])
+    log.info("set", things={("password", values[8])})
+    text = out.getvalue()
+    for value in values:
+        assert value not in text, text
+    # what is not secret stays readable
+    assert "text/plain" in text
+    assert "Host" in text
+    assert text.count("**********") == 9

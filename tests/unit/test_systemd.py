@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import free_port
 
+from daemon.cli import EXIT_CONFIG
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "secretwarden.service"
 EXEC = "/opt/secretwarden/venv/bin/secretwarden"
@@ -117,6 +119,9 @@ def test_the_unit_runs_the_daemon_the_documented_way() -> None:
         assert d[flag] == ["yes"], flag
     assert d["ProtectSystem"] == ["strict"]
     assert d["ProtectProc"] == ["invisible"]
+    # the exit status of a bad config or start-up failure is not restarted
+    assert d["Restart"] == ["on-failure"]
+    assert d["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
 
 
 # MemoryDenyWriteExecute=yes is a seccomp rule; Linux 6.3+ offers the same promise
