@@ -161,6 +161,7 @@ class Portal:
         # Removed credentials and when: Graph reads still show them for a while.
         self.removed: list[tuple[Credential, datetime]] = []
         self.signins: list[SignIn] = []
+        self.signin_totals: dict[str, dict[str, Any]] = {}
         self.vault_url = "https://127.0.0.1"  # where the vault is; set at start
         self.vault: dict[str, list[SecretVersion]] = {}
         self.site = Site()
@@ -189,6 +190,7 @@ class Portal:
         ]
         self.removed = []
         self.signins = []
+        self.signin_totals = {}
         self.vault = {}
         self.set_secret(SECRET_NAME, value, tags={}, content_type=None)
         self.site = Site(settings=self.initial_settings())
@@ -261,7 +263,12 @@ class Portal:
     ) -> None:
         """A token request of the backend app: which credential it used, and how it went."""
         signin = SignIn.new(self, key_id, error_code, reason, resource)
-        self.signins = [*self.signins, signin][-1000:]
+        self.signins = [*self.signins, signin][-5000:]  # the log keeps the newest
+        if key_id is not None:
+            entry = self.signin_totals.setdefault(key_id, {"count": 0, "failed": 0, "last": None})
+            entry["count"] += 1
+            entry["failed"] += 1 if error_code != 0 else 0
+            entry["last"] = signin.at.isoformat()
 
     def issue_token(self, client_id: str, audience: str) -> tuple[str, int]:
         token = secrets.token_urlsafe(32)
@@ -414,16 +421,7 @@ class Portal:
 
     def signins_by_key(self) -> dict[str, dict[str, Any]]:
         """Per keyId the backend app signed in with: how often, and the last time."""
-        out: dict[str, dict[str, Any]] = {}
-        for s in self.signins:
-            if s.key_id is None:
-                continue
-            entry = out.setdefault(s.key_id, {"count": 0, "failed": 0, "last": None})
-            entry["count"] += 1
-            if s.error_code != 0:
-                entry["failed"] += 1
-            entry["last"] = s.at.isoformat()
-        return out
+        return {k: dict(v) for k, v in self.signin_totals.items()}
 
     # -- persistence -------------------------------------------------------------
 

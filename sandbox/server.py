@@ -291,6 +291,7 @@ class Sandbox:
             "tenant_id": ids.tenant_id,
             "authority": base,
             "graph_url": f"{base}/v1.0",
+            "graph_beta_url": f"{base}/beta",
             "arm_url": base,
             "subscription_id": ids.subscription_id,
             "resource_group": ids.resource_group,
