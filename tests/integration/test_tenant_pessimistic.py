@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tenant import errors
-from tenant.appservice import RELOAD_MARKER_SETTING, parse_reference
+from tenant.appservice import RELOAD_MARKER_SETTING
 from tenant.connect import open_target
 from tenant.endpoints import PUBLIC, RetryPolicy
 from tenant.errors import ErrorKind
@@ -28,6 +28,7 @@ from tenant.models import (
     SiteState,
 )
 from tenant.ports import Identity, TargetClients, TargetRef
+from tenant.references import parse_reference
 
 
 @pytest.fixture
