@@ -308,10 +308,11 @@ async def test_already_gone_is_decided_by_a_fresh_read_that_waits_out_the_lag(
     assert lost.value.maybe_applied
     assert new.credential.key_id not in {c["keyId"] for c in sbp.state()["credentials"]}
     # Graph refuses the second removal, and a read still shows the credential (lag):
-    # not "gone" yet, whatever the refusal says.
-    with pytest.raises(errors.TenantError) as refused:
+    # not "gone" yet, whatever the refusal says, and not a permanent failure either.
+    with pytest.raises(errors.Unsettled) as refused:
         await clients.app.remove_password(new.credential.key_id)
     assert refused.value.status == 400
+    assert refused.value.transient
     sbp.advance(11)
     assert await clients.app.remove_password(new.credential.key_id) is RemoveOutcome.ALREADY_GONE
 
