@@ -5,14 +5,38 @@ the sandbox is set to. This is how the suite itself is kept working."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from sandbox import SandboxThread
+from sandbox.testing import SandboxHandle
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxThread]:
+    """A sandbox of its own on real time: the live suite sets lifetimes from this
+    machine's clock, as it would against Azure (the shared ``sbp`` is moved forward)."""
+    faults = {"app_sync_interval_seconds": 0.0, "cold_start_seconds": 0.0}
+    with SandboxThread(ca_dir=tmp_path_factory.mktemp("live-ca"), faults=faults) as thread:
+        yield thread
+
+
+@pytest.fixture
+def sbp(tenant: SandboxThread) -> Iterator[SandboxHandle]:
+    d = tenant.describe()
+    with httpx.Client(verify=ssl.create_default_context(cafile=d["ca_file"]), timeout=10) as c:
+        handle = SandboxHandle(describe=d, client=c, thread=tenant)
+        handle.reset()
+        yield handle
 
 
 def live_env(sbp: Any) -> dict[str, str]:

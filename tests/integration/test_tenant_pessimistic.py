@@ -324,7 +324,8 @@ async def test_sign_ins_name_the_credential_after_the_log_delay(
     sbp: Any, clients: TargetClients
 ) -> None:
     app_id = sbp.describe["app"]["client_id"]
-    since = datetime.now(UTC) - timedelta(minutes=1)
+    # the sandbox's clock (tests move it forward), not this machine's
+    since = datetime.fromisoformat(sbp.state()["now"]) - timedelta(minutes=1)
     in_use = sbp.in_use_key_id()
     value = SecretValue(sbp.state()["keyvault"]["versions"][-1]["value"])
     assert (await clients.entra.try_secret(app_id, value)).ok
@@ -343,7 +344,7 @@ async def test_sign_ins_name_the_credential_after_the_log_delay(
         (s.created for s in log.sign_ins), reverse=True
     )
     later = await clients.signins.service_principal_sign_ins(
-        app_id, datetime.now(UTC) + timedelta(hours=1)
+        app_id, datetime.fromisoformat(sbp.state()["now"]) + timedelta(hours=1)
     )
     assert isinstance(later, SignInLog)
     assert later.sign_ins == ()
