@@ -158,8 +158,13 @@ def test_classify_table(
     cls: type[errors.TenantError],
     kind: ErrorKind,
 ) -> None:
-    e = classify(service, "op on x", message, status=status, code=code, inner_code=inner)
+    e = classify(
+        service, "op on x", message, status=status, code=code, inner_code=inner, retry_after=5.0
+    )
     assert type(e) is cls
+    assert (e.service, e.operation, e.detail, e.retry_after) == (service, "op on x", message, 5.0)
+    assert str(e).startswith(f"{service} op on x failed (HTTP {status}")
+    assert str(e).endswith(f": {message}")
     assert e.kind is kind
     assert e.transient is kind.transient
     assert e.permanent is not kind.transient

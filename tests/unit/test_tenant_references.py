@@ -105,8 +105,12 @@ def test_sign_in_filter_and_beta_root() -> None:
         ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ("2026-01-02T03:04:05.1234567Z", datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
         ("2026-01-02T03:04:05.5+00:00", datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
+        ("2026-01-02T03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T05:04:05+02:00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ("yesterday", None),
+        ("", None),
         (None, None),
+        (1767323045, None),
     ],
 )
 def test_graph_times(raw: object, parsed: datetime | None) -> None:
@@ -132,6 +136,18 @@ def test_a_sign_in_record_is_read_and_an_unreadable_one_is_refused() -> None:
     assert failed is not None
     assert not failed.succeeded
     assert failed.key_id is None
+    assert (failed.error_code, failed.failure_reason) == (7000215, "Invalid client secret")
+    odd = parse_sign_in(
+        {
+            "createdDateTime": "2026-01-02T03:04:05Z",
+            "servicePrincipalCredentialKeyId": "",
+            "status": {"errorCode": 50053, "failureReason": 7},
+        }
+    )
+    assert odd is not None
+    assert (odd.key_id, odd.failure_reason, odd.succeeded) == (None, None, False)
+    assert parse_sign_in({"createdDateTime": "2026-01-02T03:04:05Z", "status": None}) is None
+    assert parse_sign_in("not a record") is None
     # no status code: success unknown, so the record is unreadable (never "succeeded")
     assert parse_sign_in({"createdDateTime": "2026-01-02T03:04:05Z", "status": {}}) is None
     assert (
