@@ -303,3 +303,16 @@ def test_a_lost_reply_may_have_applied_but_a_refused_connection_did_not() -> Non
     assert (lost.kind, lost.maybe_applied) == (ErrorKind.UNAVAILABLE, True)
     assert (refused.kind, refused.maybe_applied) == (ErrorKind.UNAVAILABLE, False)
     assert read.maybe_applied is False
+
+
+def test_an_error_built_directly_claims_nothing_it_was_not_told() -> None:
+    e = errors.TenantError("keyvault", "set tags of v1", "16 tags exceed the limit")
+    assert (e.maybe_applied, e.permanent, e.transient) == (False, True, False)
+    assert str(e) == "keyvault set tags of v1 failed: 16 tags exceed the limit"
+    coded = errors.TenantError("graph", "op", "m", code="TooManyTags")
+    assert str(coded) == "graph op failed (TooManyTags): m"
+    both = errors.TenantError("arm", "op", "m", status=409, code="Conflict", permanent=False)
+    assert str(both) == "arm op failed (HTTP 409 Conflict): m"
+    assert both.transient
+    assert errors.Unsettled("graph", "op", "m").transient
+    assert errors.Unavailable("arm", "op", "m", permanent=True).permanent

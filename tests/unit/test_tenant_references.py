@@ -3,7 +3,9 @@ reading sign-in log records."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import dataclasses
+import time
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -97,6 +99,20 @@ def test_sign_in_filter_and_beta_root() -> None:
     assert beta_url(PUBLIC.with_custom(graph_url="https://127.0.0.1:9/v1.0/")) == (
         "https://127.0.0.1:9/beta"
     )
+    assert beta_url(dataclasses.replace(PUBLIC, graph_url="https://g.example/v1.0/")) == (
+        "https://g.example/beta"
+    )
+
+
+def test_the_filter_time_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        since = datetime(2026, 1, 2, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
+        assert "createdDateTime ge 2026-01-02T10:00:00Z" in sign_in_filter("a", since)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize(
