@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,8 @@ from azure.keyvault.secrets import SecretClient
 from azure.mgmt.web import WebSiteManagementClient
 from azure.mgmt.web.models import StringDictionary
 
+from sandbox import Sandbox, reload
+from sandbox.site import APP_SETTING, reference_text
 from sandbox.testing import SandboxHandle
 from tenant._azure import map_http_error
 
@@ -152,6 +155,15 @@ def test_refresh_answers_first_and_re_resolves_later(portal: Portal) -> None:
     portal.sb.advance(1.0)
     assert portal.held() == new
     assert portal.sb.state()["site"]["refreshes"] == 1
+
+
+def test_a_second_refresh_does_not_put_off_the_first(portal: Portal) -> None:
+    new = portal.write_secret("new-value")
+    assert portal.refresh().status_code == 200
+    portal.sb.advance(3)
+    assert portal.refresh().status_code == 200
+    portal.sb.advance(2.5)  # 5.5 s after the first, 2.5 s after the second
+    assert portal.held() == new
 
 
 def test_the_platform_re_fetches_once_a_day(portal: Portal) -> None:
@@ -311,3 +323,33 @@ def test_bad_values_of_the_new_keys_are_refused_whole(
     assert resp.status_code == 400
     assert named in resp.json()["error"]
     assert sbp.faults()["graph_read_lag_seconds"] == 0  # nothing half-applied
+
+
+async def test_a_pinned_reference_and_the_settings_survive_a_restart_on_a_new_port(
+    tmp_path: Path,
+) -> None:
+    state_file = tmp_path / "tenant.json"
+    first = Sandbox(state_file=state_file, faults={"app_sync_interval_seconds": 0})
+    await first.start()
+    portal = first.portal
+    version = portal.set_secret("AzureAdClientSecret", "pinned", tags={}, content_type=None)
+    settings = dict(portal.site.settings)
+    pin = reference_text(portal.vault_url, "AzureAdClientSecret", version.version)
+    reload.configuration_change(portal, {**settings, APP_SETTING: pin, "Extra": "kept"})
+    assert portal.site.resolved_version == version.version
+    await first.stop()
+
+    second = Sandbox(state_file=state_file, faults={"app_sync_interval_seconds": 0})
+    await second.start(port=0)
+    try:
+        site = second.portal.site
+        assert site.settings["Extra"] == "kept"
+        assert site.resolved_version == version.version
+        # The vault is wherever the sandbox listens now: the reference moved with it.
+        assert site.settings[APP_SETTING] == reference_text(
+            second.base_url, "AzureAdClientSecret", version.version
+        )
+        reload.resolve(second.portal)
+        assert site.resolved_version == version.version
+    finally:
+        await second.stop()
