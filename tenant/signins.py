@@ -93,11 +93,19 @@ class GraphSignInReader:
     middleware (so reads are retried as every Graph read is) and the operator token."""
 
     def __init__(
-        self, http: httpx.AsyncClient, credential: AsyncTokenCredential, cloud: Cloud
+        self,
+        http: httpx.AsyncClient,
+        credential: AsyncTokenCredential,
+        cloud: Cloud,
+        *,
+        page_size: int = PAGE_SIZE,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         self._http = http
         self._credential = credential
         self._cloud = cloud
+        self._page_size = page_size
+        self._max_pages = max_pages
 
     async def _get(self, url: str, params: dict[str, str] | None, op: str) -> httpx.Response:
         try:
@@ -118,14 +126,16 @@ class GraphSignInReader:
         url: str | None = f"{beta_url(self._cloud)}{SIGNINS_PATH}"
         params: dict[str, str] | None = {
             "$filter": sign_in_filter(app_id, since),
-            "$top": str(PAGE_SIZE),
+            "$top": str(self._page_size),
         }
         found: list[SignIn] = []
         pages = 0
         while url is not None:
             pages += 1
-            if pages > MAX_PAGES:
-                raise TenantError(SERVICE, op, f"more than {MAX_PAGES} pages; refusing to go on")
+            if pages > self._max_pages:
+                raise TenantError(
+                    SERVICE, op, f"more than {self._max_pages} pages; refusing to go on"
+                )
             response = await self._get(url, params, op)
             params = None  # a nextLink carries its own query
             if response.status_code >= 400:
@@ -154,10 +164,6 @@ class GraphSignInReader:
                 record = parse_sign_in(item)
                 if record is None:
                     raise TenantError(SERVICE, op, "a sign-in record could not be read")
-                if isinstance(item, dict) and str(item.get("appId", app_id)).lower() != (
-                    app_id.lower()
-                ):
-                    continue  # the filter was not applied; keep only this app's
                 if record.created >= since:
                     found.append(record)
             link = body.get("@odata.nextLink")

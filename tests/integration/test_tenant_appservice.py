@@ -75,6 +75,7 @@ async def test_the_refresh_uses_the_documented_api_version(
     restart = [s for s in seen if "/restart" in s]
     assert len(restart) == 1
     assert "api-version=2022-03-01" not in restart[0]
+    assert "softRestart=false" in restart[0]  # a soft restart may keep the resolved value
     assert sb.state()["site"]["refreshes"] == 1
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, cast
 
 import pytest
 
+from tenant.appservice import ArmAppService
 from tenant.endpoints import PUBLIC
 from tenant.keyvault import MAX_TAGS, merge_tags
 from tenant.models import SecretReference, SignIn, SignInLog
+from tenant.ports import TargetRef
 from tenant.references import parse_reference
 from tenant.signins import beta_url, parse_graph_time, parse_sign_in, sign_in_filter
 
@@ -187,3 +190,52 @@ def test_last_success_counts_only_successful_sign_ins_with_that_key() -> None:
     assert log.last_success("NEW") == t0 + timedelta(minutes=3)
     assert log.last_success("old") == t0 + timedelta(minutes=1)
     assert log.last_success("other") is None
+
+
+KV1 = "https://kv1.vault.azure.net/"
+
+
+def _site(key_vault_url: str, app_setting: str | None = None) -> ArmAppService:
+    ref = TargetRef(
+        tenant_id="t",
+        app_object_id="o",
+        app_client_id=None,
+        key_vault_url=key_vault_url,
+        secret_name="AzureAdClientSecret",
+        subscription_id="s",
+        resource_group="rg",
+        site_name="site",
+        app_setting=app_setting,
+    )
+    return ArmAppService(cast(Any, None), ref)  # only the pure matching is exercised
+
+
+@pytest.mark.parametrize(
+    ("vault_url", "value", "ours"),
+    [
+        (
+            "https://kv1.vault.azure.net/",
+            "SecretUri=https://KV1.vault.azure.net/secrets/azureadclientsecret/",
+            True,
+        ),
+        (
+            "https://kv1.vault.azure.net/",
+            "SecretUri=https://kv2.vault.azure.net/secrets/AzureAdClientSecret/",
+            False,
+        ),
+        (
+            "https://kv1.vault.azure.net/",
+            "SecretUri=https://kv1.vault.azure.net/secrets/Other/",
+            False,
+        ),
+        (KV1, "VaultName=KV1;SecretName=AzureAdClientSecret", True),
+        (KV1, "VaultName=kv2;SecretName=AzureAdClientSecret", False),
+        (KV1, "VaultName=kv1;SecretName=Other", False),
+        # a vault reached through an address names no vault: the name cannot be checked
+        ("https://127.0.0.1:8443/", "VaultName=anything;SecretName=AzureAdClientSecret", True),
+    ],
+)
+def test_which_reference_names_the_targets_secret(vault_url: str, value: str, ours: bool) -> None:
+    parsed = parse_reference(f"@Microsoft.KeyVault({value})")
+    assert parsed is not None
+    assert _site(vault_url)._names_our_secret(parsed) is ours
