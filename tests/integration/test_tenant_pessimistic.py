@@ -200,6 +200,15 @@ async def test_pin_the_reference_to_a_version_and_restore_it_exactly(
     assert sbp.state()["site"]["resolved_version"] == new.version
     assert {k: v for k, v in settings(sbp).items() if k != before.name} == others
     assert (await clients.site.reference_setting()).reference.version == new.version
+    [status] = await clients.site.key_vault_references()
+    assert (status.key, status.secret_name, status.secret_version) == (
+        before.name,
+        sbp.describe["secret_name"],
+        new.version,
+    )
+    assert status.vault_name
+    assert status.details
+    assert status.resolved
 
     # the write was a configuration change: the site is busy for a while
     with pytest.raises(errors.Busy):
