@@ -13,7 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from remediation.clock import Clock
-from remediation.verify import Verification
+from remediation.journal import Phase
+from remediation.results import RungApplied, Verified
+from remediation.runner import Run, StepError
+from remediation.verify import Verification, verify_app
 from tenant.ports import AppService
 
 RUNGS = ("refresh", "restart", "stop_start")
@@ -80,3 +83,48 @@ async def reload_app(
         if v.ok:
             return LadderResult(True, rung, reason)
     return LadderResult(False, None, reason)
+
+
+async def reload_and_verify(
+    run: Run, version: str, *, prefix: str = "", health: bool = True, graph: bool = True
+) -> bool:
+    """Climb the ladder for ``run`` until the app verifies on ``version``; journal the
+    verdict as ``{prefix}verify``. A run resumed mid-ladder checks first: the app may
+    already be fine."""
+
+    async def check() -> Verification:
+        return await verify_app(run.prober, version, health=health, graph=graph)
+
+    t0 = run.clock.monotonic()
+    if any(s.startswith(f"{prefix}reload.") for s in run.rec.begun + run.rec.done):
+        v = await check()
+        if v.ok:
+            run.write(f"{prefix}verify", "done", Verified("resumed", v.reason))
+            run.emit(f"{prefix}verify", "done", v.reason)
+            return True
+
+    async def apply(rung: str) -> bool:
+        step = f"{prefix}reload.{rung}"
+
+        async def body() -> RungApplied:
+            await run.call(step, rung, lambda: apply_rung(run.clients.site, rung))
+            return RungApplied(rung)
+
+        try:
+            await run.step(step, body, metric_step="reload")
+        except StepError:
+            return False  # journaled as failed; climb to the next rung
+        return True
+
+    result = await reload_app(
+        apply=apply,
+        verify=check,
+        clock=run.clock,
+        timeouts=run.settings.rung_timeouts(),
+        poll=run.settings.verify_poll,
+    )
+    run.observe_duration("verify", t0)
+    phase: Phase = "done" if result.ok else "failed"
+    run.write(f"{prefix}verify", phase, Verified(result.rung, result.reason))
+    run.emit(f"{prefix}verify", phase, result.reason)
+    return result.ok
