@@ -34,7 +34,15 @@ DEMO_INTERVALS = {"expiry": 10.0, "health": 3.0, "graph": 3.0, "reference": 5.0}
 DEMO_EXPIRES_IN = timedelta(days=3)
 # A real App Service takes minutes to cold-start and Entra seconds to propagate; the
 # demo keeps both visible but short.
-DEMO_FAULTS = {"cold_start_seconds": 2.0, "propagation_delay_seconds": 2.0}
+DEMO_FAULTS: dict[str, Any] = {
+    "cold_start_seconds": 2.0,
+    "propagation_delay_seconds": 2.0,
+    # Kinder than Azure until the daemon reloads the documented way (issue 8): every
+    # Restart re-resolves, activeVersion is reported, transitions are never busy.
+    "reload_model": "optimistic",
+    "active_version": "present",
+    "site_busy_seconds": 0.0,
+}
 DEMO_REMEDIATION: dict[str, bool | int | float] = {
     "enabled": True,
     "heal_after_failures": 2,

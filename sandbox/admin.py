@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox import reload
 from sandbox.portal import Portal
 
 PREFIX = "/_sandbox"
@@ -44,6 +45,9 @@ class Admin:
             web.post(f"{PREFIX}/reset", self.reset),
             web.post(f"{PREFIX}/credentials/{{key_id}}/expire", self.expire),
             web.post(f"{PREFIX}/credentials/{{key_id}}/revoke", self.revoke),
+            web.post(f"{PREFIX}/keyvault/{{name}}/{{version}}/disable", self.disable),
+            web.post(f"{PREFIX}/keyvault/{{name}}/{{version}}/enable", self.enable),
+            web.post(f"{PREFIX}/site/refetch", self.refetch),
         ]
 
     async def state(self, request: web.Request) -> web.Response:
@@ -93,3 +97,26 @@ class Admin:
             return self._missing(key_id)
         self.on_change()
         return _json({"keyId": key_id, "revoked": True})
+
+    async def disable(self, request: web.Request) -> web.Response:
+        return self._set_enabled(request, enabled=False)
+
+    async def enable(self, request: web.Request) -> web.Response:
+        return self._set_enabled(request, enabled=True)
+
+    def _set_enabled(self, request: web.Request, *, enabled: bool) -> web.Response:
+        """Disable or enable one Key Vault version ("current" names the newest)."""
+        name, version = request.match_info["name"], request.match_info["version"]
+        found = self.portal.secret_version(name, None if version == "current" else version)
+        if found is None:
+            return _json({"error": f"keyvault: no version {version!r} of secret {name!r}"}, 404)
+        found.enabled = enabled
+        found.updated = int(self.portal.now().timestamp())
+        self.on_change()
+        return _json({"name": name, "version": found.version, "enabled": enabled})
+
+    async def refetch(self, request: web.Request) -> web.Response:
+        """The platform's periodic re-fetch of the reference, now (as after 24 h)."""
+        reload.resolve(self.portal)
+        self.on_change()
+        return _json({"resolved_version": self.portal.site.resolved_version})

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox import reload
 from sandbox.entra import Refused, authenticate
 from sandbox.graph import Graph
 from sandbox.portal import Portal
@@ -87,6 +88,7 @@ class AppService:
     def sync_once(self) -> tuple[int, dict[str, Any]]:
         """One "Sync from Intune": (HTTP status the portal answers, its JSON body)."""
         portal = self.portal
+        reload.tick(portal)  # the platform may have re-fetched the reference meanwhile
         stats = portal.app
         stats.last_sync_at = portal.now().isoformat()
         value = portal.site.resolved_value

@@ -1,43 +1,43 @@
-"""ARM Microsoft.Web: the site, restart/stop/start, and its Key Vault references.
+"""ARM's front door for Microsoft.Web: authentication, api-version, the subscription,
+resource group and site in the path; then the resource provider's own routes
+(:mod:`sandbox.website` for the site and its transitions, :mod:`sandbox.webconfig` for
+app settings and Key Vault references).
 
-What the App Service resolves on each operation is the heart of the runbook's failure
-modes: restart re-resolves the versionless reference unless the sticky-cache fault is on
-(or ``softRestart=true``); Stop+Start and the refresh API always re-resolve.
+The front door answers in ARM's ``{"error": {"code", "message"}}`` envelope; what the
+provider answers (409 while busy, its 400s and 404s) is Microsoft.Web's PascalCase.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from typing import Any
 
 from aiohttp import web
 
 from sandbox.entra import ARM_AUDIENCES
-from sandbox.portal import APP_SETTING, SECRET_NAME, Portal
-from sandbox.wire import arm_error, bearer, json_response
+from sandbox.portal import Portal
+from sandbox.webconfig import REFS, WebConfig
+from sandbox.website import WebSites
+from sandbox.wire import arm_error, bearer, json_response, web_error
 
 _SITE_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
     r"/providers/Microsoft\.Web/sites/(?P<site>[^/]+)(?P<rest>/.*)?$",
     re.IGNORECASE,
 )
-_REFS = "/config/configreferences/appsettings"
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() == "true"
 
 
 class Arm:
     def __init__(self, portal: Portal, base_url: str) -> None:
         self.portal = portal
         self.base_url = base_url
+        self.sites = WebSites(portal, self.site_id)
+        self.config = WebConfig(portal, self.site_id, base_url)
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/subscriptions/{tail:.*}", self.dispatch),
             web.post("/subscriptions/{tail:.*}", self.dispatch),
+            web.put("/subscriptions/{tail:.*}", self.dispatch),
         ]
 
     @property
@@ -117,137 +117,28 @@ class Arm:
                 f"'{ids.resource_group}' was not found. For more details please go to "
                 "https://aka.ms/ARMResourceNotFoundFix",
             )
-        rest = (m.group("rest") or "").rstrip("/").lower()
-        method = request.method
+        raw_rest = (m.group("rest") or "").rstrip("/")
+        rest, method = raw_rest.lower(), request.method
         if method == "GET" and rest == "":
-            return json_response(self.site_json())
+            return json_response(self.sites.site_json())
         if method == "POST" and rest == "/restart":
-            return await self.restart(request)
+            return await self.sites.restart(request)
         if method == "POST" and rest == "/stop":
-            self.portal.site.state = "Stopped"
-            self.portal.site.stops += 1
-            return web.Response(status=200)
+            return await self.sites.stop(request)
         if method == "POST" and rest == "/start":
-            return await self.start(request)
-        if method == "GET" and rest == _REFS:
-            return self.references_page(request)
-        if method == "GET" and rest.startswith(_REFS + "/"):
-            key = (m.group("rest") or "").rstrip("/")[len(_REFS) + 1 :]
-            found = [r for r in self.references_json() if r["name"].lower() == key.lower()]
-            if not found:
-                return arm_error(
-                    404,
-                    "NotFound",
-                    f"Cannot find an app setting named '{key}' with a Key Vault reference.",
-                )
-            return json_response(found[0])
-        if method == "POST" and rest == _REFS + "/refresh":
-            self.portal.resolve_reference()
-            self.portal.site.refreshes += 1
-            return json_response({"value": [self.reference_json()]})
-        return arm_error(
+            return await self.sites.start(request)
+        if method == "POST" and rest == "/config/appsettings/list":
+            return await self.config.list_settings(request)
+        if method == "PUT" and rest == "/config/appsettings":
+            return await self.config.put_settings(request)
+        if method == "GET" and rest == REFS:
+            return self.config.references_page(request)
+        if method == "POST" and rest == REFS + "/refresh":
+            return await self.config.refresh(request)
+        if method == "GET" and rest.startswith(REFS + "/"):
+            return self.config.reference(raw_rest[len(REFS) + 1 :])
+        return web_error(
             404,
             "NotFound",
             f"No route for {method} {request.path} in the sandbox's Microsoft.Web provider.",
         )
-
-    async def _wait_warm(self, synchronous: bool) -> None:
-        if synchronous and self.portal.faults.cold_start_seconds > 0:
-            await asyncio.sleep(self.portal.faults.cold_start_seconds)
-
-    async def restart(self, request: web.Request) -> web.Response:
-        soft = _flag(request.query.get("softRestart"))
-        sticky = self.portal.faults.sticky_cache or soft
-        self.portal.begin_start(re_resolve=not sticky)
-        self.portal.site.restarts += 1
-        await self._wait_warm(_flag(request.query.get("synchronous")))
-        return web.Response(status=200)
-
-    async def start(self, request: web.Request) -> web.Response:
-        if self.portal.site.state != "Running":
-            self.portal.begin_start(re_resolve=True)
-            self.portal.site.starts += 1
-        return web.Response(status=200)
-
-    # -- bodies ------------------------------------------------------------------------
-
-    def site_json(self) -> dict[str, Any]:
-        ids = self.portal.ids
-        host = f"{ids.site_name}.azurewebsites.net"
-        return {
-            "id": self.site_id,
-            "name": ids.site_name,
-            "type": "Microsoft.Web/sites",
-            "kind": "app",
-            "location": "East US",
-            "identity": {"type": "SystemAssigned"},
-            "properties": {
-                "state": self.portal.site.state,
-                "enabled": True,
-                "availabilityState": "Normal",
-                "usageState": "Normal",
-                "defaultHostName": host,
-                "hostNames": [host],
-                "enabledHostNames": [host, f"{ids.site_name}.scm.azurewebsites.net"],
-                "httpsOnly": True,
-                "keyVaultReferenceIdentity": "SystemAssigned",
-                "resourceGroup": ids.resource_group,
-                "repositorySiteName": ids.site_name,
-                "serverFarmId": (
-                    f"/subscriptions/{ids.subscription_id}/resourceGroups/{ids.resource_group}"
-                    "/providers/Microsoft.Web/serverfarms/asp-appstore"
-                ),
-                "lastModifiedTimeUtc": "2025-01-01T00:00:00.000Z",
-                "sku": "Standard",
-            },
-        }
-
-    def references_page(self, request: web.Request) -> web.Response:
-        """The reference list, ``arm_page_size`` items a page, ``nextLink`` to the rest."""
-        items = self.references_json()
-        size = self.portal.faults.arm_page_size or len(items)
-        try:
-            offset = int(request.query.get("$skiptoken", "0"))
-        except ValueError:
-            return arm_error(400, "InvalidSkipToken", "The $skiptoken is not valid.")
-        next_link = None
-        if offset + size < len(items):
-            api = request.query["api-version"]
-            next_link = (
-                f"{self.base_url}{request.path}?api-version={api}&$skiptoken={offset + size}"
-            )
-        return json_response({"value": items[offset : offset + size], "nextLink": next_link})
-
-    def references_json(self) -> list[dict[str, Any]]:
-        """Every app setting with a Key Vault reference: the extras, then the portal's."""
-        extras = [
-            self._reference(f"Extra__Setting{i}", f"ExtraSecret{i}", f"{i + 1:032x}")
-            for i in range(self.portal.faults.extra_key_vault_references)
-        ]
-        return [*extras, self.reference_json()]
-
-    def reference_json(self) -> dict[str, Any]:
-        """The portal's reference: ``AzureAd__ClientSecret`` -> ``AzureAdClientSecret``."""
-        return self._reference(APP_SETTING, SECRET_NAME, self.portal.site.resolved_version)
-
-    def _reference(self, setting: str, secret: str, active: str | None) -> dict[str, Any]:
-        return {
-            "id": f"{self.site_id}{_REFS}/{setting}",
-            "name": setting,
-            "type": "Microsoft.Web/sites/config/configreferences",
-            "properties": {
-                "reference": f"@Microsoft.KeyVault(SecretUri={self.base_url}/secrets/{secret}/)",
-                "status": "Resolved" if active is not None else "SecretNotFound",
-                "vaultName": f"{self.portal.ids.site_name}-kv",
-                "secretName": secret,
-                "secretVersion": None,
-                "activeVersion": active,
-                "identityType": "SystemAssigned",
-                "details": (
-                    "Reference was successfully resolved."
-                    if active is not None
-                    else "Secret not found in the Key Vault, or it has no enabled version."
-                ),
-                "source": "KeyVault",
-            },
-        }

@@ -97,7 +97,13 @@ def authenticate(
         ):
             return _invalid_secret(client_id)
     elif client_id == ids.app_client_id:
-        refused = _check_app_secret(portal, client_secret)
+        refused, key_id = _check_app_secret(portal, client_secret)
+        portal.record_signin(
+            key_id,
+            refused.code if refused is not None else 0,
+            refused.message if refused is not None else "",
+            audience,
+        )
         if refused is not None:
             return refused
     else:
@@ -124,7 +130,9 @@ def _invalid_secret(client_id: str) -> Refused:
     )
 
 
-def _check_app_secret(portal: Portal, client_secret: str) -> Refused | None:
+def _check_app_secret(portal: Portal, client_secret: str) -> tuple[Refused | None, str | None]:
+    """The refusal (None: accepted) and the keyId of the credential the secret matched
+    (None when it matched none that Entra knows yet)."""
     now = portal.now()
     client_id = portal.ids.app_client_id
     matches = [
@@ -135,8 +143,9 @@ def _check_app_secret(portal: Portal, client_secret: str) -> Refused | None:
     # A secret Entra has not yet replicated is rejected like a wrong one.
     live = [c for c in matches if c.propagated_at <= now]
     if not live:
-        return _invalid_secret(client_id)
-    if all(c.end <= now for c in live):
+        return _invalid_secret(client_id), None
+    valid = [c for c in live if c.end > now]
+    if not valid:
         return Refused(
             401,
             "invalid_client",
@@ -145,8 +154,8 @@ def _check_app_secret(portal: Portal, client_secret: str) -> Refused | None:
             "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
             "consider using certificate credentials for added security: "
             "https://aka.ms/certCreds.",
-        )
-    return None
+        ), live[0].key_id
+    return None, valid[0].key_id
 
 
 class Entra:

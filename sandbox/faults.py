@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SERVICES = ("entra", "graph", "keyvault", "arm", "app")
+# How the App Service re-resolves its Key Vault reference (see docs/azure-behaviour.md).
+RELOAD_MODELS = ("documented", "runbook", "optimistic")
+ACTIVE_VERSION = ("absent", "present")
 
 
 @dataclass(slots=True)
@@ -53,6 +56,27 @@ class Faults:
     arm_page_size: int | None = None
     extra_key_vault_references: int = 0
     inject: list[Injection] = field(default_factory=list)
+    # What App Service does with a Key Vault reference (docs/azure-behaviour.md):
+    # "documented": only a configuration change and the refresh call (after
+    # refresh_delay_seconds) re-resolve; "runbook": also Stop+Start; "optimistic": every
+    # Restart (unless sticky_cache or softRestart) and Start, and refresh at once.
+    reload_model: str = "documented"
+    refresh_delay_seconds: float = 5.0
+    refetch_interval_seconds: float = 86400.0
+    # Whether the reference status carries activeVersion (no public example has it).
+    active_version: str = "absent"
+    # After a restart, stop, start or configuration change, further transitions answer
+    # site_busy_status (409 Conflict, or 429) in Microsoft.Web's shape for this long.
+    site_busy_seconds: float = 3.0
+    site_busy_status: int = 409
+    # Graph GETs of the application show addPassword/removePassword this long after.
+    graph_read_lag_seconds: float = 0.0
+    # Matching requests take effect, then the reply is the status (the reply is lost).
+    apply_then_fail: list[Injection] = field(default_factory=list)
+    # Sign-in logs: a sign-in is listed this long after it happens; the operator may read
+    # them (AuditLog.Read.All) unless this is false.
+    signin_log_delay_seconds: float = 120.0
+    operator_can_read_signins: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,13 +117,26 @@ class Faults:
 
     def take_injection(self, service: str, method: str, path: str) -> Injection | None:
         """Consume one matching injection, if any, and return a copy of it."""
-        for inj in self.inject:
-            if inj.matches(service, method, path):
-                inj.count -= 1
-                taken = Injection(**asdict(inj))
-                self.inject = [i for i in self.inject if i.count > 0]
-                return taken
-        return None
+        taken, self.inject = _take(self.inject, service, method, path)
+        return taken
+
+    def take_apply_then_fail(self, service: str, method: str, path: str) -> Injection | None:
+        """Consume one matching ``apply_then_fail`` entry, if any, and return a copy."""
+        taken, self.apply_then_fail = _take(self.apply_then_fail, service, method, path)
+        return taken
+
+    def would_apply_then_fail(self, service: str, method: str, path: str) -> bool:
+        return any(i.matches(service, method, path) for i in self.apply_then_fail)
+
+
+def _take(
+    entries: list[Injection], service: str, method: str, path: str
+) -> tuple[Injection | None, list[Injection]]:
+    for inj in entries:
+        if inj.matches(service, method, path):
+            inj.count -= 1
+            return Injection(**asdict(inj)), [i for i in entries if i.count > 0]
+    return None, entries
 
 
 def _number(value: object, *, minimum: float = 0.0) -> float:
@@ -118,13 +155,41 @@ def _integer(value: object, *, minimum: int) -> int:
     return value
 
 
+def _choice(value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+_SECONDS = (
+    "cold_start_seconds",
+    "propagation_delay_seconds",
+    "app_sync_interval_seconds",
+    "refresh_delay_seconds",
+    "site_busy_seconds",
+    "graph_read_lag_seconds",
+    "signin_log_delay_seconds",
+)
+
+
 def _set(f: Faults, key: str, value: object) -> None:
-    if key in ("sticky_cache", "never_healthy"):
+    if key in ("sticky_cache", "never_healthy", "operator_can_read_signins"):
         if not isinstance(value, bool):
             raise TypeError("expected true or false")
         setattr(f, key, value)
-    elif key in ("cold_start_seconds", "propagation_delay_seconds", "app_sync_interval_seconds"):
+    elif key in _SECONDS:
         setattr(f, key, _number(value))
+    elif key == "refetch_interval_seconds":
+        f.refetch_interval_seconds = _number(value, minimum=1.0)
+    elif key == "reload_model":
+        f.reload_model = _choice(value, RELOAD_MODELS)
+    elif key == "active_version":
+        f.active_version = _choice(value, ACTIVE_VERSION)
+    elif key == "site_busy_status":
+        status = _integer(value, minimum=0)
+        if status not in (409, 429):
+            raise ValueError("expected 409 or 429")
+        f.site_busy_status = status
     elif key == "max_password_lifetime_days":
         f.max_password_lifetime_days = None if value is None else _number(value)
     elif key == "max_password_credentials":
@@ -146,6 +211,10 @@ def _set(f: Faults, key: str, value: object) -> None:
         if not isinstance(value, list):
             raise TypeError("expected a list of injections")
         f.inject = [*f.inject, *(_injection(item) for item in value)]
+    elif key == "apply_then_fail":
+        if not isinstance(value, list):
+            raise TypeError("expected a list of {service, method, path_contains, status, count}")
+        f.apply_then_fail = [*f.apply_then_fail, *(_injection(item) for item in value)]
 
 
 def _injection(item: object) -> Injection:

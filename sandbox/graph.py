@@ -160,7 +160,8 @@ class Graph:
             "signInAudience": "AzureADMyOrg",
             "tags": [],
             "keyCredentials": [],
-            "passwordCredentials": [password_json(c) for c in self.portal.credentials],
+            # Reads lag writes by graph_read_lag_seconds (the fault; 0 by default).
+            "passwordCredentials": [password_json(c) for c in self.portal.visible_credentials()],
             "requiredResourceAccess": [
                 {
                     "resourceAppId": "00000003-0000-0000-c000-000000000000",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +18,28 @@ from sandbox.wire import bearer, json_response, keyvault_error
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _VERSION = re.compile(r"^[0-9a-f]{32}$")
 _FWLINK = "https://go.microsoft.com/fwlink/?linkid=2125182"
+MAX_TAGS = 15  # per secret (Key Vault's documented limit)
+
+
+def disabled_response() -> web.Response:
+    """What Key Vault answers for a get of a disabled version (Azure SDK issue reports)."""
+    return json_response(
+        {
+            "error": {
+                "code": "Forbidden",
+                "message": "Operation get is not allowed on a disabled secret.",
+                "innererror": {"code": "SecretDisabled"},
+            }
+        },
+        403,
+        headers={"x-ms-request-id": str(uuid.uuid4()), "Cache-Control": "no-cache"},
+    )
+
+
+def too_many_tags(tags: dict[str, Any]) -> web.Response | None:
+    if len(tags) <= MAX_TAGS:
+        return None
+    return keyvault_error(400, "BadParameter", "Property has invalid value\r\n")
 
 
 class KeyVault:
@@ -141,6 +164,9 @@ class KeyVault:
         attrs = body.get("attributes") or {}
         if not isinstance(tags, dict) or not isinstance(attrs, dict):
             return keyvault_error(400, "BadParameter", "Invalid tags or attributes.")
+        refused = too_many_tags(tags)
+        if refused is not None:
+            return refused
         found = self._find(name)
         stored_name = found[0] if found else name
         v = self.portal.set_secret(
@@ -171,9 +197,7 @@ class KeyVault:
         if v is None:
             return self._not_found(f"{name}/{version}")
         if not v.enabled:
-            return keyvault_error(
-                403, "Forbidden", "Operation get is not allowed on a disabled secret."
-            )
+            return disabled_response()
         return json_response(self.bundle(stored, v, with_value=True))
 
     async def update_secret(self, request: web.Request) -> web.Response:
@@ -192,6 +216,9 @@ class KeyVault:
         if not isinstance(body, dict):
             return keyvault_error(400, "BadParameter", "Invalid request body.")
         if isinstance(body.get("tags"), dict):
+            refused = too_many_tags(body["tags"])
+            if refused is not None:
+                return refused
             v.tags = {str(k): str(val) for k, val in body["tags"].items()}
         if "contentType" in body:
             v.content_type = body["contentType"]

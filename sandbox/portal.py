@@ -20,10 +20,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sandbox import reload
 from sandbox.faults import Faults
+from sandbox.signins import SignIn
+from sandbox.site import APP_SETTING, Site, rebase_reference, reference_text
 
 SECRET_NAME = "AzureAdClientSecret"
-APP_SETTING = "AzureAd__ClientSecret"
+__all__ = ["APP_SETTING", "SECRET_NAME", "Portal", "Site"]
 APP_DISPLAY_NAME = "App Store for Intune - API"
 
 Clock = Callable[[], datetime]
@@ -53,6 +56,7 @@ class Credential:
     start: datetime
     end: datetime
     propagated_at: datetime  # Entra accepts the secret from this moment
+    added_at: datetime | None = None  # when addPassword created it (None: long ago)
 
     @property
     def hint(self) -> str:
@@ -66,6 +70,7 @@ class Credential:
             "startDateTime": self.start.isoformat(),
             "endDateTime": self.end.isoformat(),
             "propagatedAt": self.propagated_at.isoformat(),
+            "addedAt": self.added_at.isoformat() if self.added_at else None,
             "secretText": self.secret_text,
         }
 
@@ -78,6 +83,7 @@ class Credential:
             start=datetime.fromisoformat(d["startDateTime"]),
             end=datetime.fromisoformat(d["endDateTime"]),
             propagated_at=datetime.fromisoformat(d["propagatedAt"]),
+            added_at=datetime.fromisoformat(d["addedAt"]) if d.get("addedAt") else None,
         )
 
 
@@ -92,18 +98,6 @@ class SecretVersion:
     tags: dict[str, str] = field(default_factory=dict)
     exp: int | None = None
     nbf: int | None = None
-
-
-@dataclass(slots=True)
-class Site:
-    state: str = "Running"  # Running | Stopped, as ARM reports properties.state
-    resolved_version: str | None = None  # the Key Vault version the app holds
-    resolved_value: str | None = None  # what the app resolved (never shown in state)
-    started_at: datetime | None = None  # the last (re)start; cold start runs from here
-    restarts: int = 0
-    starts: int = 0
-    stops: int = 0
-    refreshes: int = 0
 
 
 @dataclass(slots=True)
@@ -164,6 +158,10 @@ class Portal:
         self.in_use_expires_in = in_use_expires_in
         self.default_faults = default_faults or Faults()
         self.credentials: list[Credential] = []
+        # Removed credentials and when: Graph reads still show them for a while.
+        self.removed: list[tuple[Credential, datetime]] = []
+        self.signins: list[SignIn] = []
+        self.vault_url = "https://127.0.0.1"  # where the vault is; set at start
         self.vault: dict[str, list[SecretVersion]] = {}
         self.site = Site()
         self.faults = self.default_faults.copy()
@@ -189,9 +187,11 @@ class Portal:
                 propagated_at=now - timedelta(days=30),
             )
         ]
+        self.removed = []
+        self.signins = []
         self.vault = {}
         self.set_secret(SECRET_NAME, value, tags={}, content_type=None)
-        self.site = Site()
+        self.site = Site(settings=self.initial_settings())
         self.resolve_reference()
         self.site.started_at = now - timedelta(days=1)
         self.faults = self.default_faults.copy()
@@ -199,6 +199,21 @@ class Portal:
         self.app = AppStats()
         self.counters.clear()
         self.methods.clear()
+
+    def initial_settings(self) -> dict[str, str]:
+        """The site's app settings: the versionless reference and the app's other facts."""
+        return {
+            "AzureAd__Instance": "https://login.microsoftonline.com/",
+            "AzureAd__TenantId": self.ids.tenant_id,
+            "AzureAd__ClientId": self.ids.app_client_id,
+            APP_SETTING: reference_text(self.vault_url, SECRET_NAME),
+            "WEBSITE_RUN_FROM_PACKAGE": "1",
+        }
+
+    def set_vault_url(self, url: str) -> None:
+        """The vault is wherever the sandbox listens: move the references there."""
+        self.vault_url = url
+        self.site.settings = {k: rebase_reference(v, url) for k, v in self.site.settings.items()}
 
     # -- Entra -------------------------------------------------------------------
 
@@ -217,14 +232,36 @@ class Portal:
             start=start,
             end=end or start + timedelta(days=730),
             propagated_at=now + timedelta(seconds=self.faults.propagation_delay_seconds),
+            added_at=now,
         )
         self.credentials.append(cred)
         return cred
 
     def remove_credential(self, key_id: str) -> bool:
-        before = len(self.credentials)
+        gone = [c for c in self.credentials if c.key_id == key_id]
         self.credentials = [c for c in self.credentials if c.key_id != key_id]
-        return len(self.credentials) != before
+        now = self.now()
+        self.removed = [*self.removed, *((c, now) for c in gone)][-50:]
+        return bool(gone)
+
+    def visible_credentials(self) -> list[Credential]:
+        """What a Graph read shows now: writes appear ``graph_read_lag_seconds`` late."""
+        now = self.now()
+        lag = timedelta(seconds=self.faults.graph_read_lag_seconds)
+
+        def seen(c: Credential) -> bool:
+            return c.added_at is None or c.added_at + lag <= now
+
+        shown = [c for c in self.credentials if seen(c)]
+        ghosts = [c for c, removed_at in self.removed if removed_at + lag > now and seen(c)]
+        return [*shown, *ghosts]
+
+    def record_signin(
+        self, key_id: str | None, error_code: int, reason: str, resource: str
+    ) -> None:
+        """A token request of the backend app: which credential it used, and how it went."""
+        signin = SignIn.new(self, key_id, error_code, reason, resource)
+        self.signins = [*self.signins, signin][-1000:]
 
     def issue_token(self, client_id: str, audience: str) -> tuple[str, int]:
         token = secrets.token_urlsafe(32)
@@ -274,17 +311,18 @@ class Portal:
         versions = self.vault.get(name)
         return versions[-1] if versions else None
 
+    def secret_version(self, name: str, version: str | None) -> SecretVersion | None:
+        """A secret's version (case-insensitive name), or its current one for None."""
+        versions = next((vs for n, vs in self.vault.items() if n.lower() == name.lower()), [])
+        if version is None:
+            return versions[-1] if versions else None
+        return next((v for v in versions if v.version == version.lower()), None)
+
     # -- App Service -------------------------------------------------------------
 
     def resolve_reference(self) -> None:
-        """The app reads its versionless Key Vault reference: the current version."""
-        current = self.current_secret(SECRET_NAME)
-        if current is None or not current.enabled:
-            self.site.resolved_version = None
-            self.site.resolved_value = None
-        else:
-            self.site.resolved_version = current.version
-            self.site.resolved_value = current.value
+        """The platform resolves the app's Key Vault reference now."""
+        reload.resolve(self)
 
     def warm_at(self) -> datetime | None:
         if self.site.started_at is None:
@@ -301,12 +339,6 @@ class Portal:
         if self.faults.never_healthy:
             return "unhealthy"
         return "running"
-
-    def begin_start(self, *, re_resolve: bool) -> None:
-        self.site.state = "Running"
-        if re_resolve:
-            self.resolve_reference()
-        self.site.started_at = self.now()
 
     # -- admin view --------------------------------------------------------------
 
@@ -359,12 +391,39 @@ class Portal:
                 "starts": self.site.starts,
                 "stops": self.site.stops,
                 "refreshes": self.site.refreshes,
+                "config_changes": self.site.config_changes,
+                "settings": self.site.settings,
+                "reference": self._reference_state(),
+                "resolved_at": _iso(self.site.resolved_at),
+                "refresh_due_at": _iso(self.site.refresh_due_at),
+                "busy_until": _iso(self.site.busy_until),
+                "busy_operation": reload.busy(self),
             },
             "app": asdict(self.app),
+            "signins": self.signins_by_key(),
             "counters": {s: dict(c) for s, c in self.counters.items()},
             "counters_by_method": {s: dict(c) for s, c in self.methods.items()},
             "faults": self.faults.to_json(),
         }
+
+    def _reference_state(self) -> dict[str, Any] | None:
+        ref = self.site.reference()
+        if ref is None:
+            return None
+        return {"secret_name": ref.secret_name, "version": ref.version, "pinned": bool(ref.version)}
+
+    def signins_by_key(self) -> dict[str, dict[str, Any]]:
+        """Per keyId the backend app signed in with: how often, and the last time."""
+        out: dict[str, dict[str, Any]] = {}
+        for s in self.signins:
+            if s.key_id is None:
+                continue
+            entry = out.setdefault(s.key_id, {"count": 0, "failed": 0, "last": None})
+            entry["count"] += 1
+            if s.error_code != 0:
+                entry["failed"] += 1
+            entry["last"] = s.at.isoformat()
+        return out
 
     # -- persistence -------------------------------------------------------------
 
@@ -381,8 +440,14 @@ class Portal:
                 "starts": self.site.starts,
                 "stops": self.site.stops,
                 "refreshes": self.site.refreshes,
+                "config_changes": self.site.config_changes,
+                "settings": self.site.settings,
             },
-            "faults": {k: v for k, v in self.faults.to_json().items() if k != "inject"},
+            "faults": {
+                k: v
+                for k, v in self.faults.to_json().items()
+                if k not in ("inject", "apply_then_fail")
+            },
             "app": asdict(self.app),
         }
 
@@ -392,8 +457,10 @@ class Portal:
         s = data["site"]
         self.site = Site(
             state=s["state"],
+            settings=s.get("settings") or self.initial_settings(),
             resolved_version=s.get("resolved_version"),
             resolved_value=s.get("resolved_value"),
+            resolved_at=self.now(),
             started_at=self.now() - timedelta(days=1),
             restarts=s.get("restarts", 0),
             starts=s.get("starts", 0),
@@ -402,6 +469,10 @@ class Portal:
         )
         self.faults = Faults.from_json(data.get("faults", {}))
         self.app = AppStats(**data.get("app", {}))
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
 
 
 def save_state(path: Path, portal: Portal) -> None:

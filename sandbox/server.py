@@ -23,9 +23,11 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox import reload
 from sandbox.admin import PREFIX, Admin
 from sandbox.appservice import AppService
 from sandbox.arm import Arm
+from sandbox.auditlogs import AuditLogs
 from sandbox.certs import ensure_tls
 from sandbox.entra import Entra
 from sandbox.faults import Faults, Injection
@@ -52,6 +54,7 @@ from sandbox.wire import (
     entra_error,
     graph_error,
     keyvault_error,
+    web_error,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,7 +64,7 @@ def service_of(path: str) -> str:
     """Which Azure service a path belongs to (the sandbox routes by path alone)."""
     if path.startswith(PREFIX + "/") or path == PREFIX:
         return "admin"
-    if path.startswith("/v1.0/"):
+    if path.startswith(("/v1.0/", "/beta/")):
         return "graph"
     if path == "/secrets" or path.startswith("/secrets/"):
         return "keyvault"
@@ -138,6 +141,7 @@ class Sandbox:
         if ":" in url_host and not url_host.startswith("["):
             url_host = f"[{url_host}]"
         self.base_url = f"https://{url_host}:{bound_port}"
+        self.portal.set_vault_url(self.base_url)
         tls = ensure_tls(self.ca_dir, [host])
         self.ca_file = tls.ca_file
 
@@ -158,6 +162,7 @@ class Sandbox:
             graph,
             KeyVault(portal, self.base_url),
             Arm(portal, self.base_url),
+            AuditLogs(portal, graph, self.base_url),
             app_service,
         ):
             app.add_routes(part.routes())
@@ -187,6 +192,7 @@ class Sandbox:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         service = service_of(request.path)
+        reload.tick(self.portal)  # a refresh that came due, the periodic re-fetch
         if service == "admin":
             return await handler(request)
         faults = self.portal.faults
@@ -210,6 +216,11 @@ class Sandbox:
             except web.HTTPException as exc:
                 self.portal.count(service, request.method, exc.status)
                 raise
+            if not plumbing and response.status < 400:
+                lost = faults.take_apply_then_fail(service, request.method, request.path)
+                if lost is not None:
+                    self._persist()  # the write took effect; only its reply is lost
+                    response = self._injected(service, lost)
         self.portal.count(service, request.method, response.status)
         if request.method != "GET" and response.status < 400:
             self._persist()
@@ -239,17 +250,23 @@ class Sandbox:
                 else f"The service returned {status} {note}."
             )
             return keyvault_error(status, code, message, headers=headers)
-        if service == "arm":
-            code = inj.code or ARM_CODES.get(status, "InternalServerError")
+        if service == "arm" and status == 429:  # ARM's front door throttles
+            code = inj.code or ARM_CODES[429]
             wait = inj.retry_after if inj.retry_after is not None else 1
             message = (
                 f"Number of 'read' requests for subscription '{self.portal.ids.subscription_id}' "
                 f"actor '{self.portal.ids.operator_client_id}' exceeded. Please try again after "
                 f"'{wait}' seconds."
-                if status == 429
-                else f"The service returned {status} {note}."
             )
             return arm_error(status, code, message, headers=headers)
+        if service == "arm":  # anything else comes from Microsoft.Web itself
+            code = inj.code or ARM_CODES.get(status, "InternalServerError")
+            message = (
+                f"Cannot modify this site because another operation is in progress. {note}"
+                if status == 409
+                else f"The service returned {status} {note}."
+            )
+            return web_error(status, code, message, headers=headers)
         if service == "entra":
             error, aadsts = ENTRA_CODES.get(status, ("server_error", 90033))
             resp = entra_error(

@@ -5,12 +5,32 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from sandbox.portal import utcnow
 from sandbox.server import SandboxThread
+
+
+class ShiftedClock:
+    """The sandbox's clock: real time plus an offset a test moves forward, so a test
+    can let 24 hours pass at once (time never runs backwards, across tests too)."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return utcnow() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -20,6 +40,13 @@ class SandboxHandle:
     describe: dict[str, Any]
     client: httpx.Client
     thread: SandboxThread
+    clock: ShiftedClock | None = None
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the sandbox's clock (a sandbox built with a clock)."""
+        if self.clock is None:
+            raise RuntimeError("this sandbox runs on real time; build it with a ShiftedClock")
+        self.clock.advance(seconds)
 
     @property
     def ca_file(self) -> str:

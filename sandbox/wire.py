@@ -134,6 +134,32 @@ def arm_error(
     )
 
 
+def web_error(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Microsoft.Web's own errors (the resource provider, not ARM's front door): PascalCase
+    keys at the top level, ``Details`` repeating the message, code and an ErrorEntity."""
+    request_id = str(uuid.uuid4())
+    entity: dict[str, Any] = {"ExtendedCode": None, "MessageTemplate": None,
+                               "Parameters": [], "Code": code, "Message": message}  # fmt: skip
+    body: dict[str, Any] = {
+        "Code": code,
+        "Message": message,
+        "Target": None,
+        "Details": [{"Message": message}, {"Code": code}, {"ErrorEntity": entity}],
+        "Innererror": None,
+    }
+    return json_response(
+        body,
+        status,
+        headers={
+            "x-ms-request-id": request_id,
+            "x-ms-correlation-request-id": request_id,
+            **(headers or {}),
+        },
+    )
+
+
 # Default codes for injected statuses, per service (overridable per injection).
 GRAPH_CODES = {
     400: "Request_BadRequest",

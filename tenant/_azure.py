@@ -47,7 +47,8 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def _error_body(error: HttpResponseError) -> tuple[str | None, str | None]:
-    """(code, message) from an ARM/Key Vault ``{"error": {"code", "message"}}`` body."""
+    """(code, message) from an ARM/Key Vault ``{"error": {"code", "message"}}`` body, or
+    Microsoft.Web's ``{"Code", "Message", ...}``."""
     code: str | None = None
     message: str | None = None
     if error.error is not None:
@@ -61,6 +62,10 @@ def _error_body(error: HttpResponseError) -> tuple[str | None, str | None]:
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             code = body["error"].get("code")
             message = body["error"].get("message")
+        elif isinstance(body, dict) and isinstance(body.get("Code"), str):
+            # Microsoft.Web's own errors: PascalCase at the top level (Code, Message, ...)
+            code = body["Code"]
+            message = body.get("Message") if isinstance(body.get("Message"), str) else None
     return code, message
 
 
