@@ -18,7 +18,7 @@ from azure.core.exceptions import (
 )
 
 from tenant.endpoints import Cloud, RetryPolicy
-from tenant.errors import TenantError, Unavailable, by_status
+from tenant.errors import TenantError, Unavailable, classify
 
 
 def client_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
@@ -46,27 +46,57 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(seconds, 0.0)
 
 
-def _error_body(error: HttpResponseError) -> tuple[str | None, str | None]:
-    """(code, message) from an ARM/Key Vault ``{"error": {"code", "message"}}`` body, or
-    Microsoft.Web's ``{"Code", "Message", ...}``."""
-    code: str | None = None
-    message: str | None = None
-    if error.error is not None:
-        code = error.error.code
-        message = error.error.message
-    if code is None and error.response is not None:
+def _field(body: dict[str, Any], name: str) -> Any:
+    """``body[name]`` matched without regard to case (ARM says ``code``, Microsoft.Web
+    ``Code``, Key Vault ``innererror`` and its SDKs ``innerError``)."""
+    for key, value in body.items():
+        if isinstance(key, str) and key.lower() == name.lower():
+            return value
+    return None
+
+
+def error_fields(text: str | None) -> tuple[str | None, str | None, str | None]:
+    """(code, message, inner code) of an Azure error body, whichever shape it has:
+    ARM's and Key Vault's ``{"error": {"code", "message", "innererror": {"code"}}}``
+    or Microsoft.Web's own PascalCase ``{"Code", "Message", "Details", "Innererror"}``.
+    All None when the body is not JSON or names none of them."""
+    try:
+        body = json.loads(text) if text else None
+    except (ValueError, TypeError):
+        return None, None, None
+    if not isinstance(body, dict):
+        return None, None, None
+    inner = _field(body, "error")
+    if isinstance(inner, dict):
+        body = inner
+    code = _field(body, "code")
+    message = _field(body, "message")
+    nested = _field(body, "innererror")
+    inner_code = _field(nested, "code") if isinstance(nested, dict) else None
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+        inner_code if isinstance(inner_code, str) else None,
+    )
+
+
+def _error_body(error: HttpResponseError) -> tuple[str | None, str | None, str | None]:
+    text: str | None = None
+    if error.response is not None:
         try:
-            body = json.loads(error.response.text())
-        except (ValueError, TypeError):
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            code = body["error"].get("code")
-            message = body["error"].get("message")
-        elif isinstance(body, dict) and isinstance(body.get("Code"), str):
-            # Microsoft.Web's own errors: PascalCase at the top level (Code, Message, ...)
-            code = body["Code"]
-            message = body.get("Message") if isinstance(body.get("Message"), str) else None
-    return code, message
+            text = error.response.text()
+        except Exception:  # a streamed or undecodable body: fall back to azure-core's parse
+            text = None
+    code, message, inner_code = error_fields(text)
+    if code is None and error.error is not None:
+        code = error.error.code
+        message = message or error.error.message
+    return code, message, inner_code
+
+
+# Keyword arguments that switch azure-core's retry off for one request (a write or a
+# transition: see tenant.errors for who retries what).
+SINGLE_SHOT: dict[str, Any] = {"retry_total": 0}
 
 
 def credential_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
@@ -79,22 +109,41 @@ def credential_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
     return kwargs
 
 
-def map_http_error(error: Exception, service: str, operation: str) -> TenantError:
-    """Classify an azure-core exception. Azure's own code and message are kept; the
-    request and its body are not (a PUT body may carry a secret)."""
+def map_http_error(
+    error: Exception, service: str, operation: str, *, write: bool = False
+) -> TenantError:
+    """Classify an azure-core exception with :func:`tenant.errors.classify`. Azure's
+    own code and message are kept; the request and its body are not (a PUT body may
+    carry a secret). ``write``: the request may have taken effect if the failure is
+    transient (``maybe_applied``)."""
     if isinstance(error, ServiceRequestError | ServiceResponseError):
-        return Unavailable(service, operation, f"connection failed: {type(error).__name__}")
+        # A request that never reached the server (ServiceRequestError) took no effect;
+        # one whose reply was lost (ServiceResponseError) may have.
+        return Unavailable(
+            service,
+            operation,
+            f"connection failed: {type(error).__name__}",
+            maybe_applied=write and isinstance(error, ServiceResponseError),
+        )
     if not isinstance(error, HttpResponseError):
-        return Unavailable(service, operation, f"unexpected error: {type(error).__name__}")
+        return Unavailable(
+            service, operation, f"unexpected error: {type(error).__name__}", maybe_applied=write
+        )
     status = error.status_code
-    code, message = _error_body(error)
+    code, message, inner_code = _error_body(error)
     detail = message or (error.reason or "no error message")
     # Both the legacy and the rest response types carry headers; the stubs name one.
     headers = getattr(error.response, "headers", None) or {}
     retry_after = retry_after_seconds(headers.get("Retry-After"))
     if isinstance(error, ResourceNotFoundError):
         status = status or 404
-    known = by_status(service, operation, detail, status=status, code=code, retry_after=retry_after)
-    if known is not None:
-        return known
-    return TenantError(service, operation, detail, status=status, code=code, permanent=True)
+    return classify(
+        service,
+        operation,
+        detail,
+        status=status,
+        code=code,
+        inner_code=inner_code,
+        retry_after=retry_after,
+        maybe_applied=write,
+    )

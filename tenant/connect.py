@@ -23,6 +23,7 @@ from azure.keyvault.secrets.aio import SecretClient
 from azure.mgmt.web.aio import WebSiteManagementClient
 
 from tenant._azure import client_kwargs
+from tenant.appaction import HttpAppAction
 from tenant.appservice import ArmAppService
 from tenant.credentials import operator_credential
 from tenant.endpoints import Cloud, RetryPolicy
@@ -34,6 +35,7 @@ from tenant.graph import (
 )
 from tenant.keyvault import KeyVaultSecretStore
 from tenant.ports import Identity, TargetClients, TargetRef
+from tenant.signins import GraphSignInReader
 
 
 class TenantSession:
@@ -80,14 +82,19 @@ class TenantSession:
             raise RuntimeError("TenantSession is not open (use 'async with')")
         return self._credential
 
-    def token_issuer(self, tenant_id: str) -> EntraTokenIssuer:
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared client for the app's own calls (its Graph call, its action)."""
         if self._http is None:
             raise RuntimeError("TenantSession is not open (use 'async with')")
-        return EntraTokenIssuer(tenant_id, self.cloud, self.retry, self._http)
+        return self._http
+
+    def token_issuer(self, tenant_id: str) -> EntraTokenIssuer:
+        return EntraTokenIssuer(tenant_id, self.cloud, self.retry, self.http)
 
     @asynccontextmanager
     async def target(self, ref: TargetRef) -> AsyncIterator[TargetClients]:
-        """The four clients of one target; closed when the block ends."""
+        """The clients of one target; closed when the block ends."""
         credential = self.credential
         kwargs = client_kwargs(self.cloud, self.retry)
         async with AsyncExitStack() as stack:
@@ -123,6 +130,8 @@ class TenantSession:
                 vault=KeyVaultSecretStore(vault_client, ref.secret_name),
                 entra=self.token_issuer(ref.tenant_id),
                 site=ArmAppService(arm_client, ref),
+                signins=GraphSignInReader(graph_http, credential, self.cloud),
+                action=HttpAppAction(self.http),
             )
 
 

@@ -4,11 +4,17 @@ Reads the app with ``$select`` (only the fields we need), adds and removes
 passwords, and turns every ``ODataError`` into a classified :mod:`tenant.errors`
 error. The value Graph returns from addPassword is wrapped in a
 :class:`~tenant.models.SecretValue` at once and never formatted anywhere.
+
+msgraph's retry middleware retries every method, POST included, on 429/503/504. For
+addPassword that is unsafe: a first attempt whose reply was lost (503/504 after the
+credential was created) would be followed by a second addPassword, leaving a
+credential whose value nobody holds. So addPassword and removePassword go out once
+(the retry option is switched off for those requests) and the caller's one retry
+layer decides; reads keep the middleware's retries.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -41,35 +47,29 @@ from msgraph_core import GraphClientFactory
 
 from tenant._azure import map_http_error, retry_after_seconds
 from tenant.endpoints import Cloud, RetryPolicy
-from tenant.errors import (
-    NotFound,
-    PolicyViolation,
-    TenantError,
-    TooManySecrets,
-    Unavailable,
-    by_status,
+from tenant.errors import GRAPH, ErrorKind, NotFound, TenantError, Unavailable, classify
+from tenant.models import (
+    AppRegistration,
+    NewPassword,
+    PasswordCredential,
+    RemoveOutcome,
+    SecretValue,
 )
-from tenant.models import AppRegistration, NewPassword, PasswordCredential, SecretValue
 
 _ByIdQuery = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters
 _ByAppIdQuery = (
     ApplicationsWithAppIdRequestBuilder.ApplicationsWithAppIdRequestBuilderGetQueryParameters
 )
 
-SERVICE = "graph"
+SERVICE = GRAPH
 APP_FIELDS = ["id", "appId", "displayName", "passwordCredentials"]
 
-# Graph has no dedicated code for "this app holds too many secrets"; it answers 400
-# with a message naming the limit. Match the message as a fallback to the code.
-_TOO_MANY_CODES = frozenset({"TooManyAppPasswords", "TooManyPasswordCredentials"})
-_TOO_MANY_TEXT = re.compile(
-    r"(too many|maximum|max(imum)? (number|limit)|exceed\w*).{0,60}"
-    r"(password|secret|credential)|(password|secret|credential)\w*.{0,60}"
-    r"(limit|maximum|too many)",
-    re.IGNORECASE,
-)
 
-_GONE_TEXT = re.compile(r"\bno (password )?credential found|not found|does not exist", re.I)
+def single_shot() -> RequestConfiguration[Any]:
+    """A request configuration with msgraph's retry middleware off (one attempt)."""
+    return RequestConfiguration(
+        options=[RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
+    )
 
 
 def graph_http_client(cloud: Cloud, retry: RetryPolicy) -> httpx.AsyncClient:
@@ -116,31 +116,39 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-def map_odata_error(error: Exception, operation: str) -> TenantError:
-    """Classify an msgraph exception by HTTP status and Graph's ``error.code``."""
+def map_odata_error(error: Exception, operation: str, *, write: bool = False) -> TenantError:
+    """Classify an msgraph exception by HTTP status and Graph's ``error.code`` with
+    :func:`tenant.errors.classify`. ``write``: a transient failure may have applied."""
     if not isinstance(error, ODataError):
         if isinstance(error, httpx.TransportError):
-            return Unavailable(SERVICE, operation, f"connection failed: {type(error).__name__}")
+            # A request that never connected took no effect; any other transport
+            # failure (a read timeout, a dropped connection) may have been applied.
+            lost = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+            return Unavailable(
+                SERVICE,
+                operation,
+                f"connection failed: {type(error).__name__}",
+                maybe_applied=write and lost,
+            )
         # Token acquisition for Graph goes through azure-core.
         return map_http_error(error, SERVICE, operation)
     status = error.response_status_code
     main = error.error
     code = main.code if main is not None else None
     message = (main.message if main is not None else None) or "no error message"
+    inner = getattr(main, "inner_error", None) if main is not None else None
+    inner_code = getattr(inner, "code", None)
     retry_after = retry_after_seconds(_header(error.response_headers, "Retry-After"))
-    known = by_status(
-        SERVICE, operation, message, status=status, code=code, retry_after=retry_after
+    return classify(
+        SERVICE,
+        operation,
+        message,
+        status=status,
+        code=code,
+        inner_code=inner_code if isinstance(inner_code, str) else None,
+        retry_after=retry_after,
+        maybe_applied=write,
     )
-    if known is not None:
-        return known
-    if code is not None and "Policy" in code:
-        return PolicyViolation(SERVICE, operation, message, status=status, code=code)
-    if code in _TOO_MANY_CODES or (status == 400 and _TOO_MANY_TEXT.search(message)):
-        return TooManySecrets(SERVICE, operation, message, status=status, code=code)
-    if status == 400 and _GONE_TEXT.search(message):
-        # removePassword of an unknown keyId is a 400, but for the caller it is "gone".
-        return NotFound(SERVICE, operation, message, status=status, code=code)
-    return TenantError(SERVICE, operation, message, status=status, code=code, permanent=True)
 
 
 def _credential(pc: GraphPasswordCredential) -> PasswordCredential:
@@ -194,6 +202,12 @@ class GraphAppRegistrations:
             credentials=tuple(_credential(pc) for pc in app.password_credentials or []),
         )
 
+    async def list_credentials(self) -> tuple[PasswordCredential, ...]:
+        return (await self.get_app()).credentials
+
+    async def find_credentials(self, display_name: str) -> tuple[PasswordCredential, ...]:
+        return tuple(c for c in await self.list_credentials() if c.display_name == display_name)
+
     async def client_id(self) -> str:
         if self._client_id is None:
             await self.get_app()
@@ -218,14 +232,14 @@ class GraphAppRegistrations:
         try:
             created = await self._client.applications.by_application_id(
                 object_id
-            ).add_password.post(body)
+            ).add_password.post(body, single_shot())
         except Exception as e:
-            raise map_odata_error(e, op) from None
+            raise map_odata_error(e, op, write=True) from None
         if created is None or not created.secret_text or created.key_id is None:
             raise TenantError(SERVICE, op, "Graph returned no secretText or keyId", permanent=True)
         return NewPassword(credential=_credential(created), value=SecretValue(created.secret_text))
 
-    async def remove_password(self, key_id: str) -> None:
+    async def remove_password(self, key_id: str) -> RemoveOutcome:
         op = f"removePassword {key_id} on {self._where()}"
         object_id = await self._resolved_object_id()
         try:
@@ -233,6 +247,17 @@ class GraphAppRegistrations:
         except ValueError:
             raise NotFound(SERVICE, op, "the key id is not a GUID") from None
         try:
-            await self._client.applications.by_application_id(object_id).remove_password.post(body)
+            await self._client.applications.by_application_id(object_id).remove_password.post(
+                body, single_shot()
+            )
         except Exception as e:
-            raise map_odata_error(e, op) from None
+            refused = map_odata_error(e, op, write=True)
+            if refused.transient or refused.kind is ErrorKind.PERMISSION_DENIED:
+                raise refused from None
+            # Graph's reply for a keyId that is already gone is undocumented: a fresh
+            # read decides, not the wording. Absent: gone. Present: the refusal stands.
+            present = {c.key_id.lower() for c in await self.list_credentials()}
+            if key_id.lower() in present:
+                raise refused from None
+            return RemoveOutcome.ALREADY_GONE
+        return RemoveOutcome.REMOVED

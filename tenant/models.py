@@ -6,6 +6,7 @@ Nothing here holds an SDK object; the layers above never see Azure types.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -185,3 +186,173 @@ class KeyVaultReference:
     @property
     def resolved(self) -> bool:
         return self.status == "Resolved"
+
+
+# -- App Service: app settings and the reference they hold -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """Every app setting of the site, exactly as ARM listed them.
+
+    The values are the user's configuration and may hold other secrets (connection
+    strings): they are never shown by ``repr`` and never logged by tenant/.
+    """
+
+    values: Mapping[str, str] = field(repr=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretReference:
+    """What a ``@Microsoft.KeyVault(...)`` app setting names.
+
+    ``version`` None is a versionless reference (follows the current version, re-fetched
+    by the platform); a version pins the setting to that one version. The vault is
+    ``vault_url`` (``https://<host>/``, from the ``SecretUri`` form) or ``vault_name``
+    (the ``VaultName=`` form); :meth:`setting_value` writes the same form back.
+    """
+
+    vault_url: str | None
+    vault_name: str | None
+    secret_name: str
+    version: str | None
+
+    @property
+    def pinned(self) -> bool:
+        return self.version is not None
+
+    def with_version(self, version: str | None) -> SecretReference:
+        return SecretReference(self.vault_url, self.vault_name, self.secret_name, version)
+
+    def setting_value(self) -> str:
+        """The app setting value naming this reference, in the form it was read in."""
+        if self.vault_url is not None:
+            base = f"{self.vault_url.rstrip('/')}/secrets/{self.secret_name}/"
+            return f"@Microsoft.KeyVault(SecretUri={base}{self.version or ''})"
+        version = f";SecretVersion={self.version}" if self.version else ""
+        return (
+            f"@Microsoft.KeyVault(VaultName={self.vault_name};"
+            f"SecretName={self.secret_name}{version})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSetting:
+    """The app setting that holds the target's Key Vault reference: its name, its raw
+    value (a reference, not a secret) and what that value names."""
+
+    name: str
+    raw: str
+    reference: SecretReference
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceChange:
+    """One write of the reference setting (a configuration change of the site):
+    enough to put ``before`` back exactly."""
+
+    setting: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferencePoll:
+    """What polling the reference status found.
+
+    ``active_version`` is the last ``activeVersion`` ARM reported, None when it never
+    reported one: None means UNKNOWN (real ARM may leave the field out), never "the
+    app is on the wanted version". ``matched`` is True only when ARM reported exactly
+    the wanted version.
+    """
+
+    wanted: str
+    active_version: str | None
+    status: str | None  # the reference's last status (Resolved, SecretNotFound, ...)
+    matched: bool
+    polls: int
+
+
+# -- Graph: credentials ------------------------------------------------------------------
+
+
+class RemoveOutcome(enum.Enum):
+    """How a removePassword ended. ALREADY_GONE is decided by a fresh read of the app
+    after Graph refused, never by the wording of Graph's reply."""
+
+    REMOVED = "removed"
+    ALREADY_GONE = "already_gone"
+
+
+# -- Sign-in evidence (Graph beta auditLogs/signIns) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """One service-principal sign-in of the app, as the sign-in log records it.
+
+    ``key_id`` is ``servicePrincipalCredentialKeyId``: the keyId of the client secret
+    (or certificate) the app signed in with; None when the log did not say.
+    """
+
+    key_id: str | None
+    created: datetime
+    succeeded: bool
+    error_code: int | None
+    failure_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignInLog:
+    """The app's service-principal sign-ins since ``since``, newest first.
+
+    The log lags the sign-ins (minutes, more under load): absence from it proves only
+    that nothing was recorded *yet*.
+    """
+
+    app_id: str
+    since: datetime
+    sign_ins: tuple[SignIn, ...]
+
+    def successful(self, key_id: str) -> tuple[SignIn, ...]:
+        wanted = key_id.lower()
+        return tuple(s for s in self.sign_ins if s.succeeded and (s.key_id or "").lower() == wanted)
+
+    def last_success(self, key_id: str) -> datetime | None:
+        """When the app last signed in successfully with ``key_id``, or None."""
+        times = [s.created for s in self.successful(key_id)]
+        return max(times) if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class SignInsUnreadable:
+    """The sign-in log could not be read (typically 403: the operator lacks
+    AuditLog.Read.All, or the tenant has no Entra ID P1/P2 licence). Not an error
+    for the caller: sign-in evidence is simply not available."""
+
+    app_id: str
+    reason: str
+    status: int | None
+    code: str | None
+
+
+# -- The app's own Graph-backed action ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppActionOutcome:
+    """The result of one call to the app's own Graph-backed action (e.g. "Sync from
+    Intune"). ``ok`` is a 2xx; ``status`` 0 means no HTTP reply (``detail`` says why)."""
+
+    url: str
+    ok: bool
+    status: int
+    duration_seconds: float
+    detail: str | None

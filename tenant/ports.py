@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from tenant.models import (
+    AppActionOutcome,
     AppRegistration,
+    AppSettings,
     GraphCallOutcome,
     KeyVaultReference,
     NewPassword,
+    PasswordCredential,
+    ReferenceChange,
+    ReferencePoll,
+    ReferenceSetting,
+    RemoveOutcome,
     SecretValue,
     SecretVersion,
+    SignInLog,
+    SignInsUnreadable,
     Site,
     TokenOutcome,
 )
@@ -59,17 +68,37 @@ class TargetRef:
 
 
 class AppRegistrations(Protocol):
-    """The backend API app registration's client secrets (Graph)."""
+    """The backend API app registration's client secrets (Graph).
+
+    Graph reads lag writes: a read right after addPassword/removePassword may not show
+    it yet. Every read here is a fresh GET (nothing is cached but the appId).
+    """
 
     async def get_app(self) -> AppRegistration: ...
+
+    async def list_credentials(self) -> tuple[PasswordCredential, ...]:
+        """A fresh read of the app's passwordCredentials."""
+        ...
+
+    async def find_credentials(self, display_name: str) -> tuple[PasswordCredential, ...]:
+        """The credentials (fresh read) whose displayName is exactly ``display_name``:
+        how a run finds what an ambiguous addPassword may have created."""
+        ...
 
     async def client_id(self) -> str:
         """The app's appId: from the target, or read from Graph once (it never changes)."""
         ...
 
-    async def add_password(self, display_name: str, end: datetime | None) -> NewPassword: ...
+    async def add_password(self, display_name: str, end: datetime | None) -> NewPassword:
+        """addPassword, sent once (the SDK's retry is off for it). On a transient
+        failure the error has ``maybe_applied``: a credential with ``display_name`` may
+        exist whose value nobody holds; find it with :meth:`find_credentials`."""
+        ...
 
-    async def remove_password(self, key_id: str) -> None: ...
+    async def remove_password(self, key_id: str) -> RemoveOutcome:
+        """removePassword, sent once. When Graph refuses (4xx), a fresh read decides:
+        the keyId absent is ALREADY_GONE; present, the refusal is raised."""
+        ...
 
 
 class SecretStore(Protocol):
@@ -79,7 +108,14 @@ class SecretStore(Protocol):
 
     async def get_version(self, version: str) -> SecretVersion: ...
 
-    async def set_value(self, value: SecretValue, tags: Mapping[str, str]) -> SecretVersion: ...
+    async def set_value(self, value: SecretValue, tags: Mapping[str, str]) -> SecretVersion:
+        """Write a new version, sent once. More than 15 tags is refused before any
+        request. A transient failure has ``maybe_applied``: read before acting."""
+        ...
+
+    async def set_tags(self, version: str, tags: Mapping[str, str]) -> SecretVersion:
+        """Replace the tags of ``version`` (at most 15), sent once."""
+        ...
 
     async def list_versions(self) -> list[SecretVersion]: ...
 
@@ -98,19 +134,94 @@ class TokenIssuer(Protocol):
 
 
 class AppService(Protocol):
-    """The App Service that reads the secret through a Key Vault reference (ARM)."""
+    """The App Service that reads the secret through a Key Vault reference (ARM).
 
-    async def get_site(self) -> Site: ...
+    Writes and transitions go out once (no SDK retry); Microsoft.Web's 409 "another
+    operation is in progress" raises :class:`~tenant.errors.Busy` and 429
+    :class:`~tenant.errors.Throttled`, both transient, for the caller's retry layer.
+    """
+
+    async def get_site(self) -> Site:
+        """The site and its state (Running, Stopped, Unknown)."""
+        ...
 
     async def key_vault_references(self) -> list[KeyVaultReference]: ...
 
-    async def refresh_key_vault_references(self) -> None: ...
+    async def refresh_key_vault_references(self) -> None:
+        """POST .../config/configreferences/appsettings/refresh with the documented
+        api-version 2022-03-01. Its reply is undocumented and the refresh appears to be
+        asynchronous: success says nothing about what the app holds. Poll with
+        :meth:`wait_for_active_version`."""
+        ...
+
+    async def wait_for_active_version(
+        self,
+        wanted: str,
+        *,
+        timeout: float,  # noqa: ASYNC109  # a polling deadline, not a call timeout
+        interval: float,
+    ) -> ReferencePoll:
+        """Poll the reference list until it reports ``wanted`` as activeVersion or
+        ``timeout`` seconds pass. An absent activeVersion is unknown (None), never a
+        match."""
+        ...
+
+    async def app_settings(self) -> AppSettings:
+        """POST .../config/appsettings/list: every app setting (values included)."""
+        ...
+
+    async def update_app_settings(self, changes: Mapping[str, str]) -> AppSettings:
+        """Set ``changes`` and PUT .../config/appsettings with every other setting exactly
+        as listed. A configuration change: the site restarts and re-fetches its Key
+        Vault references at once (the documented trigger). Returns the settings as they
+        were before."""
+        ...
+
+    async def configuration_change(self, marker: str) -> None:
+        """A configuration change that changes nothing else: writes ``marker`` into the
+        app setting :data:`tenant.appservice.RELOAD_MARKER_SETTING` (the only reload
+        Microsoft documents as immediate)."""
+        ...
+
+    async def reference_setting(self) -> ReferenceSetting:
+        """The app setting holding the target's reference, parsed (versionless or
+        pinned). NotFound when no setting references the target's secret."""
+        ...
+
+    async def write_reference(self, version: str | None) -> ReferenceChange:
+        """Point the reference setting at ``version`` (None: versionless), keeping its
+        vault and secret; one configuration change. Returns what to restore."""
+        ...
+
+    async def restore_reference(self, change: ReferenceChange) -> None:
+        """Write ``change.before`` back into the setting (one configuration change)."""
+        ...
 
     async def restart(self) -> None: ...
 
     async def stop(self) -> None: ...
 
     async def start(self) -> None: ...
+
+
+class SignInReader(Protocol):
+    """The tenant's sign-in log (Graph beta ``auditLogs/signIns``)."""
+
+    async def service_principal_sign_ins(
+        self, app_id: str, since: datetime
+    ) -> SignInLog | SignInsUnreadable:
+        """The app's service-principal sign-ins created at or after ``since``. A 403
+        (no AuditLog.Read.All) is :class:`SignInsUnreadable`, not an exception; other
+        failures raise classified :class:`~tenant.errors.TenantError`."""
+        ...
+
+
+class AppAction(Protocol):
+    """The app's own Graph-backed action, called as a user would (plain HTTPS GET)."""
+
+    async def run(self, url: str) -> AppActionOutcome:
+        """GET ``url``; 2xx is ok. Never raises for an HTTP or connection failure."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +231,5 @@ class TargetClients:
     vault: SecretStore
     entra: TokenIssuer
     site: AppService
+    signins: SignInReader
+    action: AppAction

@@ -16,7 +16,7 @@ from tenant import errors
 from tenant.connect import TenantSession, open_target
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.keyvault import KeyVaultSecretStore
-from tenant.models import KEY_ID_TAG, SecretValue, SiteState
+from tenant.models import KEY_ID_TAG, RemoveOutcome, SecretValue, SiteState
 from tenant.ports import Identity, TargetClients, TargetRef
 
 
@@ -78,7 +78,7 @@ async def test_add_password_returns_a_working_value_once_and_remove_deletes_it(
     outcome = await clients.entra.try_secret(sb.describe["app"]["client_id"], new.value)
     assert outcome.ok
 
-    await clients.app.remove_password(new.credential.key_id)
+    assert await clients.app.remove_password(new.credential.key_id) is RemoveOutcome.REMOVED
     assert new.credential.key_id not in {c["keyId"] for c in sb.state()["credentials"]}
     assert not (await clients.entra.try_secret(sb.describe["app"]["client_id"], new.value)).ok
 
@@ -304,8 +304,11 @@ async def test_arm_429_is_honoured_when_retries_are_on(
     assert (counter(sb, "arm", 429), counter(sb, "arm", 200)) == (1, 1)
 
 
-async def test_removing_an_unknown_credential_is_not_found(clients: TargetClients) -> None:
-    with pytest.raises(errors.NotFound) as caught:
-        await clients.app.remove_password("00000000-0000-0000-0000-00000000beef")
-    assert caught.value.permanent
-    assert "00000000-0000-0000-0000-00000000beef" in str(caught.value)
+async def test_removing_an_unknown_credential_is_already_gone_by_a_fresh_read(
+    sb: Any, clients: TargetClients
+) -> None:
+    gets = sb.state()["counters_by_method"].get("graph", {}).get("GET", 0)
+    outcome = await clients.app.remove_password("00000000-0000-0000-0000-00000000beef")
+    assert outcome is RemoveOutcome.ALREADY_GONE
+    # decided by reading the app after Graph's refusal, not by the refusal's text
+    assert sb.state()["counters_by_method"]["graph"].get("GET", 0) > gets

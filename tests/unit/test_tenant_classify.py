@@ -117,11 +117,13 @@ def _odata(
             errors.TooManySecrets,
             True,
         ),
+        # "Already gone" is decided by a fresh read in remove_password, never by the
+        # wording of a 400: the classification alone leaves it a plain refusal.
         (
             400,
             "Request_BadRequest",
             "No password credential found with keyId 'k'.",
-            errors.NotFound,
+            errors.TenantError,
             True,
         ),
         (503, "serviceNotAvailable", "try later", errors.Unavailable, False),

@@ -1,0 +1,157 @@
+"""Pure parts of tenant/: Key Vault reference parsing and writing, the tag limit, and
+reading sign-in log records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tenant.appservice import parse_reference
+from tenant.endpoints import PUBLIC
+from tenant.keyvault import MAX_TAGS, merge_tags
+from tenant.models import SecretReference, SignIn, SignInLog
+from tenant.signins import beta_url, parse_graph_time, parse_sign_in, sign_in_filter
+
+V = "ec96f02080254f109c51a1f14cdb1931"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/AzureAdClientSecret/)",
+            SecretReference("https://kv1.vault.azure.net/", None, "AzureAdClientSecret", None),
+        ),
+        (
+            "@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/AzureAdClientSecret)",
+            SecretReference("https://kv1.vault.azure.net/", None, "AzureAdClientSecret", None),
+        ),
+        (
+            f"@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/S/{V})",
+            SecretReference("https://kv1.vault.azure.net/", None, "S", V),
+        ),
+        (
+            f"@Microsoft.KeyVault(SecretUri=https://127.0.0.1:8443/secrets/S/{V}/)",
+            SecretReference("https://127.0.0.1:8443/", None, "S", V),
+        ),
+        (
+            "@Microsoft.KeyVault(VaultName=kv1;SecretName=S)",
+            SecretReference(None, "kv1", "S", None),
+        ),
+        (
+            f" @microsoft.keyvault( VaultName = kv1 ; SecretName = S ; SecretVersion = {V} ) ",
+            SecretReference(None, "kv1", "S", V),
+        ),
+        ("plain-value", None),
+        ("@Microsoft.KeyVault(SecretUri=http://kv1.vault.azure.net/secrets/S/)", None),
+        ("@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/keys/S/)", None),
+        ("@Microsoft.KeyVault(VaultName=kv1)", None),
+    ],
+)
+def test_parse_reference(value: str, expected: SecretReference | None) -> None:
+    assert parse_reference(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/S/)",
+        f"@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/S/{V})",
+        "@Microsoft.KeyVault(VaultName=kv1;SecretName=S)",
+        f"@Microsoft.KeyVault(VaultName=kv1;SecretName=S;SecretVersion={V})",
+    ],
+)
+def test_pinning_and_unpinning_round_trips_in_the_form_it_was_read(value: str) -> None:
+    ref = parse_reference(value)
+    assert ref is not None
+    pinned = ref.with_version("abc123")
+    assert pinned.pinned
+    assert pinned.version == "abc123"
+    assert parse_reference(pinned.setting_value()) == pinned
+    versionless = ref.with_version(None)
+    assert not versionless.pinned
+    assert parse_reference(versionless.setting_value()) == versionless
+    # the same form (SecretUri or VaultName) is written back
+    assert ("SecretUri=" in pinned.setting_value()) == ("SecretUri=" in value)
+
+
+def test_merge_tags_keeps_every_user_tag_and_refuses_past_the_limit() -> None:
+    users = {f"user{i}": str(i) for i in range(MAX_TAGS - 1)}
+    merged = merge_tags(users, {"secretwarden-key-id": "k"})
+    assert len(merged) == MAX_TAGS
+    assert merged["user0"] == "0"
+    # ours replaces ours: no extra tag
+    assert merge_tags(merged, {"secretwarden-key-id": "k2"})["secretwarden-key-id"] == "k2"
+    with pytest.raises(ValueError, match="limit of 15"):
+        merge_tags(merged, {"one-more": "x"})
+
+
+def test_sign_in_filter_and_beta_root() -> None:
+    since = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    assert sign_in_filter("app-1", since) == (
+        "appId eq 'app-1' and createdDateTime ge 2026-01-02T03:04:05Z"
+        " and signInEventTypes/any(t: t eq 'servicePrincipal')"
+    )
+    assert beta_url(PUBLIC) == "https://graph.microsoft.com/beta"
+    assert beta_url(PUBLIC.with_custom(graph_url="https://127.0.0.1:9/v1.0/")) == (
+        "https://127.0.0.1:9/beta"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T03:04:05.1234567Z", datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
+        ("2026-01-02T03:04:05.5+00:00", datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
+        ("yesterday", None),
+        (None, None),
+    ],
+)
+def test_graph_times(raw: object, parsed: datetime | None) -> None:
+    assert parse_graph_time(raw) == parsed
+
+
+def test_a_sign_in_record_is_read_and_an_unreadable_one_is_refused() -> None:
+    ok = parse_sign_in(
+        {
+            "createdDateTime": "2026-01-02T03:04:05Z",
+            "appId": "a",
+            "servicePrincipalCredentialKeyId": "K1",
+            "status": {"errorCode": 0, "failureReason": None},
+        }
+    )
+    assert ok == SignIn("K1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), True, 0, None)
+    failed = parse_sign_in(
+        {
+            "createdDateTime": "2026-01-02T03:04:05Z",
+            "status": {"errorCode": 7000215, "failureReason": "Invalid client secret"},
+        }
+    )
+    assert failed is not None
+    assert not failed.succeeded
+    assert failed.key_id is None
+    # no status code: success unknown, so the record is unreadable (never "succeeded")
+    assert parse_sign_in({"createdDateTime": "2026-01-02T03:04:05Z", "status": {}}) is None
+    assert (
+        parse_sign_in({"createdDateTime": "2026-01-02T03:04:05Z", "status": {"errorCode": True}})
+        is None
+    )
+    assert parse_sign_in({"status": {"errorCode": 0}}) is None
+
+
+def test_last_success_counts_only_successful_sign_ins_with_that_key() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    log = SignInLog(
+        app_id="a",
+        since=t0,
+        sign_ins=(
+            SignIn("OLD", t0 + timedelta(minutes=5), False, 7000215, "bad"),
+            SignIn("new", t0 + timedelta(minutes=3), True, 0, None),
+            SignIn("old", t0 + timedelta(minutes=1), True, 0, None),
+        ),
+    )
+    assert log.last_success("NEW") == t0 + timedelta(minutes=3)
+    assert log.last_success("old") == t0 + timedelta(minutes=1)
+    assert log.last_success("other") is None
