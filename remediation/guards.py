@@ -63,8 +63,8 @@ class Guards:
         """
         self._state[target] = _TargetState()
         for r in runs:
-            if r.finished is None or r.outcome is None:
-                continue
+            if r.finished is None or r.outcome is None or r.action not in ("rotate", "heal"):
+                continue  # unfinished, or a cleanup (the end of a proven rotation)
             issued = r.outcome != "compensated" and bool(r.facts.get("new_key_id"))
             self.record(
                 target,

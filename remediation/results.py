@@ -75,6 +75,7 @@ class RungApplied:
 class Verified:
     rung: str | None
     reason: str
+    proof: str | None = None  # what proves the app's version (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,30 @@ class RemoveKeys:
 @dataclass(frozen=True, slots=True)
 class Removed:
     removed: tuple[str, ...]
+    proof: str = ""  # why removing them was safe
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRemoval:
+    """Credentials kept after a rotation (or rollback) until proof that the app no
+    longer uses them, or until the overlap window ends. Journaled; the Remediator
+    finishes it (a ``cleanup`` run) when proof arrives."""
+
+    pending_key_ids: tuple[str, ...]
+    keep_key_id: str  # the credential the app should be on now
+    keep_version: str  # the Key Vault version holding its value
+    reloaded_at: str  # ISO time of the reload that should have moved the app
+    pending_since: str
+    pending_until: str
+    pending_why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rechecked:
+    """After a removal: the app's own action and the Graph probe, once more."""
+
+    ok: bool
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +221,20 @@ class RunFacts:
     @property
     def rung(self) -> str | None:
         return self._str("rung")
+
+    def pending(self) -> PendingRemoval | None:
+        keys = self._d.get("pending_key_ids")
+        if not keys:
+            return None
+        return PendingRemoval(
+            tuple(str(k) for k in keys),
+            self._need("keep_key_id"),
+            self._need("keep_version"),
+            self._need("reloaded_at"),
+            self._need("pending_since"),
+            self._need("pending_until"),
+            self._str("pending_why") or "",
+        )
 
     def old_keys(self) -> tuple[str, ...]:
         """The old credentials this run may remove (never its own new one)."""

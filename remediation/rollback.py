@@ -7,7 +7,8 @@ the new credential may be the only one that works.
 from __future__ import annotations
 
 from remediation.reload import reload_and_verify
-from remediation.results import RemovedNew, RemoveNew, Restored, RestoreFrom
+from remediation.removal import settle_old
+from remediation.results import Restored, RestoreFrom
 from remediation.runner import Run, StepError
 
 ROLLBACK_TAG = "secretwarden-rollback-of"
@@ -36,7 +37,9 @@ async def rollback(run: Run) -> tuple[str, str]:
     if not r.is_done("rollback.verify"):
         # The app must be back on the previous value before the new credential goes;
         # its health is not the question here (it failed with both values).
-        ok = await reload_and_verify(run, restored, prefix="rollback.", health=False, graph=False)
+        ok = await reload_and_verify(
+            run, restored, prefix="rollback.", health=False, graph=False, action=False
+        )
         if not ok:
             raise StepError(
                 run.target,
@@ -45,20 +48,20 @@ async def rollback(run: Run) -> tuple[str, str]:
                 f"return to the restored version {restored}; the new credential "
                 f"{run.facts.new_key_id} was kept so the app keeps working",
             )
-    if not r.is_done("rollback.remove_new"):
-        new_key = run.facts.new_key_id
-
-        async def remove_new() -> RemovedNew:
-            if new_key:
-                await run.remove_password("rollback.remove_new", new_key)
-            return RemovedNew(new_key)
-
-        await run.step(
-            "rollback.remove_new", remove_new, RemoveNew(new_key), metric_step="rollback"
-        )
+    new_key = run.facts.new_key_id
+    if not (r.is_done("rollback.remove_new") or r.is_done("pending_removal")):
+        old = run.facts.old_key_ids
+        keep = old[0] if len(old) == 1 else ""
+        await settle_old(run, "rollback.remove_new", (new_key,) if new_key else (), keep, restored)
+    pend = run.facts.pending() if r.is_done("pending_removal") else None
+    what = (
+        f"new credential {new_key} pending removal until {pend.pending_until}: {pend.pending_why}"
+        if pend
+        else "new credential removed"
+    )
     return "rolled_back", (
         f"rolled back: new secret never verified ({reason}); Key Vault version "
-        f"{restored} holds the previous value, new credential removed"
+        f"{restored} holds the previous value, {what}"
     )
 
 

@@ -9,12 +9,14 @@ credential is never removed before the app is proven on the new one.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from exporters.expiry import candidates
 from remediation.decisions import EntraVerdict, is_due, which_old_credential
 from remediation.journal import RUN, crash_point
 from remediation.reload import RUNGS, reload_and_verify
+from remediation.removal import recheck, settle_old
 from remediation.results import (
     Added,
     AddPasswordPlan,
@@ -26,14 +28,14 @@ from remediation.results import (
     Planned,
     Propagated,
     Removed,
-    RemoveKeys,
     Waited,
 )
 from remediation.rollback import rollback
 from remediation.runner import Restart, Run, StepError
-from tenant.errors import TooManySecrets
+from tenant.errors import TenantError, TooManySecrets
 from tenant.models import (
     KEY_ID_TAG,
+    NewPassword,
     PasswordCredential,
     SecretVersion,
     TokenFailure,
@@ -49,7 +51,8 @@ async def rotate(run: Run, *, force: bool) -> tuple[str, str]:
     if not r.is_done("plan"):
         await run.step("plan", lambda: plan(run))
     f = run.facts
-    if not force and not f.due:
+    # "Is it due" holds until something is written; a resumed run asks it again.
+    if not force and not f.due and not r.was_begun("add_password"):
         return "nothing_to_do", f"nothing to do: in-use secret expires {f.in_use_end}"
     if run.dry_run:
         print_plan(run)
@@ -70,20 +73,22 @@ async def rotate(run: Run, *, force: bool) -> tuple[str, str]:
                 KeyVaultTarget(str(run.facts.new_key_id)),
             )
         except StepError as e:
-            try:
-                await remove_orphan(run)
-            except StepError as e2:
-                raise StepError(
-                    run.target,
-                    e.step,
-                    f"{e.cause}; removing the new credential failed too: {e2.cause}",
-                    permanent=e.permanent,
-                ) from e
-            raise
+            if not await write_landed(run):
+                try:
+                    await remove_orphan(run)
+                except StepError as e2:
+                    raise StepError(
+                        run.target,
+                        e.step,
+                        f"{e.cause}; removing the new credential failed too: {e2.cause}",
+                        permanent=e.permanent,
+                    ) from e
+                raise
         finally:
             run.new = None  # the value is in Key Vault now, or lost on purpose
     f = run.facts
     new_version = str(f.new_version)
+    new_key = str(f.new_key_id)
     if not r.is_done("verify"):
         # A resumed run whose ladder already ran out goes on with the rollback.
         gave_up = "verify" in r.failed or r.was_begun("rollback.restore")
@@ -92,14 +97,25 @@ async def rotate(run: Run, *, force: bool) -> tuple[str, str]:
     if run.settings.grace_period > 0 and not r.is_done("grace_period"):
         await run.step("grace_period", lambda: grace(run))
     old = run.facts.old_keys()
-    if not r.is_done("remove_old"):
-        await run.step("remove_old", lambda: remove_old(run), RemoveKeys(old))
+    if not (r.is_done("remove_old") or r.is_done("pending_removal")):
+        await settle_old(run, "remove_old", old, new_key, new_version)
+    if r.is_done("remove_old") and not r.is_done("recheck"):
+        await run.step("recheck", lambda: recheck(run, "recheck"))
     f = run.facts
     kept = f"; old credential not removed: {f.old_unsure}" if f.old_unsure else ""
+    rung = f" (reloaded by {f.rung})" if f.rung else ""
+    if r.is_done("pending_removal"):
+        pend = f.pending()
+        detail = (
+            f"rotated{rung}: Key Vault version {new_version} holds credential {new_key}; "
+            f"old credential {list(pend.pending_key_ids) if pend else old} pending removal "
+            f"until {pend.pending_until if pend else '?'}: {pend.pending_why if pend else ''}"
+        )
+        return "success", detail
     removed = list(f.removed) if f.removed else "no old credential"
     detail = (
-        f"rotated: Key Vault version {new_version} holds credential "
-        f"{f.new_key_id}; removed {removed}{kept}"
+        f"rotated{rung}: Key Vault version {new_version} holds credential "
+        f"{new_key}; removed {removed}{kept}"
     )
     return "success", detail
 
@@ -183,21 +199,75 @@ async def add_password(run: Run) -> Added:
     name = display_name(run)
     end = run.clock.now() + run.settings.secret_lifetime
     app = run.clients.app
+
+    async def attempt() -> NewPassword:
+        try:
+            return await app.add_password(name, end)
+        except TenantError as e:
+            if e.maybe_applied:
+                # The reply was lost: a credential may exist whose value nobody holds.
+                # Find it by this run's display name (waiting out read lag), remove it,
+                # and let the retry layer try again.
+                await remove_by_name(run, "add_password", name)
+            raise
+
     try:
-        new = await run.call(
-            "add_password",
-            "addPassword",
-            lambda: app.add_password(name, end),
-            passthrough=(TooManySecrets,),
-        )
+        new = await run.call("add_password", "addPassword", attempt, passthrough=(TooManySecrets,))
     except TooManySecrets as e:
         await run.step(
             "free_slot", lambda: free_slot(run), FreeSlotCause(e.code or "TooManySecrets")
         )
-        new = await run.call("add_password", "addPassword", lambda: app.add_password(name, end))
+        new = await add_after_freeing(run, attempt)
     run.new = new
     crash_point("add_password:returned")
     return Added(new.credential.key_id)
+
+
+async def add_after_freeing(run: Run, attempt: Callable[[], Awaitable[NewPassword]]) -> NewPassword:
+    """addPassword right after removePassword may still count the removed secret
+    (Graph's reads and checks lag its writes): wait the lag out, then give up."""
+    deadline = run.clock.monotonic() + run.settings.graph_read_lag
+    delay = run.settings.step_backoff
+    while True:
+        try:
+            return await run.call(
+                "add_password", "addPassword", attempt, passthrough=(TooManySecrets,)
+            )
+        except TooManySecrets as e:
+            if run.clock.monotonic() >= deadline:
+                raise StepError(
+                    run.target,
+                    "add_password",
+                    f"addPassword: the app still holds the maximum number of client secrets "
+                    f"{run.settings.graph_read_lag:.0f}s after one was removed: {e}",
+                    permanent=True,
+                ) from e
+            run.emit("add_password", "info", f"slot not free yet (read lag); retry in {delay:.1f}s")
+            await run.clock.sleep(delay)
+            delay = min(delay * 2, run.settings.step_backoff_max)
+
+
+async def remove_by_name(run: Run, step: str, name: str) -> tuple[str, ...]:
+    """Remove every credential named ``name`` (this run's), reading until the read lag
+    has passed so that one created by a lost-reply addPassword is seen."""
+    deadline = run.clock.monotonic() + run.settings.graph_read_lag
+    removed: list[str] = []
+    while True:
+        found = await run.call(
+            step,
+            "find credentials by display name",
+            lambda: run.clients.app.find_credentials(name),
+        )
+        for c in found:
+            if c.key_id not in removed:
+                await run.remove_password(step, c.key_id)
+                removed.append(c.key_id)
+        if run.clock.monotonic() >= deadline:
+            break
+        await run.clock.sleep(min(run.settings.verify_poll, run.settings.graph_read_lag))
+    if removed:
+        run.emit(step, "info", f"removed credential(s) {removed} left by a lost reply")
+    return tuple(removed)
 
 
 async def free_slot(run: Run) -> Freed:
@@ -216,9 +286,7 @@ async def free_slot(run: Run) -> Freed:
             permanent=True,
         )
     victim = spare[0]
-    await run.call(
-        "free_slot", "removePassword", lambda: run.clients.app.remove_password(victim.key_id)
-    )
+    await run.remove_password("free_slot", victim.key_id)
     return Freed(victim.key_id)
 
 
@@ -253,10 +321,46 @@ async def write_keyvault(run: Run) -> KeyVaultWritten:
     assert run.new is not None
     new = run.new
     tags = {KEY_ID_TAG: new.credential.key_id, RUN_TAG: run.rec.run}
-    v = await run.call(
-        "write_keyvault", "set secret", lambda: run.clients.vault.set_value(new.value, tags)
-    )
+    vault = run.clients.vault
+
+    async def attempt() -> SecretVersion:
+        try:
+            return await vault.set_value(new.value, tags)
+        except TenantError as e:
+            if e.maybe_applied:
+                # The reply was lost: read before writing again (or removing anything).
+                current = await vault.get_current()
+                if current.tags.get(KEY_ID_TAG) == new.credential.key_id:
+                    return current
+            raise
+
+    v = await run.call("write_keyvault", "set secret", attempt)
     return KeyVaultWritten(v.version)
+
+
+async def write_landed(run: Run) -> bool:
+    """After the Key Vault write failed (or its outcome is unknown): does Key Vault
+    hold this run's new value after all? Read before removing anything."""
+    r = run.rec
+    key = run.facts.new_key_id
+    if not r.was_begun("write_keyvault") or r.is_done("write_keyvault") or key is None:
+        return r.is_done("write_keyvault")
+    try:
+        current = await run.call(
+            "write_keyvault", "read Key Vault secret", run.clients.vault.get_current
+        )
+    except StepError as e:
+        raise StepError(
+            run.target,
+            "write_keyvault",
+            f"the Key Vault write failed and Key Vault cannot be read to tell whether it "
+            f"landed ({e.cause}); the new credential {key} is kept: check Key Vault",
+        ) from e
+    if current.tags.get(KEY_ID_TAG) != key:
+        return False
+    run.write("write_keyvault", "done", KeyVaultWritten(current.version))
+    run.emit("write_keyvault", "done", f"found version {current.version} (the write landed)")
+    return True
 
 
 async def remove_orphan(run: Run) -> None:
@@ -267,17 +371,18 @@ async def remove_orphan(run: Run) -> None:
 
 
 async def remove_run_credentials(run: Run) -> Compensated:
+    """This run's new keyId directly (a read may lag), then any credential carrying
+    this run's display name (a lost addPassword reply may have made one)."""
     f = run.facts
-    app = await run.call("compensate", "read app registration", run.clients.app.get_app)
-    name = f.display_name
-    ours = tuple(
-        c.key_id
-        for c in app.credentials
-        if c.key_id == f.new_key_id or (name and c.display_name == name)
-    )
-    for key_id in ours:
-        await run.remove_password("compensate", key_id)
-    return Compensated(ours)
+    ours: list[str] = []
+    if f.new_key_id:
+        await run.remove_password("compensate", f.new_key_id)
+        ours.append(f.new_key_id)
+    if f.display_name:
+        for key_id in await remove_by_name(run, "compensate", f.display_name):
+            if key_id not in ours:
+                ours.append(key_id)
+    return Compensated(tuple(ours))
 
 
 async def recover_lost_value(run: Run) -> None:

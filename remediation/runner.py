@@ -30,8 +30,8 @@ from remediation.metrics import RemediationMetrics
 from remediation.results import RunFacts
 from remediation.settings import WorkflowSettings
 from remediation.verify import Prober
-from tenant.errors import NotFound, TenantError
-from tenant.models import NewPassword
+from tenant.errors import TenantError
+from tenant.models import NewPassword, RemoveOutcome
 from tenant.ports import TargetClients
 
 T = TypeVar("T")
@@ -63,6 +63,8 @@ class Outcome:
     detail: str
     rotated: bool = False
     permanent: bool = False
+    # A removal was followed by a failing app: the Remediator heals at once.
+    heal_now: bool = False
 
 
 class StepError(Exception):
@@ -129,13 +131,13 @@ class Run:
 
     # -- bookkeeping --------------------------------------------------------------
 
-    def open(self, action: str, trigger: str) -> None:
+    def open(self, action: str, trigger: str, **begin: object) -> None:
         now = self.clock.now()
         run = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         self.rec = RunRecord(run=run, action=action, started=now)
         self.new = None
         structlog.contextvars.bind_contextvars(run=run, action=action)
-        self.write(RUN, "begin", {"trigger": trigger, "dry_run": self.dry_run})
+        self.write(RUN, "begin", {"trigger": trigger, "dry_run": self.dry_run, **begin})
         self.emit("run", "begin", f"{action} ({trigger})")
 
     def adopt(self, record: RunRecord) -> None:
@@ -255,15 +257,13 @@ class Run:
                 delay = min(delay * 2, s.step_backoff_max)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def remove_password(self, step: str, key_id: str) -> None:
-        """removePassword; a credential already gone (a resumed run removed it) is fine."""
-        try:
-            await self.call(
-                step, "removePassword", functools.partial(self.clients.app.remove_password, key_id)
-            )
-        except StepError as e:
-            if not isinstance(e.__cause__, NotFound):
-                raise
+    async def remove_password(self, step: str, key_id: str) -> RemoveOutcome:
+        """removePassword. A credential already gone (a resumed run, or a lost reply,
+        removed it) is fine: the tenant layer decides that by a fresh read of the app,
+        never by the wording of Graph's refusal."""
+        return await self.call(
+            step, "removePassword", functools.partial(self.clients.app.remove_password, key_id)
+        )
 
 
 def fmt(data: dict[str, Any] | None) -> str:

@@ -19,14 +19,18 @@ says for a lost value.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Literal
 
 import structlog
 
+from remediation.cleanup import cleanup
 from remediation.clock import Clock
+from remediation.decisions import Blocked
 from remediation.heal import heal
 from remediation.journal import RUN, Journal, RunRecord
 from remediation.metrics import RemediationMetrics
+from remediation.results import PendingRemoval
 from remediation.rollback import ROLLBACK_TAG as ROLLBACK_TAG
 from remediation.rotation import RUN_TAG as RUN_TAG
 from remediation.rotation import rotate
@@ -79,15 +83,32 @@ class Workflow:
     async def run(self, action: Action, trigger: str, *, force: bool = False) -> Outcome:
         """Run ``action`` from the start. ``force`` rotates even when not yet due."""
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
-            self.run_.open(action, trigger)
+            self.run_.open(action, trigger, force=force)
             return await self._drive(force=force)
 
-    async def resume(self, record: RunRecord, *, force: bool = True) -> Outcome:
-        """Finish a run the journal shows unfinished (the process died during it)."""
+    async def cleanup(self, pending: PendingRemoval, proof: str) -> Outcome:
+        """Remove credentials a rotation left pending, now that ``proof`` says the app
+        no longer uses them; then check the app once more."""
+        with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
+            self.run_.open("cleanup", f"pending removal: {proof}", proof=proof, **asdict(pending))
+            return await self._drive(force=True)
+
+    async def resume(self, record: RunRecord, *, blocked: Blocked | None = None) -> Outcome:
+        """Finish a run the journal shows unfinished (the process died during it).
+
+        The run keeps its own ``force``: a non-forced rotation asks "is it due" again,
+        and one that wrote nothing yet stops when a guard blocks it now."""
         run = self.run_
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
             run.adopt(record)
             run.emit("run", "info", f"resuming run {record.run} after {run.last_step()}")
+            begin = record.entries[0].data if record.entries else {}
+            force = bool(begin.get("force", True))
+            wrote = record.was_begun("add_password") or any(
+                s.startswith("reload.") for s in record.begun + record.done + record.failed
+            )
+            if blocked is not None and not force and not wrote:
+                return self._finish("blocked", f"resumed run stopped: {blocked.detail}")
             return await self._drive(force=force)
 
     async def _drive(self, *, force: bool) -> Outcome:
@@ -100,6 +121,8 @@ class Workflow:
                 try:
                     if run.rec.action == "heal":
                         outcome, detail = await heal(run)
+                    elif run.rec.action == "cleanup":
+                        outcome, detail = await cleanup(run)
                     else:
                         outcome, detail = await rotate(run, force=force)
                 except Restart:
@@ -109,14 +132,17 @@ class Workflow:
                     continue
                 return self._finish(outcome, detail)
         except StepError as e:
-            return self._finish("failed", str(e), permanent=e.permanent)
+            heal_now = e.step in ("recheck", "cleanup.recheck")
+            return self._finish("failed", str(e), permanent=e.permanent, heal_now=heal_now)
         except TenantError as e:  # a read outside a step wrapper; still name the target
             return self._finish("failed", f"target {self.target}: {e}", permanent=e.permanent)
         finally:
             if self.metrics:
                 self.metrics.in_progress.labels(self.target, action).set(0)
 
-    def _finish(self, outcome: str, detail: str, *, permanent: bool = False) -> Outcome:
+    def _finish(
+        self, outcome: str, detail: str, *, permanent: bool = False, heal_now: bool = False
+    ) -> Outcome:
         run = self.run_
         rec = run.rec
         rotated = outcome == "success" and rec.is_done("write_keyvault")
@@ -132,4 +158,6 @@ class Workflow:
             if rotated:
                 finished = rec.finished or run.clock.now()  # as journaled
                 self.metrics.last_rotation.labels(self.target).set(finished.timestamp())
-        return Outcome(self.target, rec.run, rec.action, outcome, detail, rotated, permanent)
+        return Outcome(
+            self.target, rec.run, rec.action, outcome, detail, rotated, permanent, heal_now
+        )
