@@ -223,15 +223,18 @@ class Remediator:
             return None
         if observed.target in self.targets and self.running(observed.target) is None:
             self._update_blocked(observed.target, "rotate")  # a backoff may have ended
-            if observed.probe == "reference":
-                self._schedule_pending_check(observed.target)
         decision = self.policy.evaluate(observed)
         if decision is None:
             return None
         return self.trigger(decision.target, decision.action, f"policy: {decision.reason}")
 
+    def note(self, observed: Observed) -> None:
+        """Every probe observation, policy or not: each reference observation looks
+        again at a pending removal (finishing a rotation is not a new remediation)."""
+        if observed.probe == "reference" and observed.target in self.targets:
+            self._schedule_pending_check(observed.target)
+
     def _schedule_pending_check(self, target: str) -> None:
-        """With each reference observation, look again at a pending removal."""
         busy = self._checks.get(target)
         if (busy is not None and not busy.done()) or not self.pending(target):
             return
