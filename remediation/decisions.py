@@ -122,6 +122,7 @@ def removal(
     now: datetime,
     overlap: timedelta,
     evidence: Evidence,
+    quiet: timedelta = timedelta(hours=2),
 ) -> Removal:
     """May the old credential(s) be deleted now?
 
@@ -129,22 +130,23 @@ def removal(
     or after the reload, and with no old keyId since the reload); ARM's activeVersion
     equal to the new version; a pinned reference resolved on the new version. Without
     proof the old credential stays until ``pending_since + overlap`` (the platform
-    re-fetches references at least that often). Sign-ins with an old keyId after the
-    reload are counter-proof: the credential is still in use, so it stays even after
-    the window (a human must look).
+    re-fetches references at least that often). A sign-in with an old keyId after the
+    reload and within ``quiet`` of now (an app signs in at least as often as its tokens
+    expire, about hourly) is counter-proof: the credential is in use, so it stays even
+    after the window and the reason says so.
     """
     until = pending_since + overlap
     s = evidence.signins
     if s is not None:
         old_since = s.old_last is not None and s.old_last >= reloaded_at
-        if old_since:
+        if old_since and s.old_last is not None and s.old_last > now - quiet:
             return Removal(
                 Verdict.WAIT,
                 f"the sign-in log shows an old credential in use at {_ts(s.old_last)}, "
                 "after the reload",
                 until,
             )
-        if s.new_last is not None and s.new_last >= reloaded_at:
+        if not old_since and s.new_last is not None and s.new_last >= reloaded_at:
             return Removal(
                 Verdict.REMOVE,
                 f"sign-in evidence: the app signed in with the new credential at "
@@ -235,11 +237,17 @@ def is_blocked(
     if action == "rotate":
         window = [t for t in state.rotations if t > now - timedelta(days=1)]
         if len(window) >= max_rotations_per_day:
-            until = min(window) + timedelta(days=1)
+            # A cap of 0 (automatic rotation off) has no window to wait out.
+            cap_until = min(window) + timedelta(days=1) if window else None
             return Blocked(
                 "rotation_cap",
-                until,
+                cap_until,
                 f"{len(window)} rotation(s) in the last 24 h "
-                f"(cap {max_rotations_per_day}) until {until.isoformat()}",
+                f"(cap {max_rotations_per_day})"
+                + (
+                    f" until {cap_until.isoformat()}"
+                    if cap_until
+                    else ": automatic rotation is off"
+                ),
             )
     return None

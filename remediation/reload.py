@@ -154,6 +154,7 @@ async def ensure_running(run: Run, step: str) -> None:
             state = (await run.call(step, "read site state", site.get_site)).state
             last = state.value
             if state is SiteState.RUNNING:
+                run.site_stopped = False
                 if run.metrics:
                     run.metrics.site_stopped.labels(run.target).set(0)
                 return
@@ -162,6 +163,7 @@ async def ensure_running(run: Run, step: str) -> None:
             await run.clock.sleep(min(run.settings.verify_poll, s.site_running_timeout))
     except StepError as e:
         last = f"{last}; {e.cause}"
+    run.site_stopped = True
     if run.metrics:
         run.metrics.site_stopped.labels(run.target).set(1)
     log.error("site left stopped", step=step, state=last)

@@ -123,6 +123,7 @@ class Run:
         self.dry_run = dry_run
         self.rec = RunRecord(run="", action="", started=clock.now())
         self.new: NewPassword | None = None  # the new value lives only in memory
+        self.site_stopped = False  # a Stop+Start left the site Stopped (said loudly)
 
     @property
     def facts(self) -> RunFacts:

@@ -145,6 +145,8 @@ class Workflow:
     ) -> Outcome:
         run = self.run_
         rec = run.rec
+        if run.site_stopped:
+            detail += "; the site is Stopped (Start failed after a Stop): start it by hand"
         rotated = outcome == "success" and rec.is_done("write_keyvault")
         data: dict[str, object] = {"outcome": outcome, "rotated": rotated, "permanent": permanent}
         if outcome in ("failed", "rolled_back"):

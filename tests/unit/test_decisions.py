@@ -119,7 +119,11 @@ BEFORE = RELOAD - timedelta(minutes=1)
         (ev(si(AFTER, AFTER)), NOW, Verdict.WAIT, "old credential in use"),
         (ev(si(AFTER, RELOAD)), NOW, Verdict.WAIT, "old credential in use"),
         # the old one still signs in: counter-proof outlives the window and beats ARM
-        (ev(si(AFTER, AFTER)), SINCE + 2 * OVERLAP, Verdict.WAIT, "old credential in use"),
+        (ev(si(AFTER, NOW + 2 * OVERLAP)), SINCE + 2 * OVERLAP, Verdict.WAIT, "in use"),
+        (ev(si(NOW, RELOAD)), RELOAD + timedelta(minutes=119), Verdict.WAIT, "in use"),
+        # ... until it has been quiet for 2 h: then no sign-in proof, but the window may end
+        (ev(si(AFTER, AFTER)), SINCE + 2 * OVERLAP, Verdict.REMOVE, "overlap window"),
+        (ev(si(NOW, RELOAD), active=NEW), RELOAD + timedelta(hours=2), Verdict.REMOVE, "active"),
         (ev(si(None, AFTER), active=NEW), NOW, Verdict.WAIT, "old credential in use"),
         # activeVersion: equal is proof, another version or none is not
         (ev(active=NEW), NOW, Verdict.REMOVE, "activeVersion v2"),
@@ -194,3 +198,19 @@ def test_is_blocked(state: GuardState, action: str, reason: str | None) -> None:
     if got is not None:
         assert got.until is not None
         assert got.until > NOW
+
+
+def test_a_cap_of_zero_blocks_every_automatic_rotation() -> None:
+    got = is_blocked(
+        GuardState(),
+        "rotate",
+        NOW,
+        max_rotations_per_day=0,
+        backoff_initial=timedelta(minutes=5),
+        backoff_max=timedelta(hours=1),
+        circuit_reset=timedelta(hours=24),
+    )
+    assert got is not None
+    assert got.reason == "rotation_cap"
+    assert got.until is None
+    assert "off" in got.detail
