@@ -166,7 +166,13 @@ def rig_with(
     (``app_action=True`` also verifies with the sandbox's app action)."""
     sb.faults(app_sync_interval_seconds=0.02)
 
-    def make(*, app_action: bool = False, guards: GuardSettings | None = None, **kw: Any) -> Rig:
+    def make(
+        *,
+        app_action: bool = False,
+        guards: GuardSettings | None = None,
+        dry_run: bool = False,
+        **kw: Any,
+    ) -> Rig:
         return make_rig(
             sb,
             tenant_clients,
@@ -176,6 +182,7 @@ def rig_with(
             settings=dataclasses.replace(FAST, **kw),
             guards=guards,
             app_action=app_action,
+            dry_run=dry_run,
         )
 
     return make
