@@ -14,6 +14,7 @@ from aiohttp import web
 
 from sandbox import reload
 from sandbox.portal import Portal
+from sandbox.snapshot import state_json
 
 PREFIX = "/_sandbox"
 
@@ -51,7 +52,7 @@ class Admin:
         ]
 
     async def state(self, request: web.Request) -> web.Response:
-        return _json(self.portal.state_json())
+        return _json(state_json(self.portal))
 
     async def get_describe(self, request: web.Request) -> web.Response:
         return _json(self.describe())
@@ -76,7 +77,7 @@ class Admin:
         self.portal.reset()
         self.on_faults({"app_sync_interval_seconds"})
         self.on_change()
-        return _json(self.portal.state_json())
+        return _json(state_json(self.portal))
 
     def _missing(self, key_id: str) -> web.Response:
         return _json({"error": f"credentials: no credential with keyId {key_id!r}"}, 404)

@@ -8,16 +8,13 @@ service of the sandbox shares (which secret is valid, what the app resolved).
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import string
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sandbox import reload
@@ -161,6 +158,7 @@ class Portal:
         # Removed credentials and when: Graph reads still show them for a while.
         self.removed: list[tuple[Credential, datetime]] = []
         self.signins: list[SignIn] = []
+        self.signin_totals: dict[str, dict[str, Any]] = {}
         self.vault_url = "https://127.0.0.1"  # where the vault is; set at start
         self.vault: dict[str, list[SecretVersion]] = {}
         self.site = Site()
@@ -189,6 +187,7 @@ class Portal:
         ]
         self.removed = []
         self.signins = []
+        self.signin_totals = {}
         self.vault = {}
         self.set_secret(SECRET_NAME, value, tags={}, content_type=None)
         self.site = Site(settings=self.initial_settings())
@@ -261,7 +260,12 @@ class Portal:
     ) -> None:
         """A token request of the backend app: which credential it used, and how it went."""
         signin = SignIn.new(self, key_id, error_code, reason, resource)
-        self.signins = [*self.signins, signin][-1000:]
+        self.signins = [*self.signins, signin][-5000:]  # the log keeps the newest
+        if key_id is not None:
+            entry = self.signin_totals.setdefault(key_id, {"count": 0, "failed": 0, "last": None})
+            entry["count"] += 1
+            entry["failed"] += 1 if error_code != 0 else 0
+            entry["last"] = signin.at.isoformat()
 
     def issue_token(self, client_id: str, audience: str) -> tuple[str, int]:
         token = secrets.token_urlsafe(32)
@@ -345,149 +349,3 @@ class Portal:
     def count(self, service: str, method: str, status: int) -> None:
         self.counters[service][str(status)] += 1
         self.methods[service][method.upper()] += 1
-
-    def state_json(self) -> dict[str, Any]:
-        now = self.now()
-        main = self.vault.get(SECRET_NAME, [])
-        return {
-            "now": now.isoformat(),
-            "tenant_id": self.ids.tenant_id,
-            "credentials": [
-                {
-                    "keyId": c.key_id,
-                    "hint": c.hint,
-                    "displayName": c.display_name,
-                    "startDateTime": c.start.isoformat(),
-                    "endDateTime": c.end.isoformat(),
-                    "expired": c.end <= now,
-                    "propagated": c.propagated_at <= now,
-                    "in_key_vault": bool(main) and main[-1].value == c.secret_text,
-                    "in_use_by_app": self.site.resolved_value == c.secret_text,
-                }
-                for c in self.credentials
-            ],
-            "keyvault": {
-                "secret_name": SECRET_NAME,
-                "current_version": main[-1].version if main else None,
-                "versions": [
-                    {
-                        "version": v.version,
-                        "value": v.value,
-                        "tags": v.tags,
-                        "contentType": v.content_type,
-                        "enabled": v.enabled,
-                        "created": v.created,
-                    }
-                    for v in main
-                ],
-                "other_secrets": sorted(n for n in self.vault if n != SECRET_NAME),
-            },
-            "site": {
-                "state": self.site.state,
-                "phase": self.app_phase(),
-                "resolved_version": self.site.resolved_version,
-                "started_at": self.site.started_at.isoformat() if self.site.started_at else None,
-                "restarts": self.site.restarts,
-                "starts": self.site.starts,
-                "stops": self.site.stops,
-                "refreshes": self.site.refreshes,
-                "config_changes": self.site.config_changes,
-                "settings": self.site.settings,
-                "reference": self._reference_state(),
-                "resolved_at": _iso(self.site.resolved_at),
-                "refresh_due_at": _iso(self.site.refresh_due_at),
-                "busy_until": _iso(self.site.busy_until),
-                "busy_operation": reload.busy(self),
-            },
-            "app": asdict(self.app),
-            "signins": self.signins_by_key(),
-            "counters": {s: dict(c) for s, c in self.counters.items()},
-            "counters_by_method": {s: dict(c) for s, c in self.methods.items()},
-            "faults": self.faults.to_json(),
-        }
-
-    def _reference_state(self) -> dict[str, Any] | None:
-        ref = self.site.reference()
-        if ref is None:
-            return None
-        return {"secret_name": ref.secret_name, "version": ref.version, "pinned": bool(ref.version)}
-
-    def signins_by_key(self) -> dict[str, dict[str, Any]]:
-        """Per keyId the backend app signed in with: how often, and the last time."""
-        out: dict[str, dict[str, Any]] = {}
-        for s in self.signins:
-            if s.key_id is None:
-                continue
-            entry = out.setdefault(s.key_id, {"count": 0, "failed": 0, "last": None})
-            entry["count"] += 1
-            if s.error_code != 0:
-                entry["failed"] += 1
-            entry["last"] = s.at.isoformat()
-        return out
-
-    # -- persistence -------------------------------------------------------------
-
-    def to_file_json(self) -> dict[str, Any]:
-        return {
-            "ids": asdict(self.ids),
-            "credentials": [c.to_json() for c in self.credentials],
-            "vault": {n: [asdict(v) for v in vs] for n, vs in self.vault.items()},
-            "site": {
-                "state": self.site.state,
-                "resolved_version": self.site.resolved_version,
-                "resolved_value": self.site.resolved_value,
-                "restarts": self.site.restarts,
-                "starts": self.site.starts,
-                "stops": self.site.stops,
-                "refreshes": self.site.refreshes,
-                "config_changes": self.site.config_changes,
-                "settings": self.site.settings,
-            },
-            "faults": {
-                k: v
-                for k, v in self.faults.to_json().items()
-                if k not in ("inject", "apply_then_fail")
-            },
-            "app": asdict(self.app),
-        }
-
-    def load_file_json(self, data: dict[str, Any]) -> None:
-        self.credentials = [Credential.from_json(c) for c in data["credentials"]]
-        self.vault = {n: [SecretVersion(**v) for v in vs] for n, vs in data["vault"].items()}
-        s = data["site"]
-        self.site = Site(
-            state=s["state"],
-            settings=s.get("settings") or self.initial_settings(),
-            resolved_version=s.get("resolved_version"),
-            resolved_value=s.get("resolved_value"),
-            resolved_at=self.now(),
-            started_at=self.now() - timedelta(days=1),
-            restarts=s.get("restarts", 0),
-            starts=s.get("starts", 0),
-            stops=s.get("stops", 0),
-            refreshes=s.get("refreshes", 0),
-        )
-        self.faults = Faults.from_json(data.get("faults", {}))
-        self.app = AppStats(**data.get("app", {}))
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t is not None else None
-
-
-def save_state(path: Path, portal: Portal) -> None:
-    """Write the tenant atomically; the file stands in for Azure itself (mode 0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(portal.to_file_json(), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_ids(path: Path) -> Identities | None:
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    return Identities(**data["ids"])

@@ -62,7 +62,8 @@ def busy(portal: Portal) -> str | None:
 
 def _transition(portal: Portal, operation: str) -> None:
     site = portal.site
-    site.busy_until = portal.now() + timedelta(seconds=portal.faults.site_busy_seconds)
+    site.busy_since = portal.now()
+    site.busy_until = site.busy_since + timedelta(seconds=portal.faults.site_busy_seconds)
     site.busy_operation = operation
 
 
@@ -103,7 +104,9 @@ def refresh(portal: Portal) -> None:
     if portal.faults.reload_model == "optimistic" or delay <= 0:
         resolve(portal)
     else:
-        site.refresh_due_at = portal.now() + timedelta(seconds=delay)
+        due = portal.now() + timedelta(seconds=delay)
+        # A second call while one is pending does not put the first one off.
+        site.refresh_due_at = min(site.refresh_due_at or due, due)
 
 
 def configuration_change(portal: Portal, settings: dict[str, str]) -> None:

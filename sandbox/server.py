@@ -40,10 +40,9 @@ from sandbox.portal import (
     Clock,
     Identities,
     Portal,
-    load_ids,
-    save_state,
     utcnow,
 )
+from sandbox.snapshot import load_file_json, load_ids, save_state
 from sandbox.wire import (
     ARM_CODES,
     ENTRA_CODES,
@@ -119,7 +118,7 @@ class Sandbox:
             default_faults=default_faults,
         )
         if ids is not None and self.state_file is not None:
-            self.portal.load_file_json(json.loads(self.state_file.read_text()))
+            load_file_json(self.portal, json.loads(self.state_file.read_text()))
         self.base_url = ""
         self.ca_file: Path | None = None
         self._runner: web.AppRunner | None = None
@@ -291,6 +290,7 @@ class Sandbox:
             "tenant_id": ids.tenant_id,
             "authority": base,
             "graph_url": f"{base}/v1.0",
+            "graph_beta_url": f"{base}/beta",
             "arm_url": base,
             "subscription_id": ids.subscription_id,
             "resource_group": ids.resource_group,

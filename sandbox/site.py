@@ -73,6 +73,7 @@ class Site:
     resolved_at: datetime | None = None  # the last time the platform resolved it
     started_at: datetime | None = None  # the last (re)start; cold start runs from here
     refresh_due_at: datetime | None = None  # a refresh call's re-resolve, not yet done
+    busy_since: datetime | None = None  # the last transition began
     busy_until: datetime | None = None  # transitions answer 409 until then
     busy_operation: str | None = None
     restarts: int = 0

@@ -1,8 +1,10 @@
 """Microsoft.Web site configuration: app settings and their Key Vault references.
 
 - ``POST .../config/appsettings/list`` and ``PUT .../config/appsettings`` (a
-  StringDictionary ``{id, name, type, location, properties}``); a PUT replaces every
-  setting and is a configuration change: the site restarts and re-fetches references.
+  StringDictionary ``{id, name, type, kind, location, properties}``, as the REST
+  spec's ListAppSettings example shows it, plus the location real replies carry); a
+  PUT replaces every setting and is a configuration change: the site restarts and
+  re-fetches references.
 - ``GET .../config/configreferences/appsettings[/{key}]``: each setting holding a
   ``@Microsoft.KeyVault(...)`` reference and its status; ``activeVersion`` only when
   the ``active_version`` fault is ``present``.
@@ -39,6 +41,7 @@ class WebConfig:
             "id": f"{self.site_id}/config/appsettings",
             "name": "appsettings",
             "type": "Microsoft.Web/sites/config",
+            "kind": "app",
             "location": "East US",
             "properties": dict(self.portal.site.settings),
         }

@@ -28,7 +28,7 @@ def busy_response(portal: Portal) -> web.Response | None:
     if operation is None:
         return None
     status = portal.faults.site_busy_status
-    created = portal.site.busy_until
+    created = portal.site.busy_since
     message = (
         "Cannot modify this site because another operation is in progress. "
         f"Details: Id: {uuid.uuid4()}, OperationName: {operation}, "

@@ -11,7 +11,7 @@ Use ``sb`` in a test::
 ``sb`` resets the tenant (``POST reset``) before the test, which also resets every
 fault to the session defaults: no cold start, no latency, no injections, the app's
 background Intune sync OFF (``app_sync_interval_seconds`` = 0) so counters stay
-deterministic, and (for now) the KINDER_THAN_AZURE reload model below. ``sbp`` is the
+deterministic, and (for now) the KINDER_THAN_AZURE reload model (tests/helpers.py). ``sbp`` is the
 same on a second tenant with the sandbox's documented defaults (issue 8). A test that
 wants the background sync turns it on with ``sb.faults(app_sync_interval_seconds=0.05)``.
 
@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 from azure.keyvault.secrets._shared import http_challenge_cache
+from helpers import KINDER_THAN_AZURE
 
 from sandbox import SandboxThread
 from sandbox.testing import SandboxHandle, ShiftedClock
@@ -40,16 +41,6 @@ from tenant.endpoints import PUBLIC, Cloud
 from tenant.models import SecretValue
 from tenant.ports import Identity, TargetRef
 
-# KINDER THAN AZURE, pinned for the daemon's existing tests until the daemon copes with
-# the pessimistic defaults (issue 8; the workflow branch flips these): every Restart and
-# Start re-resolves and the refresh call before it answers, the reference status
-# carries activeVersion, transitions never answer 409 busy. The sandbox's own tests of
-# these behaviours use ``sbp`` (the documented defaults) instead.
-KINDER_THAN_AZURE: dict[str, Any] = {
-    "reload_model": "optimistic",
-    "active_version": "present",
-    "site_busy_seconds": 0.0,
-}
 SESSION_FAULTS: dict[str, Any] = {
     "app_sync_interval_seconds": 0.0,
     "cold_start_seconds": 0.0,

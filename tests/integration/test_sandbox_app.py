@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from sandbox import Sandbox
+from sandbox.snapshot import state_json
 from sandbox.testing import SandboxHandle
 
 ARM = "https://management.azure.com/.default"
@@ -165,7 +166,7 @@ async def test_persistence_survives_restart(tmp_path: Path) -> None:
         assert d2["tenant_id"] == d1["tenant_id"]
         assert d2["operator"] == d1["operator"]
         assert d2["ca_file"] == d1["ca_file"]
-        names = [c["displayName"] for c in second.portal.state_json()["credentials"]]
+        names = [c["displayName"] for c in state_json(second.portal)["credentials"]]
         assert names == ["API Secret", "kept"]
         assert second.portal.faults.sticky_cache is True
         assert oct(state_file.stat().st_mode & 0o777) == "0o600"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,10 @@ from azure.keyvault.secrets import SecretClient
 from azure.mgmt.web import WebSiteManagementClient
 from azure.mgmt.web.models import StringDictionary
 
+from sandbox import Sandbox, reload
+from sandbox.site import APP_SETTING, reference_text
 from sandbox.testing import SandboxHandle
+from tenant._azure import map_http_error
 
 NO_RETRY: dict[str, Any] = {"retry_total": 0}
 BUSY = "Cannot modify this site because another operation is in progress"
@@ -153,6 +157,15 @@ def test_refresh_answers_first_and_re_resolves_later(portal: Portal) -> None:
     assert portal.sb.state()["site"]["refreshes"] == 1
 
 
+def test_a_second_refresh_does_not_put_off_the_first(portal: Portal) -> None:
+    new = portal.write_secret("new-value")
+    assert portal.refresh().status_code == 200
+    portal.sb.advance(3)
+    assert portal.refresh().status_code == 200
+    portal.sb.advance(2.5)  # 5.5 s after the first, 2.5 s after the second
+    assert portal.held() == new
+
+
 def test_the_platform_re_fetches_once_a_day(portal: Portal) -> None:
     old = portal.held()
     new = portal.write_secret("new-value")
@@ -248,6 +261,10 @@ def test_a_transition_during_another_answers_409_in_pascal_case(portal: Portal) 
         assert body["Code"] == "Conflict"
         assert body["Message"].startswith(BUSY)
         assert "OperationName: Restart" in body["Message"]
+        # The SDK's ARM error parsing finds no code in this shape; ours reads both.
+        mapped = map_http_error(caught.value, "arm", "transition")
+        assert (mapped.status, mapped.code) == (409, "Conflict")
+        assert BUSY in mapped.detail
     site = portal.sb.state()["site"]
     assert (site["stops"], site["restarts"], site["config_changes"]) == (0, 1, 0)
     assert site["state"] == "Running"
@@ -306,3 +323,33 @@ def test_bad_values_of_the_new_keys_are_refused_whole(
     assert resp.status_code == 400
     assert named in resp.json()["error"]
     assert sbp.faults()["graph_read_lag_seconds"] == 0  # nothing half-applied
+
+
+async def test_a_pinned_reference_and_the_settings_survive_a_restart_on_a_new_port(
+    tmp_path: Path,
+) -> None:
+    state_file = tmp_path / "tenant.json"
+    first = Sandbox(state_file=state_file, faults={"app_sync_interval_seconds": 0})
+    await first.start()
+    portal = first.portal
+    version = portal.set_secret("AzureAdClientSecret", "pinned", tags={}, content_type=None)
+    settings = dict(portal.site.settings)
+    pin = reference_text(portal.vault_url, "AzureAdClientSecret", version.version)
+    reload.configuration_change(portal, {**settings, APP_SETTING: pin, "Extra": "kept"})
+    assert portal.site.resolved_version == version.version
+    await first.stop()
+
+    second = Sandbox(state_file=state_file, faults={"app_sync_interval_seconds": 0})
+    await second.start(port=0)
+    try:
+        site = second.portal.site
+        assert site.settings["Extra"] == "kept"
+        assert site.resolved_version == version.version
+        # The vault is wherever the sandbox listens now: the reference moved with it.
+        assert site.settings[APP_SETTING] == reference_text(
+            second.base_url, "AzureAdClientSecret", version.version
+        )
+        reload.resolve(second.portal)
+        assert site.resolved_version == version.version
+    finally:
+        await second.stop()
