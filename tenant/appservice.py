@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -40,6 +39,7 @@ from tenant.models import (
     SiteState,
 )
 from tenant.ports import TargetRef
+from tenant.references import parse_reference
 
 SERVICE = ARM
 REFRESH_PATH = "config/configreferences/appsettings/refresh"
@@ -49,46 +49,6 @@ REFRESH_API_VERSION = "2022-03-01"
 # The app setting a reload by configuration change writes (a timestamp or run id): a
 # change of the site's configuration that changes nothing the app reads.
 RELOAD_MARKER_SETTING = "SECRETWARDEN_RELOAD_MARKER"
-
-_REFERENCE = re.compile(r"^\s*@Microsoft\.KeyVault\((?P<body>.*)\)\s*$", re.IGNORECASE | re.DOTALL)
-_SECRET_PATH = re.compile(r"^/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?$", re.IGNORECASE)
-
-
-def parse_reference(value: str) -> SecretReference | None:
-    """What an app setting's ``@Microsoft.KeyVault(...)`` value names, or None when
-    it is not a Key Vault reference (or one we cannot read).
-
-    Both documented forms: ``SecretUri=https://v.vault.azure.net/secrets/NAME/[VERSION]``
-    and ``VaultName=v;SecretName=NAME[;SecretVersion=VERSION]``. An empty version (the
-    trailing slash) is versionless.
-    """
-    match = _REFERENCE.match(value)
-    if match is None:
-        return None
-    parts: dict[str, str] = {}
-    for item in match.group("body").split(";"):
-        key, sep, val = item.partition("=")
-        if sep:
-            parts[key.strip().lower()] = val.strip()
-    if "secreturi" in parts:
-        url = urlsplit(parts["secreturi"])
-        path = _SECRET_PATH.match(url.path)
-        if url.scheme.lower() != "https" or not url.netloc or path is None:
-            return None
-        return SecretReference(
-            vault_url=f"https://{url.netloc}/",
-            vault_name=None,
-            secret_name=path.group("name"),
-            version=path.group("version") or None,
-        )
-    if parts.get("vaultname") and parts.get("secretname"):
-        return SecretReference(
-            vault_url=None,
-            vault_name=parts["vaultname"],
-            secret_name=parts["secretname"],
-            version=parts.get("secretversion") or None,
-        )
-    return None
 
 
 def _vault_name(key_vault_url: str) -> str | None:

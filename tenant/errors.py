@@ -32,6 +32,7 @@ class ErrorKind(enum.Enum):
     THROTTLED = "throttled"  # 429 (or Throttled/TooManyRequests): wait Retry-After
     BUSY = "busy"  # Microsoft.Web 409 "another operation is in progress": wait and retry
     UNAVAILABLE = "unavailable"  # 5xx, 408, a timeout, a connection failure
+    UNSETTLED = "unsettled"  # Graph refused a removal, yet its (lagging) reads still list it
     NOT_FOUND = "not_found"  # the app, secret, version, site or setting does not exist
     PERMISSION_DENIED = "permission_denied"  # 401/403: our identity may not do this
     SECRET_DISABLED = "secret_disabled"  # Key Vault 403 with innererror SecretDisabled
@@ -41,7 +42,12 @@ class ErrorKind(enum.Enum):
 
     @property
     def transient(self) -> bool:
-        return self in (ErrorKind.THROTTLED, ErrorKind.BUSY, ErrorKind.UNAVAILABLE)
+        return self in (
+            ErrorKind.THROTTLED,
+            ErrorKind.BUSY,
+            ErrorKind.UNAVAILABLE,
+            ErrorKind.UNSETTLED,
+        )
 
 
 class TenantError(Exception):
@@ -117,6 +123,19 @@ class Unavailable(TenantError):
     """5xx, a timeout or a connection failure: worth retrying later."""
 
     kind = ErrorKind.UNAVAILABLE
+    default_permanent = False
+
+
+class Unsettled(TenantError):
+    """Graph refused removePassword, but a fresh read still lists the credential.
+
+    Graph's reads lag its writes: after a removal whose reply was lost, the retry is
+    refused (the credential is gone) while reads keep showing it for a while. Which side
+    is right is known only once the reads catch up, so this is transient: retry after
+    a wait, and the fresh read then decides (already gone, or the refusal stands).
+    """
+
+    kind = ErrorKind.UNSETTLED
     default_permanent = False
 
 

@@ -47,7 +47,15 @@ from msgraph_core import GraphClientFactory
 
 from tenant._azure import map_http_error, retry_after_seconds
 from tenant.endpoints import Cloud, RetryPolicy
-from tenant.errors import GRAPH, ErrorKind, NotFound, TenantError, Unavailable, classify
+from tenant.errors import (
+    GRAPH,
+    ErrorKind,
+    NotFound,
+    TenantError,
+    Unavailable,
+    Unsettled,
+    classify,
+)
 from tenant.models import (
     AppRegistration,
     NewPassword,
@@ -255,9 +263,17 @@ class GraphAppRegistrations:
             if refused.transient or refused.kind is ErrorKind.PERMISSION_DENIED:
                 raise refused from None
             # Graph's reply for a keyId that is already gone is undocumented: a fresh
-            # read decides, not the wording. Absent: gone. Present: the refusal stands.
+            # read decides, not the wording. Absent: gone. Still listed: reads may lag
+            # a removal whose reply was lost, so it is not settled yet (transient).
             present = {c.key_id.lower() for c in await self.list_credentials()}
-            if key_id.lower() in present:
-                raise refused from None
-            return RemoveOutcome.ALREADY_GONE
+            if key_id.lower() not in present:
+                return RemoveOutcome.ALREADY_GONE
+            raise Unsettled(
+                SERVICE,
+                op,
+                f"Graph refused it ({refused.detail}) but still lists the credential; "
+                "its reads may lag its writes",
+                status=refused.status,
+                code=refused.code,
+            ) from None
         return RemoveOutcome.REMOVED

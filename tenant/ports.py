@@ -97,7 +97,9 @@ class AppRegistrations(Protocol):
 
     async def remove_password(self, key_id: str) -> RemoveOutcome:
         """removePassword, sent once. When Graph refuses (4xx), a fresh read decides:
-        the keyId absent is ALREADY_GONE; present, the refusal is raised."""
+        the keyId absent is ALREADY_GONE; still listed raises
+        :class:`~tenant.errors.Unsettled` (transient: Graph's reads may lag a removal
+        whose reply was lost; retry, and the next fresh read decides)."""
         ...
 
 

@@ -169,7 +169,12 @@ def test_classify_table(
 
 def test_only_throttled_busy_and_unavailable_are_transient() -> None:
     transient = {k for k in ErrorKind if k.transient}
-    assert transient == {ErrorKind.THROTTLED, ErrorKind.BUSY, ErrorKind.UNAVAILABLE}
+    assert transient == {
+        ErrorKind.THROTTLED,
+        ErrorKind.BUSY,
+        ErrorKind.UNAVAILABLE,
+        ErrorKind.UNSETTLED,
+    }
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tenant.appservice import parse_reference
 from tenant.endpoints import PUBLIC
 from tenant.keyvault import MAX_TAGS, merge_tags
 from tenant.models import SecretReference, SignIn, SignInLog
+from tenant.references import parse_reference
 from tenant.signins import beta_url, parse_graph_time, parse_sign_in, sign_in_filter
 
 V = "ec96f02080254f109c51a1f14cdb1931"
