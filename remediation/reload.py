@@ -60,7 +60,7 @@ async def wait_verified(
     timeout: float,  # noqa: ASYNC109  # a deadline on the injected clock, not asyncio's
     poll: float,
     *,
-    want_proof: bool = False,
+    want_proof: bool,
 ) -> Verification:
     """Poll ``verify`` until it passes (with proof, when ``want_proof``), ``timeout``
     seconds have gone by, or it says twice in a row that waiting cannot help (the app

@@ -248,8 +248,10 @@ async def add_after_freeing(run: Run, attempt: Callable[[], Awaitable[NewPasswor
 
 
 async def remove_by_name(run: Run, step: str, name: str) -> tuple[str, ...]:
-    """Remove every credential named ``name`` (this run's), reading until the read lag
-    has passed so that one created by a lost-reply addPassword is seen."""
+    """Remove every credential named ``name`` (this run's). Each ambiguous addPassword
+    is settled right after it, so there is at most one to find: reading stops once one
+    was found, else goes on until the read lag has passed (a credential created by a
+    lost-reply addPassword may not be listed at once)."""
     deadline = run.clock.monotonic() + run.settings.graph_read_lag
     removed: list[str] = []
     while True:
@@ -262,7 +264,8 @@ async def remove_by_name(run: Run, step: str, name: str) -> tuple[str, ...]:
             if c.key_id not in removed:
                 await run.remove_password(step, c.key_id)
                 removed.append(c.key_id)
-        if run.clock.monotonic() >= deadline:
+        # Seeing one means the listing has caught up past the addPassword.
+        if found or run.clock.monotonic() >= deadline:
             break
         await run.clock.sleep(min(run.settings.verify_poll, run.settings.graph_read_lag))
     if removed:
@@ -371,18 +374,16 @@ async def remove_orphan(run: Run) -> None:
 
 
 async def remove_run_credentials(run: Run) -> Compensated:
-    """This run's new keyId directly (a read may lag), then any credential carrying
-    this run's display name (a lost addPassword reply may have made one)."""
+    """This run's new keyId directly when the journal has it (a read may lag; every
+    ambiguous addPassword before it was settled inline); otherwise (the process died
+    before the keyId was journaled) every credential carrying this run's display name."""
     f = run.facts
-    ours: list[str] = []
     if f.new_key_id:
         await run.remove_password("compensate", f.new_key_id)
-        ours.append(f.new_key_id)
+        return Compensated((f.new_key_id,))
     if f.display_name:
-        for key_id in await remove_by_name(run, "compensate", f.display_name):
-            if key_id not in ours:
-                ours.append(key_id)
-    return Compensated(tuple(ours))
+        return Compensated(await remove_by_name(run, "compensate", f.display_name))
+    return Compensated(())
 
 
 async def recover_lost_value(run: Run) -> None:

@@ -80,9 +80,11 @@ async def test_entra_propagation_delay_of_30s_is_waited_out(sb: Any, rig: Rig) -
 async def test_sticky_cache_climbs_to_stop_and_start(sb: Any, rig_with: RigFactory) -> None:
     # A target without the configuration-change rung (say, no permission to write app
     # settings) climbs past Restart to Stop+Start.
+    # The runbook's model: Stop+Start re-reads the reference (Restart does not).
     rig = rig_with(rungs=("refresh", "restart", "stop_start"))
     old = sb.in_use_key_id()
     sb.faults(
+        reload_model="runbook",
         sticky_cache=True,
         cold_start_seconds=20,
         inject=[{"service": "arm", "status": 500, "count": 100, "path_contains": "refresh"}],

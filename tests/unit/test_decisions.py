@@ -48,8 +48,15 @@ V, INV, X, U = EntraVerdict.VALID, EntraVerdict.INVALID, EntraVerdict.EXPIRED, E
 @pytest.mark.parametrize(
     ("has_value", "cands", "tagged", "entra", "keys", "why"),
     [
-        (False, ["a"], "a", V, (), "no value"),
-        (True, ["a"], "a", INV, (), "belongs to no credential"),
+        (False, ["a"], "a", V, (), "the current Key Vault version has no value"),
+        (
+            True,
+            ["a"],
+            "a",
+            INV,
+            (),
+            "Entra refuses the Key Vault value: it belongs to no credential",
+        ),
         (True, ["a"], None, INV, (), "belongs to no credential"),
         (True, ["a"], "a", U, ("a",), None),  # tagged and hint agree: certain
         (True, ["a"], None, V, ("a",), None),
@@ -60,7 +67,7 @@ V, INV, X, U = EntraVerdict.VALID, EntraVerdict.INVALID, EntraVerdict.EXPIRED, E
         (True, ["a"], "b", X, ("a",), None),
         (True, ["a"], "b", U, (), "tag names b"),
         (True, ["a", "b"], "a", V, (), "2 credentials share"),
-        (True, [], "a", V, (), "no credential has"),
+        (True, [], "a", V, (), "no credential has the Key Vault value's hint"),
         (True, [], None, U, (), "no credential has"),
     ],
 )
@@ -110,13 +117,13 @@ BEFORE = RELOAD - timedelta(minutes=1)
     [
         # nothing: wait for the window
         (ev(), NOW, Verdict.WAIT, "activeVersion unknown, sign-ins unreadable"),
-        (ev(si(None, None)), NOW, Verdict.WAIT, "no sign-in with the new one"),
+        (ev(si(None, None)), NOW, Verdict.WAIT, "no sign-in with the new one yet)"),
         # sign-in evidence, the strongest
         (ev(si(AFTER, None)), NOW, Verdict.REMOVE, "sign-in evidence"),
         (ev(si(RELOAD, None)), NOW, Verdict.REMOVE, "sign-in evidence"),  # at the reload
         (ev(si(AFTER, BEFORE)), NOW, Verdict.REMOVE, "sign-in evidence"),  # old before only
         (ev(si(BEFORE, None)), NOW, Verdict.WAIT, "no proof"),  # new only before the reload
-        (ev(si(AFTER, AFTER)), NOW, Verdict.WAIT, "old credential in use"),
+        (ev(si(AFTER, AFTER)), NOW, Verdict.WAIT, "old credential in use at 2026-06-01T11:51:00Z"),
         (ev(si(AFTER, RELOAD)), NOW, Verdict.WAIT, "old credential in use"),
         # the old one still signs in: counter-proof outlives the window and beats ARM
         (ev(si(AFTER, NOW + 2 * OVERLAP)), SINCE + 2 * OVERLAP, Verdict.WAIT, "in use"),
@@ -213,4 +220,25 @@ def test_a_cap_of_zero_blocks_every_automatic_rotation() -> None:
     assert got is not None
     assert got.reason == "rotation_cap"
     assert got.until is None
-    assert "off" in got.detail
+    assert got.detail == "0 rotation(s) in the last 24 h (cap 0): automatic rotation is off"
+
+
+def test_what_a_block_says() -> None:
+    kw = {
+        "max_rotations_per_day": 2,
+        "backoff_initial": timedelta(minutes=5),
+        "backoff_max": timedelta(hours=1),
+        "circuit_reset": timedelta(hours=24),
+    }
+    circuit = is_blocked(GuardState(consecutive_failures=3, circuit_opened=NOW), "heal", NOW, **kw)  # type: ignore[arg-type]
+    assert circuit is not None
+    assert circuit.detail == (
+        "3 failed remediation(s) in a row; automatic remediation stopped until "
+        "2026-06-02T12:00:00+00:00 or a successful manual run"
+    )
+    backoff = is_blocked(GuardState(consecutive_failures=1, last_failure=NOW), "heal", NOW, **kw)  # type: ignore[arg-type]
+    assert backoff is not None
+    assert backoff.detail == "backing off after 1 failure(s) until 2026-06-01T12:05:00+00:00"
+    cap = is_blocked(GuardState(rotations=(NOW, NOW)), "rotate", NOW, **kw)  # type: ignore[arg-type]
+    assert cap is not None
+    assert cap.detail == "2 rotation(s) in the last 24 h (cap 2) until 2026-06-02T12:00:00+00:00"

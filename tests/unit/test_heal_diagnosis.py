@@ -18,16 +18,21 @@ def failed(failure: TokenFailure) -> GraphAuthObservation:
 
 
 @pytest.mark.parametrize(
-    ("obs", "decision"),
+    ("obs", "decision", "why"),
     [
-        (GraphAuthObservation(ok=True, token_ok=True, keyvault_version="v2"), "reload"),
-        (failed(F.INVALID_SECRET), "rotate"),
-        (failed(F.EXPIRED_SECRET), "rotate"),
+        (
+            GraphAuthObservation(ok=True, token_ok=True, keyvault_version="v2"),
+            "reload",
+            "the Key Vault value works; the app holds a stale one",
+        ),
+        (failed(F.INVALID_SECRET), "rotate", "Entra rejects the Key Vault value"),
+        (failed(F.EXPIRED_SECRET), "rotate", "Entra rejects the Key Vault value"),
     ],
 )
-def test_decisions_that_act(obs: GraphAuthObservation, decision: str) -> None:
+def test_decisions_that_act(obs: GraphAuthObservation, decision: str, why: str) -> None:
     d = diagnosis("portal", obs)
     assert d.decision == decision
+    assert why in d.why
     assert d.kv_version == ("v2" if decision == "reload" else None)
 
 
@@ -44,14 +49,19 @@ def test_decisions_that_act(obs: GraphAuthObservation, decision: str) -> None:
         (
             GraphAuthObservation(ok=False, token_ok=True, graph_status=403, error="denied"),
             True,
-            "lacks a permission",
+            "Graph answers 403 with a valid token: the app lacks a permission; "
+            "neither rotating nor reloading fixes that",
         ),
         (
             GraphAuthObservation(ok=False, token_ok=True, graph_status=503, error="down"),
             False,
             "without an auth verdict",
         ),
-        (GraphAuthObservation(ok=True, token_ok=True), False, "no Key Vault version"),
+        (
+            GraphAuthObservation(ok=True, token_ok=True),
+            False,
+            "Graph probe gave no Key Vault version",
+        ),
     ],
 )
 def test_failures_that_neither_rotate_nor_reload(

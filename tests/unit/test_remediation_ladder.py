@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from remediation.clock import FakeClock
-from remediation.reload import reload_app
+from remediation.reload import reload_app, wait_verified
 from remediation.verify import Verification
 
 TIMEOUTS = {"refresh": 10.0, "config_change": 60.0, "restart": 60.0, "stop_start": 60.0}
@@ -143,3 +143,89 @@ async def test_unproven_refresh_is_kept_when_no_later_rung_verifies() -> None:
     assert result.rung == "refresh"
     assert result.proof is None
     assert applied == ["refresh", "config_change", "restart", "stop_start"]
+
+
+async def test_every_rung_failing_to_apply_says_which_failed_last() -> None:
+    clock = FakeClock()
+
+    async def apply(rung: str) -> bool:
+        return False
+
+    async def verify() -> Verification:
+        raise AssertionError("nothing was applied, nothing to verify")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert result.ok is False
+    assert result.rung is None
+    assert result.reason == "stop_start failed"
+    assert clock.slept == []
+
+
+async def test_the_reason_and_proof_of_the_working_rung_are_kept() -> None:
+    clock = FakeClock()
+
+    async def apply(rung: str) -> bool:
+        return True
+
+    async def verify() -> Verification:
+        return Verification(True, "on v2", proof="activeVersion v2")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert (result.ok, result.rung, result.reason, result.proof) == (
+        True,
+        "refresh",
+        "on v2",
+        "activeVersion v2",
+    )
+
+
+async def test_an_unproven_rung_keeps_its_reason() -> None:
+    clock = FakeClock()
+
+    async def apply(rung: str) -> bool:
+        return rung == "refresh"
+
+    async def verify() -> Verification:
+        return Verification(True, "healthy, version unknown")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert (result.ok, result.rung, result.reason, result.proof) == (
+        True,
+        "refresh",
+        "healthy, version unknown",
+        None,
+    )
+
+
+async def test_wait_verified_never_sleeps_past_its_deadline() -> None:
+    clock = FakeClock()
+
+    async def verify() -> Verification:
+        return Verification(False, "not yet")
+
+    v = await wait_verified(verify, clock, 8.5, 4.0, want_proof=False)
+    assert not v.ok
+    assert clock.slept == [4.0, 4.0, 0.5]
+
+
+async def test_wait_verified_climbs_only_after_two_settled_answers_in_a_row() -> None:
+    clock = FakeClock()
+    answers = iter([False, True, False, True, True])
+
+    async def verify() -> Verification:
+        return Verification(False, "app holds v1", settled=next(answers))
+
+    await wait_verified(verify, clock, 100.0, 5.0, want_proof=False)
+    assert clock.slept == [5.0, 5.0, 5.0, 5.0]  # settled, not, settled, settled: stop
+
+
+async def test_wait_verified_waits_for_proof_only_when_asked() -> None:
+    clock = FakeClock()
+
+    async def verify() -> Verification:
+        return Verification(True, "version unknown")
+
+    await wait_verified(verify, clock, 10.0, 5.0, want_proof=False)
+    assert clock.slept == []
+    await wait_verified(verify, clock, 10.0, 5.0, want_proof=True)
+    assert clock.slept == [5.0, 5.0]
