@@ -263,3 +263,47 @@ async def test_a_disabled_previous_version_stops_the_rollback_and_keeps_the_new_
     current = st["keyvault"]["versions"][-1]["tags"][KEY_ID_TAG]
     assert current in {c["keyId"] for c in st["credentials"]}  # Key Vault's value lives
     assert st["app"]["graph_401_total"] == 0
+
+
+async def test_a_removal_that_breaks_the_app_is_healed_at_once(
+    sb: Any, rig_with: RigFactory, skew: SkewClock
+) -> None:
+    """No proof ever came (no sign-ins, no activeVersion) and the overlap window ended
+    while the app still held the old value (its ladder's first rung, Restart, keeps the
+    cache): the removal is followed by the app's own action failing, and a heal runs at
+    once, climbing to the configuration change."""
+    sb.faults(**DOCUMENTED, operator_can_read_signins=False)
+    rig = rig_with(
+        app_action=True,
+        rungs=("restart", "config_change"),
+        overlap_window=timedelta(minutes=10),
+        graph_read_lag=1,
+    )
+    old = sb.in_use_key_id()
+    outcome = await rig.rem.run(TARGET, "rotate", "no proof")
+    assert "pending removal" in outcome.detail, outcome.detail
+    assert [c["keyId"] for c in sb.state()["credentials"] if c["in_use_by_app"]] == [old]
+    # a restarted daemon still knows (the metric is rebuilt from the journal)
+    again = rig_with(app_action=True, rungs=("restart", "config_change"))
+    assert pending(again, old) == 1
+
+    skew.offset += 601  # the window ends; nothing proved the app left the old value
+    done = await rig.rem.check_pending(TARGET)
+    assert done is not None
+    assert done.outcome == "failed"
+    assert done.heal_now
+    assert "app's own action failed" in done.detail
+    runs = rig.rem.journal(TARGET).runs()
+    assert [r.action for r in runs[-2:]] == ["cleanup", "heal"]
+    assert runs[-1].outcome == "success", runs[-1].error
+    assert "reload.config_change" in runs[-1].done
+    st = assert_converged_after_heal(sb)
+    assert old not in {c["keyId"] for c in st["credentials"]}
+
+
+def assert_converged_after_heal(sb: Any) -> dict[str, Any]:
+    st = sb.state()
+    [held] = [c for c in st["credentials"] if c["in_use_by_app"]]
+    assert held["in_key_vault"]
+    assert st["site"]["resolved_version"] == st["keyvault"]["current_version"]
+    return st
