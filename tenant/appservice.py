@@ -191,24 +191,29 @@ class ArmAppService:
                 return ReferencePoll(wanted, active, status, matched=False, polls=polls)
             await self._sleep(min(interval, left))
 
-    async def app_settings(self) -> AppSettings:
+    async def _listed_settings(self) -> StringDictionary:
         try:
-            listed = await self._client.web_apps.list_application_settings(
+            listed: StringDictionary = await self._client.web_apps.list_application_settings(
                 self._ref.resource_group, self._ref.site_name
             )
         except Exception as e:
             raise self._error(e, "list app settings of") from None
+        return listed
+
+    async def app_settings(self) -> AppSettings:
+        listed = await self._listed_settings()
         return AppSettings(values=dict(listed.properties or {}))
 
     async def update_app_settings(self, changes: Mapping[str, str]) -> AppSettings:
-        before = await self.app_settings()
+        listed = await self._listed_settings()
+        before = AppSettings(values=dict(listed.properties or {}))
         merged = {**before.values, **changes}
         names = ", ".join(sorted(changes))
         try:
             await self._client.web_apps.update_application_settings(
                 self._ref.resource_group,
                 self._ref.site_name,
-                StringDictionary(properties=merged),
+                StringDictionary(kind=listed.kind, properties=merged),
                 **SINGLE_SHOT,
             )
         except Exception as e:

@@ -144,8 +144,6 @@ def map_odata_error(error: Exception, operation: str, *, write: bool = False) ->
     main = error.error
     code = main.code if main is not None else None
     message = (main.message if main is not None else None) or "no error message"
-    inner = getattr(main, "inner_error", None) if main is not None else None
-    inner_code = getattr(inner, "code", None)
     retry_after = retry_after_seconds(_header(error.response_headers, "Retry-After"))
     return classify(
         SERVICE,
@@ -153,7 +151,6 @@ def map_odata_error(error: Exception, operation: str, *, write: bool = False) ->
         message,
         status=status,
         code=code,
-        inner_code=inner_code if isinstance(inner_code, str) else None,
         retry_after=retry_after,
         maybe_applied=write,
     )

@@ -3,7 +3,9 @@ api-version, polling the reference for a version, and the app's own action."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.mgmt.web.aio import WebSiteManagementClient
 from helpers import free_port
 
-from tenant.appservice import REFRESH_API_VERSION, ArmAppService
+from tenant.appservice import REFRESH_API_VERSION, RELOAD_MARKER_SETTING, ArmAppService
 from tenant.connect import TenantSession
 from tenant.credentials import operator_credential
 from tenant.endpoints import Cloud, RetryPolicy
@@ -32,29 +34,39 @@ async def clients(session: TenantSession, target_ref: TargetRef) -> AsyncIterato
         yield c
 
 
-async def test_the_refresh_uses_the_documented_api_version(
-    sb: Any, operator: Identity, sandbox_cloud: Cloud, target_ref: TargetRef
-) -> None:
-    seen: list[str] = []
+@asynccontextmanager
+async def recorded_site(
+    operator: Identity, cloud: Cloud, ref: TargetRef, seen: list[tuple[str, str, Any]]
+) -> AsyncIterator[ArmAppService]:
+    """An ArmAppService whose ARM client records every request it sends (method, URL,
+    body) through azure-core's raw_request_hook: what went on the wire."""
 
     def record(request: PipelineRequest[Any]) -> None:
-        seen.append(f"{request.http_request.method} {request.http_request.url}")
+        r = request.http_request
+        seen.append((r.method, r.url, r.body))
 
-    retry = RetryPolicy.none()
-    credential = operator_credential(operator, sandbox_cloud, retry)
+    credential = operator_credential(operator, cloud, RetryPolicy.none())
     client = WebSiteManagementClient(
         credential,
-        target_ref.subscription_id,
-        base_url=sandbox_cloud.arm_url,
-        credential_scopes=[sandbox_cloud.arm_scope],
-        connection_verify=str(sandbox_cloud.ca_file),
+        ref.subscription_id,
+        base_url=cloud.arm_url,
+        credential_scopes=[cloud.arm_scope],
+        connection_verify=str(cloud.ca_file),
         retry_total=0,
         raw_request_hook=record,
     )
     async with credential, client:
-        site = ArmAppService(client, target_ref)
+        yield ArmAppService(client, ref)
+
+
+async def test_the_refresh_uses_the_documented_api_version(
+    sb: Any, operator: Identity, sandbox_cloud: Cloud, target_ref: TargetRef
+) -> None:
+    wire: list[tuple[str, str, Any]] = []
+    async with recorded_site(operator, sandbox_cloud, target_ref, wire) as site:
         await site.refresh_key_vault_references()
         await site.restart()
+    seen = [f"{method} {url}" for method, url, _ in wire]
     refresh = [s for s in seen if s.startswith("POST") and "/refresh" in s]
     assert len(refresh) == 1
     assert f"api-version={REFRESH_API_VERSION}" in refresh[0]
@@ -63,7 +75,22 @@ async def test_the_refresh_uses_the_documented_api_version(
     restart = [s for s in seen if "/restart" in s]
     assert len(restart) == 1
     assert "api-version=2022-03-01" not in restart[0]
+    assert "softRestart=false" in restart[0]  # a soft restart may keep the resolved value
     assert sb.state()["site"]["refreshes"] == 1
+
+
+async def test_an_app_settings_write_sends_back_every_setting_and_the_kind(
+    sb: Any, operator: Identity, sandbox_cloud: Cloud, target_ref: TargetRef
+) -> None:
+    before = dict(sb.state()["site"]["settings"])
+    wire: list[tuple[str, str, Any]] = []
+    async with recorded_site(operator, sandbox_cloud, target_ref, wire) as site:
+        await site.configuration_change("m-1")
+    puts = [(url, body) for method, url, body in wire if method == "PUT"]
+    assert len(puts) == 1
+    assert puts[0][0].split("?")[0].endswith("/config/appsettings")
+    sent = json.loads(puts[0][1])
+    assert sent == {"kind": "app", "properties": {**before, RELOAD_MARKER_SETTING: "m-1"}}
 
 
 async def test_the_app_action_is_ok_while_running_and_fails_when_stopped(

@@ -6,6 +6,7 @@ Vault refuses disabled versions, lost replies and Graph read lag, and the sign-i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tenant import errors
-from tenant.appservice import RELOAD_MARKER_SETTING
+from tenant.appservice import RELOAD_MARKER_SETTING, ArmAppService
 from tenant.connect import open_target
 from tenant.endpoints import PUBLIC, RetryPolicy
 from tenant.errors import ErrorKind
@@ -29,6 +30,7 @@ from tenant.models import (
 )
 from tenant.ports import Identity, TargetClients, TargetRef
 from tenant.references import parse_reference
+from tenant.signins import GraphSignInReader
 
 
 @pytest.fixture
@@ -79,10 +81,15 @@ async def test_the_refresh_is_asynchronous_and_polling_waits_for_the_version(
     await clients.site.refresh_key_vault_references()
     at_once = await clients.site.wait_for_active_version(new.version, timeout=0, interval=0.1)
     assert not at_once.matched  # the refresh answered before the app re-fetched
-    assert at_once.polls == 1
+    assert (at_once.wanted, at_once.polls, at_once.status) == (new.version, 1, "Resolved")
     later = await clients.site.wait_for_active_version(new.version, timeout=5, interval=0.1)
     assert later.matched
-    assert later.active_version == new.version
+    assert (later.wanted, later.active_version, later.status) == (
+        new.version,
+        new.version,
+        "Resolved",
+    )
+    assert later.polls >= 2
     assert sbp.state()["site"]["resolved_version"] == new.version
 
 
@@ -95,7 +102,8 @@ async def test_an_absent_active_version_is_unknown_even_after_the_app_loaded_it(
     assert sbp.state()["site"]["resolved_version"] == new.version  # the app holds it
     poll = await clients.site.wait_for_active_version(new.version, timeout=0.3, interval=0.1)
     assert poll.active_version is None
-    assert not poll.matched
+    assert poll.matched is False
+    assert poll.status == "Resolved"
     assert poll.polls >= 2
 
 
@@ -192,6 +200,15 @@ async def test_pin_the_reference_to_a_version_and_restore_it_exactly(
     assert sbp.state()["site"]["resolved_version"] == new.version
     assert {k: v for k, v in settings(sbp).items() if k != before.name} == others
     assert (await clients.site.reference_setting()).reference.version == new.version
+    [status] = await clients.site.key_vault_references()
+    assert (status.key, status.secret_name, status.secret_version) == (
+        before.name,
+        sbp.describe["secret_name"],
+        new.version,
+    )
+    assert status.vault_name
+    assert status.details
+    assert status.resolved
 
     # the write was a configuration change: the site is busy for a while
     with pytest.raises(errors.Busy):
@@ -204,6 +221,42 @@ async def test_pin_the_reference_to_a_version_and_restore_it_exactly(
     assert sbp.state()["site"]["resolved_version"] not in (old, new.version)  # the newest
 
 
+async def test_the_reference_setting_is_the_named_one_or_the_only_one_naming_the_secret(
+    sbp: Any, clients: TargetClients
+) -> None:
+    name = sbp.describe["app_setting"]
+    raw = settings(sbp)[name]
+    other_vault = raw.replace("://", "://other-").replace("/secrets/", "/secrets/")
+    await clients.site.update_app_settings(
+        {
+            # the same secret name in another vault, and another secret in ours: not ours
+            "Other__Vault": other_vault,
+            "Other__Secret": raw.replace(sbp.describe["secret_name"], "SomethingElse"),
+        }
+    )
+    assert (await clients.site.reference_setting()).name == name
+    sbp.advance(sbp.state()["faults"]["site_busy_seconds"] + 1)
+    await clients.site.update_app_settings({"Second__Copy": raw})
+    with pytest.raises(errors.TenantError) as caught:
+        await clients.site.reference_setting()
+    assert "several app settings reference it (AzureAd__ClientSecret, Second__Copy)" in str(
+        caught.value
+    )
+    assert caught.value.kind is ErrorKind.INVALID
+    assert isinstance(clients.site, ArmAppService)
+    named = ArmAppService(
+        clients.site._client, dataclasses.replace(clients.site._ref, app_setting="Second__Copy")
+    )
+    assert (await named.reference_setting()).name == "Second__Copy"
+    # a named setting that holds no reference is not found, whatever else does
+    plain = ArmAppService(
+        clients.site._client, dataclasses.replace(clients.site._ref, app_setting="Other__Plain")
+    )
+    with pytest.raises(errors.NotFound) as missing:
+        await plain.reference_setting()
+    assert "Other__Plain holds a Key Vault reference" in str(missing.value)
+
+
 async def test_no_setting_referencing_the_secret_is_not_found(
     sbp: Any, clients: TargetClients
 ) -> None:
@@ -212,6 +265,7 @@ async def test_no_setting_referencing_the_secret_is_not_found(
     with pytest.raises(errors.NotFound) as caught:
         await clients.site.reference_setting()
     assert sbp.describe["secret_name"] in str(caught.value)
+    assert "no app setting holds a Key Vault reference" in str(caught.value)
 
 
 # -- Key Vault ---------------------------------------------------------------------------
@@ -311,8 +365,10 @@ async def test_already_gone_is_decided_by_a_fresh_read_that_waits_out_the_lag(
     # not "gone" yet, whatever the refusal says, and not a permanent failure either.
     with pytest.raises(errors.Unsettled) as refused:
         await clients.app.remove_password(new.credential.key_id)
-    assert refused.value.status == 400
+    assert (refused.value.status, refused.value.code) == (400, "Request_BadRequest")
     assert refused.value.transient
+    assert "still lists the credential" in str(refused.value)
+    assert f"removePassword {new.credential.key_id}" in str(refused.value)
     sbp.advance(11)
     assert await clients.app.remove_password(new.credential.key_id) is RemoveOutcome.ALREADY_GONE
 
@@ -338,6 +394,7 @@ async def test_sign_ins_name_the_credential_after_the_log_delay(
     log = await clients.signins.service_principal_sign_ins(app_id, since)
     assert isinstance(log, SignInLog)
     assert log.last_success(in_use) is not None
+    assert (log.app_id, log.since) == (app_id, since)
     assert any(not s.succeeded and s.error_code == 7000215 for s in log.sign_ins)
     assert all(s.created >= since for s in log.sign_ins)
     assert [s.created for s in log.sign_ins] == sorted(
@@ -350,6 +407,53 @@ async def test_sign_ins_name_the_credential_after_the_log_delay(
     assert later.sign_ins == ()
 
 
+async def test_the_sign_in_log_is_read_across_every_page_and_stops_at_the_cap(
+    sbp: Any, clients: TargetClients
+) -> None:
+    app_id = sbp.describe["app"]["client_id"]
+    since = datetime.fromisoformat(sbp.state()["now"]) - timedelta(minutes=1)
+    value = SecretValue(sbp.state()["keyvault"]["versions"][-1]["value"])
+    for _ in range(5):
+        assert (await clients.entra.try_secret(app_id, value)).ok
+    sbp.advance(121)
+    assert isinstance(clients.signins, GraphSignInReader)
+    gets = by_method(sbp, "graph", "GET")
+    paged = GraphSignInReader(
+        clients.signins._http, clients.signins._credential, clients.signins._cloud, page_size=2
+    )
+    log = await paged.service_principal_sign_ins(app_id, since)
+    assert isinstance(log, SignInLog)
+    assert len(log.successful(sbp.in_use_key_id())) == 5
+    assert by_method(sbp, "graph", "GET") - gets == 3  # pages of 2, 2 and 1
+    capped = GraphSignInReader(
+        clients.signins._http,
+        clients.signins._credential,
+        clients.signins._cloud,
+        page_size=2,
+        max_pages=2,
+    )
+    with pytest.raises(errors.TenantError) as caught:
+        await capped.service_principal_sign_ins(app_id, since)
+    assert "more than 2 pages" in str(caught.value)
+    assert "sign-in log" in str(caught.value)
+
+
+async def test_a_refused_sign_in_query_is_a_classified_error(
+    sbp: Any, clients: TargetClients
+) -> None:
+    sbp.admin(
+        "POST",
+        "faults",
+        {"inject": [{"service": "graph", "status": 400, "path_contains": "signIns"}]},
+    )
+    with pytest.raises(errors.TenantError) as caught:
+        await clients.signins.service_principal_sign_ins(
+            sbp.describe["app"]["client_id"], datetime.now(UTC)
+        )
+    assert (caught.value.status, caught.value.kind) == (400, ErrorKind.INVALID)
+    assert caught.value.code == "Request_BadRequest"
+
+
 async def test_no_audit_log_permission_is_an_answer_not_an_error(
     sbp: Any, clients: TargetClients
 ) -> None:
@@ -358,6 +462,7 @@ async def test_no_audit_log_permission_is_an_answer_not_an_error(
         sbp.describe["app"]["client_id"], datetime.now(UTC) - timedelta(hours=1)
     )
     assert isinstance(result, SignInsUnreadable)
+    assert result.app_id == sbp.describe["app"]["client_id"]
     assert (result.status, result.code) == (403, "Authorization_RequestDenied")
     assert "AuditLog.Read.All" in result.reason
 

@@ -97,6 +97,10 @@ async def test_a_transition_is_sent_once_and_409_is_busy(
         await call()
     assert by_method(sb, "arm", "POST") - posts == 1
     assert caught.value.transient
+    assert caught.value.maybe_applied  # a write: pessimistically, it may have applied
+    assert ("refresh Key Vault references of" if transition == "refresh" else transition) in str(
+        caught.value
+    )
     assert caught.value.retry_after == 2.0
     assert caught.value.status == 409
 
@@ -111,3 +115,14 @@ async def test_a_transition_throttled_is_sent_once_and_throttled(
     # azure-core would have waited Retry-After and sent it again
     assert by_method(sb, "arm", "POST") - posts == 1
     assert caught.value.retry_after == 1.0
+
+
+async def test_the_app_settings_write_is_sent_once(sb: Any, clients: TargetClients) -> None:
+    puts = by_method(sb, "arm", "PUT")
+    inject(sb, "arm", 503, method="PUT")
+    with pytest.raises(errors.Unavailable) as caught:
+        await clients.site.configuration_change("m-1")
+    # azure-core retries a PUT on 503: switched off, so the one retry layer decides
+    assert by_method(sb, "arm", "PUT") - puts == 1
+    assert caught.value.maybe_applied
+    assert "write app settings (SECRETWARDEN_RELOAD_MARKER) of site" in str(caught.value)

@@ -3,6 +3,7 @@ reference wire captures; the integration tests check the same against the sandbo
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -170,3 +171,31 @@ def test_retry_after_parses_seconds_only(raw: str | None, seconds: float | None)
 )
 def test_vault_name_is_the_first_host_label(url: str, name: str | None) -> None:
     assert _vault_name(url) == name
+
+
+@pytest.mark.parametrize(
+    ("error", "maybe_applied"),
+    [
+        # never reached Graph: nothing happened
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("no answer to connect"), False),
+        # reached Graph, reply lost: a write may have happened
+        (httpx.ReadTimeout("no reply"), True),
+        (httpx.RemoteProtocolError("dropped"), True),
+    ],
+)
+def test_a_graph_transport_failure_of_a_write_may_have_applied_only_once_sent(
+    error: Exception, maybe_applied: bool
+) -> None:
+    mapped = map_odata_error(error, "addPassword on app a1", write=True)
+    assert isinstance(mapped, errors.Unavailable)
+    assert mapped.maybe_applied is maybe_applied
+    assert (mapped.service, mapped.operation) == ("graph", "addPassword on app a1")
+    assert type(error).__name__ in str(mapped)
+    assert map_odata_error(error, "get app a1").maybe_applied is False
+
+
+def test_a_token_failure_on_the_way_to_graph_is_classified_as_graph() -> None:
+    mapped = map_odata_error(ServiceRequestError("cannot reach login"), "get app a1")
+    assert isinstance(mapped, errors.Unavailable)
+    assert (mapped.service, mapped.operation) == ("graph", "get app a1")

@@ -158,8 +158,13 @@ def test_classify_table(
     cls: type[errors.TenantError],
     kind: ErrorKind,
 ) -> None:
-    e = classify(service, "op on x", message, status=status, code=code, inner_code=inner)
+    e = classify(
+        service, "op on x", message, status=status, code=code, inner_code=inner, retry_after=5.0
+    )
     assert type(e) is cls
+    assert (e.service, e.operation, e.detail, e.retry_after) == (service, "op on x", message, 5.0)
+    assert str(e).startswith(f"{service} op on x failed (HTTP {status}")
+    assert str(e).endswith(f": {message}")
     assert e.kind is kind
     assert e.transient is kind.transient
     assert e.permanent is not kind.transient
@@ -298,3 +303,16 @@ def test_a_lost_reply_may_have_applied_but_a_refused_connection_did_not() -> Non
     assert (lost.kind, lost.maybe_applied) == (ErrorKind.UNAVAILABLE, True)
     assert (refused.kind, refused.maybe_applied) == (ErrorKind.UNAVAILABLE, False)
     assert read.maybe_applied is False
+
+
+def test_an_error_built_directly_claims_nothing_it_was_not_told() -> None:
+    e = errors.TenantError("keyvault", "set tags of v1", "16 tags exceed the limit")
+    assert (e.maybe_applied, e.permanent, e.transient) == (False, True, False)
+    assert str(e) == "keyvault set tags of v1 failed: 16 tags exceed the limit"
+    coded = errors.TenantError("graph", "op", "m", code="TooManyTags")
+    assert str(coded) == "graph op failed (TooManyTags): m"
+    both = errors.TenantError("arm", "op", "m", status=409, code="Conflict", permanent=False)
+    assert str(both) == "arm op failed (HTTP 409 Conflict): m"
+    assert both.transient
+    assert errors.Unsettled("graph", "op", "m").transient
+    assert errors.Unavailable("arm", "op", "m", permanent=True).permanent

@@ -3,13 +3,18 @@ reading sign-in log records."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import dataclasses
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, cast
 
 import pytest
 
+from tenant.appservice import ArmAppService
 from tenant.endpoints import PUBLIC
 from tenant.keyvault import MAX_TAGS, merge_tags
 from tenant.models import SecretReference, SignIn, SignInLog
+from tenant.ports import TargetRef
 from tenant.references import parse_reference
 from tenant.signins import beta_url, parse_graph_time, parse_sign_in, sign_in_filter
 
@@ -97,6 +102,20 @@ def test_sign_in_filter_and_beta_root() -> None:
     assert beta_url(PUBLIC.with_custom(graph_url="https://127.0.0.1:9/v1.0/")) == (
         "https://127.0.0.1:9/beta"
     )
+    assert beta_url(dataclasses.replace(PUBLIC, graph_url="https://g.example/v1.0/")) == (
+        "https://g.example/beta"
+    )
+
+
+def test_the_filter_time_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        since = datetime(2026, 1, 2, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
+        assert "createdDateTime ge 2026-01-02T10:00:00Z" in sign_in_filter("a", since)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize(
@@ -105,8 +124,12 @@ def test_sign_in_filter_and_beta_root() -> None:
         ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ("2026-01-02T03:04:05.1234567Z", datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
         ("2026-01-02T03:04:05.5+00:00", datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
+        ("2026-01-02T03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T05:04:05+02:00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ("yesterday", None),
+        ("", None),
         (None, None),
+        (1767323045, None),
     ],
 )
 def test_graph_times(raw: object, parsed: datetime | None) -> None:
@@ -132,6 +155,18 @@ def test_a_sign_in_record_is_read_and_an_unreadable_one_is_refused() -> None:
     assert failed is not None
     assert not failed.succeeded
     assert failed.key_id is None
+    assert (failed.error_code, failed.failure_reason) == (7000215, "Invalid client secret")
+    odd = parse_sign_in(
+        {
+            "createdDateTime": "2026-01-02T03:04:05Z",
+            "servicePrincipalCredentialKeyId": "",
+            "status": {"errorCode": 50053, "failureReason": 7},
+        }
+    )
+    assert odd is not None
+    assert (odd.key_id, odd.failure_reason, odd.succeeded) == (None, None, False)
+    assert parse_sign_in({"createdDateTime": "2026-01-02T03:04:05Z", "status": None}) is None
+    assert parse_sign_in("not a record") is None
     # no status code: success unknown, so the record is unreadable (never "succeeded")
     assert parse_sign_in({"createdDateTime": "2026-01-02T03:04:05Z", "status": {}}) is None
     assert (
@@ -155,3 +190,52 @@ def test_last_success_counts_only_successful_sign_ins_with_that_key() -> None:
     assert log.last_success("NEW") == t0 + timedelta(minutes=3)
     assert log.last_success("old") == t0 + timedelta(minutes=1)
     assert log.last_success("other") is None
+
+
+KV1 = "https://kv1.vault.azure.net/"
+
+
+def _site(key_vault_url: str, app_setting: str | None = None) -> ArmAppService:
+    ref = TargetRef(
+        tenant_id="t",
+        app_object_id="o",
+        app_client_id=None,
+        key_vault_url=key_vault_url,
+        secret_name="AzureAdClientSecret",
+        subscription_id="s",
+        resource_group="rg",
+        site_name="site",
+        app_setting=app_setting,
+    )
+    return ArmAppService(cast(Any, None), ref)  # only the pure matching is exercised
+
+
+@pytest.mark.parametrize(
+    ("vault_url", "value", "ours"),
+    [
+        (
+            "https://kv1.vault.azure.net/",
+            "SecretUri=https://KV1.vault.azure.net/secrets/azureadclientsecret/",
+            True,
+        ),
+        (
+            "https://kv1.vault.azure.net/",
+            "SecretUri=https://kv2.vault.azure.net/secrets/AzureAdClientSecret/",
+            False,
+        ),
+        (
+            "https://kv1.vault.azure.net/",
+            "SecretUri=https://kv1.vault.azure.net/secrets/Other/",
+            False,
+        ),
+        (KV1, "VaultName=KV1;SecretName=AzureAdClientSecret", True),
+        (KV1, "VaultName=kv2;SecretName=AzureAdClientSecret", False),
+        (KV1, "VaultName=kv1;SecretName=Other", False),
+        # a vault reached through an address names no vault: the name cannot be checked
+        ("https://127.0.0.1:8443/", "VaultName=anything;SecretName=AzureAdClientSecret", True),
+    ],
+)
+def test_which_reference_names_the_targets_secret(vault_url: str, value: str, ours: bool) -> None:
+    parsed = parse_reference(f"@Microsoft.KeyVault({value})")
+    assert parsed is not None
+    assert _site(vault_url)._names_our_secret(parsed) is ours
