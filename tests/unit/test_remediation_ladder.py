@@ -229,3 +229,16 @@ async def test_wait_verified_waits_for_proof_only_when_asked() -> None:
     assert clock.slept == []
     await wait_verified(verify, clock, 10.0, 5.0, want_proof=True)
     assert clock.slept == [5.0, 5.0]
+
+
+async def test_an_empty_ladder_reloads_nothing_and_says_so() -> None:
+    async def apply(rung: str) -> bool:
+        raise AssertionError("no rung to apply")
+
+    async def verify() -> Verification:
+        raise AssertionError("nothing to verify")
+
+    result = await reload_app(
+        apply=apply, verify=verify, clock=FakeClock(), timeouts=TIMEOUTS, poll=5, rungs=()
+    )
+    assert (result.ok, result.rung, result.reason) == (False, None, "not tried")

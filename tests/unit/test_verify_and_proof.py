@@ -91,6 +91,13 @@ def observed(r: KeyVaultReference | None, current: str = NEW) -> ReferenceObserv
             "not resolved",
         ),
         (FakeProber(observed(None)), False, None, False, "reference probe failed"),
+        (
+            FakeProber(ReferenceObservation(ok=True, reference=None, current_version=NEW)),
+            False,
+            None,
+            False,
+            "Key Vault reference not resolved (missing)",
+        ),
         (FakeProber(observed(ref(None), current="v3")), False, None, False, "Key Vault moved"),
         (FakeProber(observed(ref(None)), health_ok=False), False, None, False, "/health"),
         (FakeProber(observed(ref(NEW)), graph_ok=False), False, None, False, "Graph probe"),
