@@ -108,6 +108,11 @@ class Remediator:
         for k in sorted(keys):
             self.metrics.pending_removal.labels(target, k).set(1)
 
+    def waiting_reason(self, target: str) -> str | None:
+        """Why the target's pending removal still waits, as last decided (None: not
+        checked since the start, or nothing waits)."""
+        return self._waiting.get(target)
+
     def settings_for(self, target: str) -> WorkflowSettings:
         own = self.targets[target].settings
         return own if own is not None else self.settings
@@ -168,7 +173,11 @@ class Remediator:
         if not outcome.heal_now:
             return outcome
         log.error("the app failed after a removal; healing at once", target=target)
-        lock = self._lock(target, False)
+        try:
+            lock = self._lock(target, False)
+        except TargetBusy as e:  # another process holds the target: it will see the 401s
+            log.error("heal after a removal not started", target=target, detail=str(e))
+            return outcome
         heal = self._workflow(target, None, False)
         task = asyncio.create_task(
             heal.run("heal", f"app failed after removal in {outcome.run}", force=True)

@@ -77,7 +77,7 @@ async def test_seed_restart_without_active_version_never_removes_the_held_secret
     skew.offset += 30  # the sign-in log shows the app still signing in with the old one
     assert await rig.rem.check_pending(TARGET) is None
     assert old in {c["keyId"] for c in sb.state()["credentials"]}
-    assert "old credential in use" in rig.rem._waiting[TARGET]
+    assert "old credential in use" in (rig.rem.waiting_reason(TARGET) or "")
 
     skew.offset += 3 * 3600  # the platform re-fetched; the old keyId has been quiet 2 h
     done = await rig.rem.check_pending(TARGET)
