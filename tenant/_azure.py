@@ -81,17 +81,11 @@ def error_fields(text: str | None) -> tuple[str | None, str | None, str | None]:
 
 
 def _error_body(error: HttpResponseError) -> tuple[str | None, str | None, str | None]:
-    text: str | None = None
-    if error.response is not None:
-        try:
-            text = error.response.text()
-        except Exception:  # a streamed or undecodable body: fall back to azure-core's parse
-            text = None
-    code, message, inner_code = error_fields(text)
-    if code is None and error.error is not None:
-        code = error.error.code
-        message = message or error.error.message
-    return code, message, inner_code
+    try:
+        text = error.response.text() if error.response is not None else None
+    except Exception:  # a streamed or undecodable body: no fields to read
+        text = None
+    return error_fields(text)
 
 
 # Keyword arguments that switch azure-core's retry off for one request (a write or a

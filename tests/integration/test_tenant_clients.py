@@ -315,3 +315,15 @@ async def test_removing_an_unknown_credential_is_already_gone_by_a_fresh_read(
     assert outcome is RemoveOutcome.ALREADY_GONE
     # decided by reading the app after Graph's refusal, not by the refusal's text
     assert sb.state()["counters_by_method"]["graph"].get("GET", 0) > gets
+
+
+async def test_removing_a_key_id_that_is_no_guid_is_refused_before_any_request(
+    sb: Any, clients: TargetClients
+) -> None:
+    await clients.app.get_app()
+    posts = sb.state()["counters_by_method"].get("graph", {}).get("POST", 0)
+    with pytest.raises(errors.NotFound) as caught:
+        await clients.app.remove_password("not-a-guid")
+    assert (caught.value.service, caught.value.detail) == ("graph", "the key id is not a GUID")
+    assert "removePassword not-a-guid" in str(caught.value)
+    assert sb.state()["counters_by_method"].get("graph", {}).get("POST", 0) == posts

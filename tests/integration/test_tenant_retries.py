@@ -126,3 +126,16 @@ async def test_the_app_settings_write_is_sent_once(sb: Any, clients: TargetClien
     assert by_method(sb, "arm", "PUT") - puts == 1
     assert caught.value.maybe_applied
     assert "write app settings (SECRETWARDEN_RELOAD_MARKER) of site" in str(caught.value)
+
+
+async def test_a_tag_update_is_sent_once_and_may_have_applied(
+    sb: Any, clients: TargetClients
+) -> None:
+    version = (await clients.vault.get_current()).version
+    patches = by_method(sb, "keyvault", "PATCH")
+    inject(sb, "keyvault", 503, method="PATCH")
+    with pytest.raises(errors.Unavailable) as caught:
+        await clients.vault.set_tags(version, {"owner": "ops"})
+    assert by_method(sb, "keyvault", "PATCH") - patches == 1
+    assert caught.value.maybe_applied
+    assert f"set tags of version {version} of secret" in str(caught.value)

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from tenant import errors
 from tenant._azure import error_fields, map_http_error
@@ -235,6 +240,9 @@ def test_a_write_may_have_applied_only_when_its_failure_is_transient(
             ("Forbidden", "disabled", "SecretDisabled"),
         ),
         ({"unrelated": 1}, (None, None, None)),
+        # fields of the wrong type are not read
+        ({"error": {"code": 5, "message": ["m"], "innererror": {"code": 7}}}, (None, None, None)),
+        ({"Code": "Conflict", "Innererror": "not an object"}, ("Conflict", None, None)),
         ([1, 2], (None, None, None)),
     ],
 )
@@ -316,3 +324,29 @@ def test_an_error_built_directly_claims_nothing_it_was_not_told() -> None:
     assert both.transient
     assert errors.Unsettled("graph", "op", "m").transient
     assert errors.Unavailable("arm", "op", "m", permanent=True).permanent
+
+
+def test_a_reply_without_a_json_body_keeps_the_http_reason() -> None:
+    error = HttpResponseError(
+        response=_Reply(502, "<html>Bad Gateway</html>", reason="Bad Gateway")
+    )
+    mapped = map_http_error(error, ARM, "get site rg/s")
+    assert isinstance(mapped, errors.Unavailable)
+    assert (mapped.code, mapped.detail) == (None, "Bad Gateway")
+
+
+def test_not_found_without_a_response_is_still_404() -> None:
+    mapped = map_http_error(ResourceNotFoundError(message="gone"), KEYVAULT, "get version v1")
+    assert isinstance(mapped, errors.NotFound)
+    assert mapped.status == 404
+
+
+def test_an_unexpected_exception_from_an_sdk_is_unavailable_and_may_have_applied() -> None:
+    mapped = map_http_error(TypeError("bad model"), KEYVAULT, "set new version of s", write=True)
+    assert isinstance(mapped, errors.Unavailable)
+    assert (mapped.service, mapped.operation) == (KEYVAULT, "set new version of s")
+    assert mapped.detail == "unexpected error: TypeError"
+    assert mapped.maybe_applied
+    assert not map_http_error(TypeError("x"), KEYVAULT, "get").maybe_applied
+    lost = map_http_error(ServiceResponseError("reset"), ARM, "restart", write=True)
+    assert lost.detail == "connection failed: ServiceResponseError"
