@@ -129,3 +129,34 @@ async def test_a_key_vault_tag_that_disagrees_and_no_verdict_from_entra_removes_
     assert outcome.outcome == "success", outcome.detail
     assert f"the Key Vault tag names {other}" in outcome.detail
     assert_converged(sb, kept=[old, other])
+
+
+async def test_a_pinned_rollback_pins_the_restored_value_and_removes_the_new_one(
+    sb: Any, rig_with: RigFactory
+) -> None:
+    """A pinned reference: the rotation pins the new version; the app never gets healthy
+    on it, so the rollback restores the previous value as a new version and pins that
+    one (a configuration change); the pinned reference resolved on it is the proof
+    that lets the new credential go at once."""
+    sb.faults(**{**DOCUMENTED, "active_version": "absent"})
+    rig = rig_with(pinned_reference=True, graph_read_lag=1)
+    await rig.clients.site.write_reference(sb.state()["keyvault"]["current_version"])
+    sb.faults(site_busy_seconds=0, never_healthy=True)
+    old = sb.in_use_key_id()
+    outcome = await rig.rem.run(TARGET, "rotate", "pinned rollback")
+    assert outcome.outcome == "rolled_back", outcome.detail
+    assert "new credential removed" in outcome.detail
+    st = sb.state()
+    kv = st["keyvault"]
+    assert st["site"]["reference"] == {
+        "secret_name": "AzureAdClientSecret",
+        "version": kv["current_version"],
+        "pinned": True,
+    }
+    assert [c["keyId"] for c in st["credentials"]] == [old]
+    assert st["site"]["resolved_version"] == kv["current_version"]
+    assert st["app"]["graph_401_total"] == 0
+    [run] = rig.rem.journal(TARGET).runs()
+    assert "rollback.reload.pin" in run.done
+    removed = next(e for e in run.entries if e.step == "rollback.remove_new" and e.phase == "done")
+    assert "pinned reference resolved" in removed.data["proof"]
