@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup clean mutate
 
 $(BIN)/secretwarden: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +40,12 @@ bench: setup
 	$(BIN)/python bench/inventory.py
 	$(BIN)/python bench/auth_attack.py
 
+## mutate: mutmut over the safety decisions and the credential matching (minutes; not in CI)
+mutate: setup
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
+	$(BIN)/python scripts/mutation_score.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache mutants

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from daemon.app import Daemon
@@ -14,6 +14,9 @@ from exporters.observations import (
     HealthObservation,
     Observed,
 )
+from tenant.errors import TenantError
+from tenant.models import SignInsUnreadable
+from tenant.ports import TargetClients
 
 
 def verdict(observed: Observed, now: datetime) -> tuple[bool, str]:
@@ -50,6 +53,25 @@ def verdict(observed: Observed, now: datetime) -> tuple[bool, str]:
     return True, f"resolved to the current version {v.current_version}"
 
 
+async def sign_in_note(clients: TargetClients) -> tuple[bool, str]:
+    """Can the operator read the app's sign-ins (the strongest removal proof)? Said
+    once here; not a failure: without them removal waits for other proof."""
+    try:
+        app_id = await clients.app.client_id()
+        got = await clients.signins.service_principal_sign_ins(
+            app_id, datetime.now(UTC) - timedelta(hours=1)
+        )
+    except TenantError as e:
+        return False, f"sign-in log not read ({e}); removal proof falls back to activeVersion"
+    if isinstance(got, SignInsUnreadable):
+        return False, (
+            f"sign-in log unreadable ({got.reason}): grant AuditLog.Read.All for the "
+            "strongest removal proof; without it old secrets wait for activeVersion, a "
+            "pinned reference or the overlap window"
+        )
+    return True, f"sign-in log readable ({len(got.sign_ins)} sign-in(s) in the last hour)"
+
+
 def print_table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
     head = ("TARGET", "PROBE", "RESULT", "DETAIL")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
@@ -62,6 +84,10 @@ async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
     await daemon.start(serve_web=False, schedule=False)
     try:
         results = await daemon.run_all_once()
+        notes = []
+        if config.remediation.use_sign_ins:
+            for t in config.targets:
+                notes.append((t.name, await sign_in_note(daemon.clients(t.name))))
     finally:
         await daemon.stop()
     now = daemon.clock()
@@ -71,6 +97,8 @@ async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
         passed, detail = verdict(observed, now)
         failed += not passed
         rows.append((observed.target, observed.probe, "ok" if passed else "FAIL", detail))
+    for name, (readable, detail) in notes:
+        rows.append((name, "sign_ins", "ok" if readable else "note", detail))
     print_table(rows, out)
     print(f"\n{len(rows) - failed}/{len(rows)} checks passed", file=out)
     return 1 if failed else 0

@@ -235,6 +235,10 @@ class RetrySection(_Model):
         )
 
 
+Rung = Literal["refresh", "config_change", "restart", "stop_start"]
+RUNGS: tuple[Rung, ...] = ("refresh", "config_change", "restart", "stop_start")
+
+
 class RemediationSection(_Model):
     """``[remediation]``: see docs/remediation.md. ``enabled`` turns on the built-in
     policy triggers (probe results); the webhook works when ``webhook_token_file`` is
@@ -259,6 +263,16 @@ class RemediationSection(_Model):
     cold_start_timeout_seconds: Annotated[float, Field(gt=0)] = 300
     verify_poll_seconds: Annotated[float, Field(gt=0)] = 5
     step_attempts: Annotated[int, Field(ge=1)] = 5
+    # The reload ladder (docs/remediation.md), in order; a target may name its own.
+    reload_rungs: list[Rung] = Field(default_factory=lambda: list(RUNGS))
+    # Without proof the app left the old credential, it stays this long.
+    overlap_window_hours: Annotated[float, Field(ge=0)] = 24
+    # Retries of a site transition answered 409 (busy) or 429.
+    transition_attempts: Annotated[int, Field(ge=1)] = 8
+    # How long a Graph read may lag a write (addPassword, removePassword).
+    graph_read_lag_seconds: Annotated[float, Field(ge=0)] = 30
+    # Read the sign-in log for proof (needs AuditLog.Read.All; said once when refused).
+    use_sign_ins: bool = True
 
     @model_validator(mode="after")
     def _lifetime_outlasts_the_rotation_window(self) -> RemediationSection:
@@ -315,13 +329,26 @@ class TargetSection(_Model):
     app_setting: str | None = None
     health_url: str
     graph_probe_url: str | None = None
+    # The app's own Graph-backed action (GET, 2xx = OK), checked after each reload.
+    app_action_url: str | None = None
+    # The reference names a version: the rotation writes the new one into it.
+    pinned_reference: bool = False
+    reload_rungs: list[Rung] | None = None  # None: [remediation] reload_rungs
+    overlap_window_hours: Annotated[float, Field(ge=0)] | None = None
+
+    @field_validator("reload_rungs")
+    @classmethod
+    def _rungs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a rung is named twice")
+        return value
 
     @field_validator("key_vault_url")
     @classmethod
     def _kv(cls, value: str) -> str:
         return _https_url(value)
 
-    @field_validator("health_url", "graph_probe_url")
+    @field_validator("health_url", "graph_probe_url", "app_action_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -37,19 +37,22 @@ DEMO_EXPIRES_IN = timedelta(days=3)
 DEMO_FAULTS: dict[str, Any] = {
     "cold_start_seconds": 2.0,
     "propagation_delay_seconds": 2.0,
-    # Kinder than Azure until the daemon reloads the documented way (issue 8): every
-    # Restart re-resolves, activeVersion is reported, transitions are never busy.
-    "reload_model": "optimistic",
-    "active_version": "present",
-    "site_busy_seconds": 0.0,
+    # The sandbox's documented App Service (issue 8): only the refresh call and a
+    # configuration change re-read the reference, ARM reports no activeVersion, a busy
+    # site answers 409. Sign-ins reach the log after 3 s (Azure: minutes) so the demo
+    # shows the old secret removed on sign-in evidence.
+    "signin_log_delay_seconds": 3.0,
 }
 DEMO_REMEDIATION: dict[str, bool | int | float] = {
     "enabled": True,
     "heal_after_failures": 2,
     "propagation_poll_seconds": 0.5,
     "verify_poll_seconds": 0.5,
-    "refresh_timeout_seconds": 5,
+    "refresh_timeout_seconds": 8,
     "cold_start_timeout_seconds": 20,
+    "step_attempts": 8,
+    # Without proof, the old secret would stay 24 h; the demo's backstop is 1 minute.
+    "overlap_window_hours": 1 / 60,
 }
 DEMO_PAUSE_SECONDS = 5.0
 # The tenant inventory (docs/inventory.md) over a synthetic directory around the portal.
@@ -120,6 +123,13 @@ async def _script(
     finished = _finished_runs(daemon.remediator)
     first = await _next_run_of(finished, "rotate")
     hooks.say(f"{target}: rotation {first.phase}: {first.detail}")
+    if "pending removal" in first.detail:
+        hooks.say(
+            f"{target}: the old secret stays until proof the app left it "
+            "(secretwarden_credential_pending_removal = 1)"
+        )
+        cleaned = await _next_run_of(finished, "cleanup")
+        hooks.say(f"{target}: pending removal {cleaned.phase}: {cleaned.detail}")
     await asyncio.sleep(DEMO_PAUSE_SECONDS)
     state = await _admin(describe, "GET", "state")
     current = state["keyvault"]["current_version"]

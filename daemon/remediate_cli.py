@@ -32,6 +32,7 @@ from remediation.guards import Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
 from remediation.lock import TargetBusy
 from remediation.policy import Policy
+from remediation.proof import pending_removals
 from remediation.service import RemediationTarget, Remediator
 from remediation.verify import ExporterProber
 from remediation.workflow import Outcome, StepEvent, WorkflowSettings
@@ -45,9 +46,19 @@ log = get_logger("secretwarden.remediation")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def workflow_settings(config: Config) -> WorkflowSettings:
+def workflow_settings(config: Config, target: str | None = None) -> WorkflowSettings:
+    """The remediation settings, with ``target``'s own keys over them."""
     r = config.remediation
+    t = config.target(target) if target is not None else None
+    rungs = (t.reload_rungs if t and t.reload_rungs is not None else r.reload_rungs) or []
+    overlap = t.overlap_window_hours if t and t.overlap_window_hours is not None else None
     return WorkflowSettings(
+        rungs=tuple(rungs),
+        pinned_reference=bool(t and t.pinned_reference),
+        overlap_window=timedelta(hours=overlap if overlap is not None else r.overlap_window_hours),
+        transition_attempts=r.transition_attempts,
+        graph_read_lag=r.graph_read_lag_seconds,
+        use_sign_ins=r.use_sign_ins,
         rotate_before=timedelta(days=r.rotate_before_days),
         secret_lifetime=timedelta(days=r.secret_lifetime_days),
         display_name_prefix=r.display_name_prefix,
@@ -88,8 +99,9 @@ def remediation_target(
         health_url=section.health_url,
         graph_probe_url=config.graph_probe_url(section),
         health_timeout=config.probes.health.timeout_seconds,
+        app_action_url=section.app_action_url,
     )
-    return RemediationTarget(name, clients, prober)
+    return RemediationTarget(name, clients, prober, workflow_settings(config, name))
 
 
 def build_remediator(
@@ -186,6 +198,7 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
     async def observe(observed: Observed) -> None:
         if not recovering:  # first probe result: the targets are open now
             recovering.append(asyncio.create_task(remediator.recover()))
+        remediator.note(observed)  # pending removals finish whether or not the policy acts
         if daemon.config.remediation.enabled:
             remediator.observe(observed)
 
@@ -318,6 +331,13 @@ def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
         blocked = guards.check(t.name, "rotate", now)
         if blocked is not None:
             print(f"  blocked ({blocked.reason}): {blocked.detail}", file=out)
+        for p in pending_removals(runs):
+            print(
+                f"  pending removal: {', '.join(p.pending_key_ids)} kept until "
+                f"{p.pending_until} unless proof arrives sooner (the app should be on "
+                f"{p.keep_key_id}, Key Vault version {p.keep_version}): {p.pending_why}",
+                file=out,
+            )
         # A compensated run (a value lost in a crash, its credential removed) is only
         # the prelude of the run that restarted it.
         done = [r for r in runs if not r.unfinished and r.outcome != "compensated"][-recent:]

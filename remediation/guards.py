@@ -10,7 +10,8 @@
 "One at a time per target" is not here: the :class:`~remediation.service.Remediator`
 coalesces a trigger into the run already in progress. State is rebuilt from the
 journal before each decision, so neither a restart nor a run by another process is
-forgotten. Time comes from the caller.
+forgotten. Time comes from the caller; the decision itself is the pure
+:func:`remediation.decisions.is_blocked`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from remediation.decisions import Blocked as Blocked
+from remediation.decisions import GuardState, is_blocked
 from remediation.journal import RunRecord
 
 FAILED_OUTCOMES = ("failed", "rolled_back")
@@ -31,13 +34,6 @@ class GuardSettings:
     backoff_max: timedelta = timedelta(hours=6)
     circuit_failures: int = 3
     circuit_reset: timedelta = timedelta(hours=24)
-
-
-@dataclass(frozen=True, slots=True)
-class Blocked:
-    reason: str  # one of metrics.BLOCK_REASONS
-    until: datetime | None
-    detail: str
 
 
 @dataclass(slots=True)
@@ -67,8 +63,8 @@ class Guards:
         """
         self._state[target] = _TargetState()
         for r in runs:
-            if r.finished is None or r.outcome is None:
-                continue
+            if r.finished is None or r.outcome is None or r.action not in ("rotate", "heal"):
+                continue  # unfinished, or a cleanup (the end of a proven rotation)
             issued = r.outcome != "compensated" and bool(r.facts.get("new_key_id"))
             self.record(
                 target,
@@ -83,40 +79,18 @@ class Guards:
         """Why an automatic run of ``action`` must not start now, or None."""
         s = self._get(target)
         cfg = self.settings
-        if s.circuit_opened is not None:
-            until = s.circuit_opened + cfg.circuit_reset
-            if now < until:
-                return Blocked(
-                    "circuit_open",
-                    until,
-                    f"{s.consecutive_failures} failed remediation(s) in a row; "
-                    f"automatic remediation stopped until {until.isoformat()} "
-                    "or a successful manual run",
-                )
-            s.circuit_opened = None
-        if s.last_failure is not None and s.consecutive_failures > 0:
-            delay = cfg.backoff_initial * (2 ** (s.consecutive_failures - 1))
-            delay = min(delay, cfg.backoff_max)
-            until = s.last_failure + delay
-            if now < until:
-                return Blocked(
-                    "backoff",
-                    until,
-                    f"backing off after {s.consecutive_failures} failure(s) "
-                    f"until {until.isoformat()}",
-                )
-        if action == "rotate":
-            window = [t for t in s.rotations if t > now - timedelta(days=1)]
-            s.rotations = window
-            if len(window) >= cfg.max_rotations_per_day:
-                until = min(window) + timedelta(days=1)
-                return Blocked(
-                    "rotation_cap",
-                    until,
-                    f"{len(window)} rotation(s) in the last 24 h "
-                    f"(cap {cfg.max_rotations_per_day}) until {until.isoformat()}",
-                )
-        return None
+        state = GuardState(
+            tuple(s.rotations), s.consecutive_failures, s.last_failure, s.circuit_opened
+        )
+        return is_blocked(
+            state,
+            action,
+            now,
+            max_rotations_per_day=cfg.max_rotations_per_day,
+            backoff_initial=cfg.backoff_initial,
+            backoff_max=cfg.backoff_max,
+            circuit_reset=cfg.circuit_reset,
+        )
 
     def record(
         self,

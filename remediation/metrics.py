@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from exporters.metrics import remove_target_series
 from remediation.policy import ACTIONS
 
+# The actions of runs: the two a trigger asks for, and cleanup (the end of a pending
+# removal, started by the Remediator when proof arrives).
+RUN_ACTIONS = (*ACTIONS, "cleanup")
 OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
 BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open")
 STEPS = (
@@ -25,6 +28,8 @@ STEPS = (
     "verify",
     "grace_period",
     "remove_old",
+    "pending_removal",
+    "recheck",
     "compensate",
     "rollback",
     "diagnose",
@@ -64,6 +69,19 @@ class RemediationMetrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=registry,
         )
+        self.site_stopped = Gauge(
+            "secretwarden_remediation_site_stopped",
+            "1 when a remediation left the target's site Stopped (Start failed after a Stop).",
+            ["target"],
+            registry=registry,
+        )
+        self.pending_removal = Gauge(
+            "secretwarden_credential_pending_removal",
+            "1 while an old credential (keyId) waits for proof the app left it, or for "
+            "the end of the overlap window, before it is removed.",
+            ["target", "key_id"],
+            registry=registry,
+        )
         self._targets: set[str] = set()
         for t in targets:
             self.add_target(t)
@@ -84,17 +102,26 @@ class RemediationMetrics:
         self._targets.discard(target)
         remove_target_series(
             target,
-            (self.total, self.in_progress, self.last_rotation, self.blocked, self.step_duration),
+            (
+                self.total,
+                self.in_progress,
+                self.last_rotation,
+                self.blocked,
+                self.step_duration,
+                self.site_stopped,
+                self.pending_removal,
+            ),
         )
 
     def add_target(self, target: str) -> None:
         self._targets.add(target)
-        for action in ACTIONS:
+        for action in RUN_ACTIONS:
             self.in_progress.labels(target, action).set(0)
             for outcome in OUTCOMES:
                 self.total.labels(target, action, outcome)
             for step in STEPS:
                 self.step_duration.labels(target, action, step)
         self.last_rotation.labels(target)
+        self.site_stopped.labels(target).set(0)
         for reason in BLOCK_REASONS:
             self.blocked.labels(target, reason).set(0)

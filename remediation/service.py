@@ -12,21 +12,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from exporters.observations import Observed
 from remediation.clock import Clock, SystemClock
+from remediation.decisions import Verdict
 from remediation.guards import Blocked, Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
 from remediation.lock import TargetBusy, TargetLock
 from remediation.metrics import BLOCK_REASONS, RemediationMetrics
 from remediation.policy import Action, Policy
+from remediation.proof import decide, gather, pending_removals
+from remediation.results import PendingRemoval
 from remediation.verify import Prober
 from remediation.workflow import Outcome, Progress, Workflow, WorkflowSettings
+from tenant.errors import TenantError
 from tenant.ports import TargetClients
 
 log = structlog.get_logger("secretwarden.remediation")
@@ -39,6 +44,7 @@ class RemediationTarget:
     name: str
     clients: TargetClients
     prober: Prober
+    settings: WorkflowSettings | None = None  # the target's own; None: the Remediator's
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +80,113 @@ class Remediator:
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
         self._blocked: dict[str, str | None] = {}
+        self._waiting: dict[str, str] = {}  # the last "why it waits" said per target
+        self._checks: dict[str, asyncio.Task[Outcome | None]] = {}
         self._parsed: dict[str, tuple[tuple[int, int, int], list[RunRecord]]] = {}
         for name in self.targets:
             self._seed(name)
 
     def _seed(self, name: str) -> None:
-        """A restart forgets neither a guard nor the last rotation: replay the journal."""
+        """A restart forgets neither a guard, nor the last rotation, nor a credential
+        pending removal: replay the journal."""
         runs = self.journal(name).runs()
         self._update_blocked(name, "rotate", runs)
         rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
         if rotated:
             self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
+        self._show_pending(name, runs)
+
+    def pending(self, target: str) -> list[PendingRemoval]:
+        """Credentials of ``target`` kept until proof (or the overlap window's end)."""
+        return pending_removals(self._runs(target))
+
+    def _show_pending(self, target: str, runs: list[RunRecord] | None = None) -> None:
+        """``secretwarden_credential_pending_removal``: 1 per keyId still waiting."""
+        waiting = pending_removals(self._runs(target) if runs is None else runs)
+        keys = {k for p in waiting for k in p.pending_key_ids}
+        self.metrics.pending_removal.remove_by_labels({"target": target})
+        for k in sorted(keys):
+            self.metrics.pending_removal.labels(target, k).set(1)
+
+    def waiting_reason(self, target: str) -> str | None:
+        """Why the target's pending removal still waits, as last decided (None: not
+        checked since the start, or nothing waits)."""
+        return self._waiting.get(target)
+
+    def settings_for(self, target: str) -> WorkflowSettings:
+        own = self.targets[target].settings
+        return own if own is not None else self.settings
+
+    async def check_pending(self, target: str) -> Outcome | None:
+        """Finish a pending removal of ``target`` when proof has arrived or its window
+        has ended (a ``cleanup`` run); otherwise leave it. None when nothing ran."""
+        if target not in self.targets or self.running(target) is not None or self.dry_run:
+            return None
+        waiting = self.pending(target)
+        if not waiting:
+            self._show_pending(target)
+            return None
+        t = self.targets[target]
+        settings = self.settings_for(target)
+        p = waiting[0]
+        try:
+            app_id = await t.clients.app.client_id()
+            gathered = await gather(
+                t.clients,
+                app_id=app_id,
+                keep_key_id=p.keep_key_id,
+                keep_version=p.keep_version,
+                old_key_ids=p.pending_key_ids,
+                since=datetime.fromisoformat(p.reloaded_at),
+                use_sign_ins=settings.use_sign_ins,
+            )
+        except TenantError as e:
+            log.warning("pending removal not checked", target=target, error=str(e))
+            return None
+        verdict = decide(p, gathered, self.clock.now())
+        if verdict.verdict is not Verdict.REMOVE:
+            if self._waiting.get(target) != verdict.proof:
+                log.info(
+                    "credential pending removal",
+                    target=target,
+                    key_ids=list(p.pending_key_ids),
+                    why=verdict.proof,
+                    notes=list(gathered.notes),
+                )
+            self._waiting[target] = verdict.proof
+            return None
+        self._waiting.pop(target, None)
+        try:
+            lock = self._lock(target, False)
+        except TargetBusy:
+            return None
+        wf = self._workflow(target, None, False)
+        task = asyncio.create_task(wf.cleanup(p, verdict.proof), name=f"cleanup-{target}")
+        _release_when_done(task, lock)
+        self._running[target] = _Running("cleanup", task)
+        outcome = await task
+        return await self._after(target, outcome)
+
+    async def _after(self, target: str, outcome: Outcome) -> Outcome:
+        """Account for a finished run; a removal that broke the app heals at once."""
+        self._account(target, outcome)
+        if not outcome.heal_now:
+            return outcome
+        log.error("the app failed after a removal; healing at once", target=target)
+        try:
+            lock = self._lock(target, False)
+        except TargetBusy as e:  # another process holds the target: it will see the 401s
+            log.error("heal after a removal not started", target=target, detail=str(e))
+            return outcome
+        heal = self._workflow(target, None, False)
+        task = asyncio.create_task(
+            heal.run("heal", f"app failed after removal in {outcome.run}", force=True)
+        )
+        _release_when_done(task, lock)
+        self._running[target] = _Running("heal", task)
+        healed = await task
+        self._account(target, healed)
+        return outcome
 
     def _check_guards(
         self, target: str, action: str, runs: list[RunRecord] | None = None
@@ -134,6 +236,20 @@ class Remediator:
         if decision is None:
             return None
         return self.trigger(decision.target, decision.action, f"policy: {decision.reason}")
+
+    def note(self, observed: Observed) -> None:
+        """Every probe observation, policy or not: each reference observation looks
+        again at a pending removal (finishing a rotation is not a new remediation)."""
+        if observed.probe == "reference" and observed.target in self.targets:
+            self._schedule_pending_check(observed.target)
+
+    def _schedule_pending_check(self, target: str) -> None:
+        busy = self._checks.get(target)
+        if (busy is not None and not busy.done()) or not self.pending(target):
+            return
+        self._checks[target] = asyncio.create_task(
+            self.check_pending(target), name=f"pending-{target}"
+        )
 
     def trigger(
         self, target: str, action: Action, source: str, *, force: bool = False
@@ -240,7 +356,10 @@ class Remediator:
 
     async def close(self) -> None:
         """Cancel runs in progress; their journal stays unfinished and resumes later."""
-        tasks = [r.task for r in self._running.values() if not r.task.done()]
+        tasks: list[asyncio.Task[Any]] = [
+            r.task for r in self._running.values() if not r.task.done()
+        ]
+        tasks += [t for t in self._checks.values() if not t.done()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -262,7 +381,7 @@ class Remediator:
             t.clients,
             t.prober,
             self.journal(target),
-            self.settings,
+            self.settings_for(target),
             self.clock,
             metrics=self.metrics,
             progress=progress or self.progress,
@@ -282,17 +401,18 @@ class Remediator:
         wf = self._workflow(target, progress, dry_run)
         rec = self.journal(target).unfinished()
         if rec is not None and not wf.dry_run:
-            outcome = await wf.resume(rec)  # finish the interrupted run first
+            blocked = self._check_guards(target, rec.action)
+            outcome = await wf.resume(rec, blocked=blocked)  # finish the interrupted run first
             self._account(target, outcome)
             if outcome.outcome in ("failed", "rolled_back") or action == rec.action:
                 return outcome
             wf = self._workflow(target, progress, dry_run)
         outcome = await wf.run(action, source, force=force)
-        self._account(target, outcome)
-        return outcome
+        return await self._after(target, outcome)
 
     async def _resume(self, target: str, rec: RunRecord, progress: Progress | None) -> Outcome:
-        outcome = await self._workflow(target, progress, False).resume(rec)
+        blocked = self._check_guards(target, rec.action)
+        outcome = await self._workflow(target, progress, False).resume(rec, blocked=blocked)
         self._account(target, outcome)
         return outcome
 
@@ -300,6 +420,7 @@ class Remediator:
         if outcome.outcome == "dry_run":
             return
         self._update_blocked(target, "rotate")  # the run is in the journal now
+        self._show_pending(target)
 
     def _report_blocked(self, target: str, action: str, blocked: Blocked) -> None:
         """A trigger was refused: show the guard and count the refusal."""

@@ -152,6 +152,8 @@ class AppService:
                 continue  # settings changed: start the interval again
             except TimeoutError:
                 pass
+            if self.portal.faults.app_sync_interval_seconds <= 0 or self.wake.is_set():
+                continue  # a reset (or new settings) raced the timeout: no stray sync
             if self.portal.app_phase() in ("running", "unhealthy"):
                 self.sync_once()
 

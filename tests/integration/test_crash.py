@@ -169,7 +169,7 @@ async def test_killed_during_a_rollback_then_recovered_rolls_back(
     assert st["site"]["resolved_version"] == kv["current_version"]
     [run] = rig.rem.journal(TARGET).runs()
     ladder = [e for e in run.entries if e.step.startswith("reload.") and e.phase == "begin"]
-    assert len(ladder) == 3  # one climb for the new version, in the killed process only
+    assert len(ladder) == 4  # one climb (4 rungs) for the new version, in the killed process only
 
 
 async def test_the_rotate_command_started_again_finishes_the_interrupted_run(

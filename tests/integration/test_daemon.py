@@ -167,7 +167,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_cli_passes_then_fails(sb: Any, config_file: Path) -> None:
     ok = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "4/4 checks passed" in ok.stdout
+    assert "5/5 checks passed" in ok.stdout
+    assert "sign-in log readable" in ok.stdout  # said once: the strongest removal proof
+    sb.faults(operator_can_read_signins=False)
+    note = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
+    assert note.returncode == 0, note.stdout + note.stderr  # a note, not a failure
+    assert "grant AuditLog.Read.All" in note.stdout
     sb.admin("POST", f"credentials/{sb.in_use_key_id()}/expire")
     bad = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert bad.returncode == 1

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from test_rotation_fixtures import (
     TARGET,
     Rig,
+    RigFactory,
     assert_converged,
 )
 
@@ -56,7 +57,10 @@ async def test_happy_path_rotates_with_the_least_force(sb: Any, rig: Rig) -> Non
     [run] = rig.rem.journal(TARGET).runs()
     assert run.outcome == "success"
     assert run.done[:4] == ["plan", "add_password", "wait_propagation", "write_keyvault"]
-    assert run.done[-1] == "remove_old"
+    # the old credential went on proof (ARM's activeVersion), then the app was checked
+    assert run.done[-2:] == ["remove_old", "recheck"]
+    removed = next(e for e in run.entries if e.step == "remove_old" and e.phase == "done")
+    assert "activeVersion" in removed.data["proof"]
 
 
 async def test_entra_propagation_delay_of_30s_is_waited_out(sb: Any, rig: Rig) -> None:
@@ -73,9 +77,14 @@ async def test_entra_propagation_delay_of_30s_is_waited_out(sb: Any, rig: Rig) -
     assert sb.state()["counters"]["entra"].get("401", 0) >= 1
 
 
-async def test_sticky_cache_climbs_to_stop_and_start(sb: Any, rig: Rig) -> None:
+async def test_sticky_cache_climbs_to_stop_and_start(sb: Any, rig_with: RigFactory) -> None:
+    # A target without the configuration-change rung (say, no permission to write app
+    # settings) climbs past Restart to Stop+Start.
+    # The runbook's model: Stop+Start re-reads the reference (Restart does not).
+    rig = rig_with(rungs=("refresh", "restart", "stop_start"))
     old = sb.in_use_key_id()
     sb.faults(
+        reload_model="runbook",
         sticky_cache=True,
         cold_start_seconds=20,
         inject=[{"service": "arm", "status": 500, "count": 100, "path_contains": "refresh"}],

@@ -9,9 +9,10 @@ delay or cold start takes no real time while everything still happens in order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,9 +113,17 @@ def make_rig(
     settings: WorkflowSettings = FAST,
     guards: GuardSettings | None = None,
     dry_run: bool = False,
+    app_action: bool = False,
 ) -> Rig:
     d = sb.describe
-    prober = ExporterProber(clients, http, d["health_url"], d["graph_probe_url"], 2.0)
+    prober = ExporterProber(
+        clients,
+        http,
+        d["health_url"],
+        d["graph_probe_url"],
+        2.0,
+        app_action_url=d["app_action_url"] if app_action else None,
+    )
     registry = CollectorRegistry()
     rem = Remediator(
         targets={TARGET: RemediationTarget(TARGET, clients, prober)},
@@ -140,6 +149,43 @@ def rig(
     # gets during a rotation is counted by the sandbox.
     sb.faults(app_sync_interval_seconds=0.02)
     return make_rig(sb, tenant_clients, health_http, skew, tmp_path / "state")
+
+
+RigFactory = Callable[..., Rig]
+
+
+@pytest.fixture
+def rig_with(
+    sb: Any,
+    tenant_clients: TargetClients,
+    health_http: httpx.AsyncClient,
+    skew: SkewClock,
+    tmp_path: Path,
+) -> RigFactory:
+    """``rig_with(**settings)``: a rig whose WorkflowSettings are FAST with overrides
+    (``app_action=True`` also verifies with the sandbox's app action)."""
+    sb.faults(app_sync_interval_seconds=0.02)
+
+    def make(
+        *,
+        app_action: bool = False,
+        guards: GuardSettings | None = None,
+        dry_run: bool = False,
+        **kw: Any,
+    ) -> Rig:
+        return make_rig(
+            sb,
+            tenant_clients,
+            health_http,
+            skew,
+            tmp_path / "state",
+            settings=dataclasses.replace(FAST, **kw),
+            guards=guards,
+            app_action=app_action,
+            dry_run=dry_run,
+        )
+
+    return make
 
 
 def assert_converged(sb: Any, *, gone: list[str] = (), kept: list[str] = ()) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def test_stopped_app_answers_403(sb: SandboxHandle) -> None:
 
 
 def test_restart_resolves_current_version_unless_sticky(sb: SandboxHandle) -> None:
+    sb.faults(reload_model="optimistic")  # the model under test (documented: tests below)
     old_version = sb.state()["site"]["resolved_version"]
     new = rotate_in_vault(sb)
     assert sb.state()["site"]["resolved_version"] == old_version  # nothing reloaded yet
@@ -110,7 +111,7 @@ def test_restart_resolves_current_version_unless_sticky(sb: SandboxHandle) -> No
 
 
 def test_refresh_resolves_even_when_sticky_and_plain_restart_resolves(sb: SandboxHandle) -> None:
-    sb.faults(sticky_cache=True)
+    sb.faults(reload_model="optimistic", sticky_cache=True)  # the model under test
     new = rotate_in_vault(sb)
     refreshed = site_post(sb, "config/configreferences/appsettings/refresh")
     assert refreshed.json()["value"][0]["properties"]["activeVersion"] == new["version"]

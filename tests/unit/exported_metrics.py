@@ -24,7 +24,8 @@ def exported_families() -> dict[str, tuple[str, set[str]]]:
     registry = CollectorRegistry()
     metrics = Metrics(registry, version="0.0.0")
     metrics.add_target("portal")
-    RemediationMetrics(registry, ["portal"])
+    rem = RemediationMetrics(registry, ["portal"])
+    rem.pending_removal.labels("portal", "key-id").set(1)  # only exists while one waits
     now = datetime.now(UTC)
     cred = PasswordCredential("k1", "secretwarden", "abc", now, now + timedelta(days=90))
     for probe, value in (

@@ -313,3 +313,79 @@ def test_a_secret_file_group_or_others_may_read_is_refused(tmp_path: Path, mode:
     assert f"is readable by others (mode {mode:o})" in err.value.problems[0]
     secret.chmod(0o600)
     assert read_secret_file(secret, "remediation.webhook_token_file") == "value-1234"
+
+
+def test_per_target_reload_and_removal_keys(tmp_path: Path) -> None:
+    from daemon.remediate_cli import workflow_settings
+
+    text = (
+        "[remediation]\noverlap_window_hours = 12\n"
+        + TARGET
+        + 'app_action_url = "https://site.azurewebsites.net/api/sync"\n'
+        + "pinned_reference = true\n"
+        + 'reload_rungs = ["restart", "stop_start"]\n'
+        + TARGET.replace('"portal"', '"other"')
+        + "overlap_window_hours = 0\n"
+    )
+    config = load_config(write(tmp_path, text))
+    portal = workflow_settings(config, "portal")
+    assert portal.pinned_reference
+    assert portal.ladder() == ("pin", "restart", "stop_start")
+    assert portal.overlap_window.total_seconds() == 12 * 3600
+    assert config.target("portal").app_action_url == "https://site.azurewebsites.net/api/sync"
+    other = workflow_settings(config, "other")
+    assert not other.pinned_reference
+    assert other.ladder() == ("refresh", "config_change", "restart", "stop_start")
+    assert other.overlap_window.total_seconds() == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('reload_rungs = ["reboot"]', "reload_rungs"),
+        ('reload_rungs = ["restart", "restart"]', "named twice"),
+        ("overlap_window_hours = -1", "overlap_window_hours"),
+        ('app_action_url = "ftp://x"', "app_action_url"),
+    ],
+)
+def test_bad_per_target_keys_name_the_key(tmp_path: Path, line: str, says: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, TARGET + line + "\n"))
+    assert says in str(e.value.problems)
+
+
+def test_status_shows_a_pending_removal(tmp_path: Path) -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from daemon.remediate_cli import print_status
+    from remediation.journal import Journal
+
+    config = load_config(
+        write(tmp_path, f'[daemon]\nstate_directory = "{tmp_path / "state"}"\n' + TARGET)
+    )
+    j = Journal(config.daemon.state_directory, "portal")
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    for step, data in (
+        ("run", {"trigger": "test"}),
+        (
+            "pending_removal",
+            {
+                "pending_key_ids": ["old-key"],
+                "keep_key_id": "new-key",
+                "keep_version": "v2",
+                "reloaded_at": now.isoformat(),
+                "pending_since": now.isoformat(),
+                "pending_until": "2026-06-02T00:00:00+00:00",
+                "pending_why": "no proof yet",
+            },
+        ),
+    ):
+        j.append(ts=now, run="r1", action="rotate", step=step, phase="begin", data={})
+        j.append(ts=now, run="r1", action="rotate", step=step, phase="done", data=data)
+    out = io.StringIO()
+    print_status(config, out)
+    text = out.getvalue()
+    assert "pending removal: old-key kept until 2026-06-02T00:00:00+00:00" in text
+    assert "new-key, Key Vault version v2" in text
+    assert "no proof yet" in text

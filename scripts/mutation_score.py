@@ -1,0 +1,80 @@
+"""Print the mutation score of `make mutate` from mutmut's result files (mutants/*.meta).
+
+Per function: killed (a test failed; a timeout counts as killed), survived, and
+"no tests" (no unit table reaches it: the step modules are exercised by the
+integration suite, which is too slow to run once per mutant). The safety decisions
+are listed first; their survivors are named, to be killed or explained in
+docs/remediation.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+# The safety decisions: what may be removed, what proves it, whether to act at all.
+SAFETY = (
+    "remediation.decisions.x_is_due",
+    "remediation.decisions.x_which_old_credential",
+    "remediation.decisions.x_removal",
+    "remediation.decisions.x_is_blocked",
+    "remediation.proof.x_pending_removals",
+    "remediation.verify.x_verify_app",
+    "remediation.heal.x_diagnosis",
+    "remediation.reload.x_reload_app",
+    "remediation.reload.x_wait_verified",
+    "exporters.expiry.x_candidates",
+    "exporters.expiry.x__pick",
+)
+_NAME = re.compile(r"^(?P<fn>.+)__mutmut_\d+$")
+
+
+def main(root: Path = Path("mutants")) -> int:
+    by_fn: dict[str, Counter[str]] = defaultdict(Counter)
+    survivors: dict[str, list[str]] = defaultdict(list)
+    metas = sorted(root.rglob("*.meta"))
+    if not metas:
+        print("no mutmut results: run `make mutate`", file=sys.stderr)
+        return 1
+    for meta in metas:
+        data = json.loads(meta.read_text())
+        for key, code in data["exit_code_by_key"].items():
+            m = _NAME.match(key)
+            fn = m.group("fn") if m else key
+            status = status_by_exit_code.get(code, "other")
+            status = "killed" if status in ("killed", "timeout", "caught by type check") else status
+            by_fn[fn][status] += 1
+            if status == "survived":
+                survivors[fn].append(key)
+
+    def line(name: str, c: Counter[str]) -> str:
+        tested = c["killed"] + c["survived"]
+        score = f"{100 * c['killed'] / tested:5.1f}%" if tested else "    -"
+        return f"{name:<48} {c['killed']:>6} {c['survived']:>8} {c['no tests']:>8} {score:>7}"
+
+    head = f"{'function':<48} {'killed':>6} {'survived':>8} {'no tests':>8} {'score':>7}"
+    print(head)
+    safety: Counter[str] = Counter()
+    for fn in SAFETY:
+        c = by_fn.get(fn, Counter())
+        safety.update(c)
+        print(line(fn, c))
+    print(line("SAFETY DECISIONS (total)", safety))
+    rest: Counter[str] = Counter()
+    for fn, c in by_fn.items():
+        if fn not in SAFETY:
+            rest.update(c)
+    print(line("everything else mutated", rest))
+    for fn in SAFETY:
+        for key in survivors.get(fn, []):
+            print(f"survived: {key}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
