@@ -6,7 +6,7 @@ objects, and msgraph-sdk's kiota layer turns each JSON object into a generated m
 object property by property (bench/inventory.py measures both on the same page);
 ``json.loads`` into the few fields we keep is several times cheaper. The token still
 comes from the operator's azure-identity credential, and errors are classified by the
-same :func:`tenant.errors.by_status` as every other service.
+same :func:`tenant.errors.classify` as every other service.
 
 Cost, in Graph requests (see docs/inventory.md):
 
@@ -32,9 +32,9 @@ from urllib.parse import urlencode
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from tenant._azure import retry_after_seconds
+from tenant._azure import error_fields, retry_after_seconds
 from tenant.endpoints import Cloud
-from tenant.errors import TenantError, Unavailable, by_status
+from tenant.errors import TenantError, Unavailable, classify
 
 SERVICE = "graph"
 Collection = Literal["applications", "servicePrincipals"]
@@ -300,20 +300,13 @@ class GraphDirectory:
 
 
 def _error(response: httpx.Response, operation: str) -> TenantError:
-    code: str | None = None
-    message = f"HTTP {response.status_code}"
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        code = body["error"].get("code")
-        message = body["error"].get("message") or message
-    status = response.status_code
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    known = by_status(
-        SERVICE, operation, message, status=status, code=code, retry_after=retry_after
+    code, message, inner_code = error_fields(response.text)
+    return classify(
+        SERVICE,
+        operation,
+        message or f"HTTP {response.status_code}",
+        status=response.status_code,
+        code=code,
+        inner_code=inner_code,
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
     )
-    if known is not None:
-        return known
-    return TenantError(SERVICE, operation, message, status=status, code=code, permanent=True)
