@@ -259,6 +259,8 @@ class RemediationSection(_Model):
     cold_start_timeout_seconds: Annotated[float, Field(gt=0)] = 300
     verify_poll_seconds: Annotated[float, Field(gt=0)] = 5
     step_attempts: Annotated[int, Field(ge=1)] = 5
+    # Triggers repeating a run that just ended settled are answered, not run (issue 9).
+    duplicate_window_seconds: Annotated[float, Field(ge=0)] = 60
 
     @model_validator(mode="after")
     def _lifetime_outlasts_the_rotation_window(self) -> RemediationSection:

@@ -111,6 +111,7 @@ def build_remediator(
         clock=clock or SystemClock(),
         registry=registry,
         dry_run=config.remediation.dry_run if dry_run is None else dry_run,
+        duplicate_window=config.remediation.duplicate_window_seconds,
     )
 
 

@@ -2,15 +2,21 @@
 
 Triggers come from the policy (probe observations), the Alertmanager webhook and the
 CLI. Per target at most one run exists at a time; a trigger that arrives while one
-runs is coalesced into it (so a flood of identical alerts is one run). Automatic
+runs is coalesced into it, and so is one that repeats, within ``duplicate_window``
+seconds, the action of a run that has just ended with nothing to do or successfully
+(so a storm of identical alerts is one run, however long it lasts). Automatic
 triggers pass the guards (cap, backoff, circuit); a manual run by an operator does not.
+
+A run releases its target's cross-process lock inside its own task, before anyone
+can see the task done: a trigger right after a run ended never finds the lock still
+held by this very process (a 409 naming the daemon's own pid).
 On start, :meth:`Remediator.recover` finishes whatever the journal shows unfinished.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -55,6 +61,18 @@ class _Running:
     task: asyncio.Task[Outcome]
 
 
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """The last finished run of a target, for answering its duplicates."""
+
+    outcome: Outcome
+    at: float  # clock.monotonic()
+
+
+# Outcomes after which an identical trigger would only repeat the run's answer.
+SETTLED = ("success", "nothing_to_do")
+
+
 @dataclass
 class Remediator:
     targets: Mapping[str, RemediationTarget]
@@ -66,6 +84,9 @@ class Remediator:
     registry: CollectorRegistry | None = None
     dry_run: bool = False
     progress: Progress | None = None  # step events of runs nobody waits on (the demo)
+    # After a run of an action ends settled (SETTLED), the same action's automatic
+    # triggers for the target within this many seconds are coalesced into its answer.
+    duplicate_window: float = 60.0
 
     def __post_init__(self) -> None:
         self.metrics = RemediationMetrics(
@@ -73,6 +94,7 @@ class Remediator:
         )
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
+        self._ended: dict[str, _Ended] = {}
         self._blocked: dict[str, str | None] = {}
         self._parsed: dict[str, tuple[tuple[int, int, int], list[RunRecord]]] = {}
         for name in self.targets:
@@ -149,6 +171,9 @@ class Remediator:
             return TriggerResult(
                 target, action, "coalesced", f"joined the {running.action} run in progress"
             )
+        duplicate = self._duplicate_of(target, action)
+        if duplicate is not None:
+            return TriggerResult(target, action, "coalesced", duplicate)
         blocked = self._check_guards(target, action)
         if blocked is not None:
             self._report_blocked(target, action, blocked)
@@ -160,7 +185,7 @@ class Remediator:
             return TriggerResult(target, action, "busy", str(e))
         self._show_blocked(target, action, None)  # the guards were just asked
         task = asyncio.create_task(
-            self._run(target, action, source, force=force),
+            _holding(lock, self._run(target, action, source, force=force)),
             name=f"remediation-{target}-{action}",
         )
         _release_when_done(task, lock)
@@ -195,13 +220,16 @@ class Remediator:
             await running.task
         lock = self._lock(target, self.dry_run if dry_run is None else dry_run)
         task = asyncio.create_task(
-            self._run(
-                target,
-                action,
-                source,
-                force=force,
-                progress=progress,
-                dry_run=dry_run,
+            _holding(
+                lock,
+                self._run(
+                    target,
+                    action,
+                    source,
+                    force=force,
+                    progress=progress,
+                    dry_run=dry_run,
+                ),
             )
         )
         _release_when_done(task, lock)
@@ -232,7 +260,7 @@ class Remediator:
                 lock.release()
                 continue
             log.warning("resuming unfinished remediation", target=name, run=rec.run)
-            task = asyncio.create_task(self._resume(name, rec, progress))
+            task = asyncio.create_task(_holding(lock, self._resume(name, rec, progress)))
             _release_when_done(task, lock)
             self._running[name] = _Running(rec.action, task)
             tasks.append(task)
@@ -296,7 +324,24 @@ class Remediator:
         self._account(target, outcome)
         return outcome
 
+    def _duplicate_of(self, target: str, action: str) -> str | None:
+        """Why a trigger only repeats a run that has just ended settled, or None."""
+        ended = self._ended.get(target)
+        if ended is None or ended.outcome.action != action:
+            return None
+        if ended.outcome.outcome not in SETTLED:
+            return None
+        age = self.clock.monotonic() - ended.at
+        if not 0 <= age < self.duplicate_window:
+            return None
+        return (
+            f"a duplicate of {action} run {ended.outcome.run}, which ended {age:.0f}s ago "
+            f"({ended.outcome.outcome}: {ended.outcome.detail}); identical triggers within "
+            f"{self.duplicate_window:g}s of it start no new run"
+        )
+
     def _account(self, target: str, outcome: Outcome) -> None:
+        self._ended[target] = _Ended(outcome, self.clock.monotonic())
         if outcome.outcome == "dry_run":
             return
         self._update_blocked(target, "rotate")  # the run is in the journal now
@@ -327,7 +372,19 @@ class Remediator:
         self._blocked[target] = blocked.reason if blocked else None
 
 
+async def _holding(lock: TargetLock | None, run: Awaitable[Outcome]) -> Outcome:
+    """Run, then free the target inside the same task: a done-callback runs one loop
+    step after the task is seen done, and a trigger in between would find the lock
+    still held by this process."""
+    try:
+        return await run
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def _release_when_done(task: asyncio.Task[Outcome], lock: TargetLock | None) -> None:
-    """Free the target when its run ends, however it ends (even cancelled unstarted)."""
+    """Free the target if the task is cancelled before it ever ran (then
+    :func:`_holding`'s ``finally`` never runs); release is idempotent."""
     if lock is not None:
         task.add_done_callback(lambda _t: lock.release())
