@@ -14,7 +14,7 @@ from exporters.metrics import remove_target_series
 from remediation.policy import ACTIONS
 
 OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
-BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open")
+BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open", "journal_unreadable")
 STEPS = (
     "plan",
     "free_slot",

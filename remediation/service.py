@@ -16,7 +16,9 @@ On start, :meth:`Remediator.recover` finishes whatever the journal shows unfinis
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +27,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from exporters.observations import Observed
+from remediation import access, compaction
 from remediation.clock import Clock, SystemClock
 from remediation.guards import Blocked, Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
@@ -102,6 +105,9 @@ class Remediator:
 
     def _seed(self, name: str) -> None:
         """A restart forgets neither a guard nor the last rotation: replay the journal."""
+        if access.journal_problem(self.journal(name)) is not None:
+            self._update_blocked(name, "rotate")  # shows and logs why, and the fix
+            return
         runs = self.journal(name).runs()
         self._update_blocked(name, "rotate", runs)
         rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
@@ -112,7 +118,15 @@ class Remediator:
         self, target: str, action: str, runs: list[RunRecord] | None = None
     ) -> Blocked | None:
         # Rebuilt from the journal each time: it also holds the runs of other processes.
-        self.guards.seed(target, self._runs(target) if runs is None else runs)
+        problem = access.journal_problem(self.journal(target))
+        if problem is None and runs is None:
+            try:
+                runs = self._runs(target)
+            except PermissionError:  # changed under us since the check
+                problem = access.describe(self.journal(target), [self.journal(target).path])
+        if problem is not None:
+            return Blocked(access.REASON, None, problem)
+        self.guards.seed(target, runs if runs is not None else [])
         return self.guards.check(target, action, self.clock.now())
 
     def _runs(self, target: str) -> list[RunRecord]:
@@ -126,7 +140,10 @@ class Remediator:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._parsed.get(target)
         if cached is None or cached[0] != key:
-            cached = self._parsed[target] = (key, journal.runs())
+            # Only what the guards need, without the lines: a long journal stays on disk.
+            runs = compaction.needed(journal.runs(), self.clock.now())
+            slim = [dataclasses.replace(r, entries=[]) for r in runs]
+            cached = self._parsed[target] = (key, slim)
         return cached[1]
 
     def targets_changed(self) -> None:
@@ -185,7 +202,7 @@ class Remediator:
             return TriggerResult(target, action, "busy", str(e))
         self._show_blocked(target, action, None)  # the guards were just asked
         task = asyncio.create_task(
-            _holding(lock, self._run(target, action, source, force=force)),
+            _holding(lock, self._run(target, action, source, force=force), self._compact),
             name=f"remediation-{target}-{action}",
         )
         _release_when_done(task, lock)
@@ -212,9 +229,12 @@ class Remediator:
     ) -> Outcome:
         """Run ``action`` in the foreground (the CLI), past the guards but never
         concurrently with another run for the target: one in this process is waited
-        for; one in another process raises :class:`~remediation.lock.TargetBusy`."""
+        for; one in another process raises :class:`~remediation.lock.TargetBusy`; a
+        journal this process cannot use raises :class:`~remediation.access.JournalUnusable`."""
         if target not in self.targets:
             raise KeyError(f"no target named {target!r}")
+        if (problem := access.journal_problem(self.journal(target))) is not None:
+            raise access.JournalUnusable(problem)
         running = self._running.get(target)
         if running is not None and not running.task.done():
             await running.task
@@ -230,6 +250,7 @@ class Remediator:
                     progress=progress,
                     dry_run=dry_run,
                 ),
+                self._compact,
             )
         )
         _release_when_done(task, lock)
@@ -241,6 +262,8 @@ class Remediator:
         one per target); triggers meanwhile are coalesced into these runs."""
         tasks = []
         for name in self.targets:
+            if access.journal_problem(self.journal(name)) is not None:
+                continue  # blocked and logged: nothing to read, nothing to resume
             if self.running(name) is not None or self.journal(name).unfinished() is None:
                 continue
             if self.dry_run:
@@ -260,7 +283,9 @@ class Remediator:
                 lock.release()
                 continue
             log.warning("resuming unfinished remediation", target=name, run=rec.run)
-            task = asyncio.create_task(_holding(lock, self._resume(name, rec, progress)))
+            task = asyncio.create_task(
+                _holding(lock, self._resume(name, rec, progress), self._compact)
+            )
             _release_when_done(task, lock)
             self._running[name] = _Running(rec.action, task)
             tasks.append(task)
@@ -324,6 +349,14 @@ class Remediator:
         self._account(target, outcome)
         return outcome
 
+    def _compact(self, target: str) -> None:
+        """Called by :func:`_holding` while the run still holds the target's lock, so
+        no other process appends while the journal is rewritten."""
+        try:
+            compaction.maybe_compact(self.journal(target), self.clock.now())
+        except OSError as e:  # a full disk must not turn a finished run into a failure
+            log.warning("journal compaction failed", target=target, error=str(e))
+
     def _duplicate_of(self, target: str, action: str) -> str | None:
         """Why a trigger only repeats a run that has just ended settled, or None."""
         ended = self._ended.get(target)
@@ -362,7 +395,8 @@ class Remediator:
             on = blocked is not None and blocked.reason == reason
             self.metrics.blocked.labels(target, reason).set(1 if on else 0)
         if blocked is not None and self._blocked.get(target) != blocked.reason:
-            log.warning(
+            log.log(
+                logging.ERROR if blocked.reason == access.REASON else logging.WARNING,
                 "remediation blocked",
                 target=target,
                 action=action,
@@ -372,15 +406,21 @@ class Remediator:
         self._blocked[target] = blocked.reason if blocked else None
 
 
-async def _holding(lock: TargetLock | None, run: Awaitable[Outcome]) -> Outcome:
-    """Run, then free the target inside the same task: a done-callback runs one loop
-    step after the task is seen done, and a trigger in between would find the lock
-    still held by this process."""
+async def _holding(
+    lock: TargetLock | None, run: Awaitable[Outcome], compact: Callable[[str], None]
+) -> Outcome:
+    """Run, compact the journal (only with the lock held: a dry run holds none), then
+    free the target inside the same task: a done-callback runs one loop step after the
+    task is seen done, and a trigger in between would find the lock still held by this
+    process."""
     try:
         return await run
     finally:
         if lock is not None:
-            lock.release()
+            try:
+                compact(lock.target)
+            finally:
+                lock.release()
 
 
 def _release_when_done(task: asyncio.Task[Outcome], lock: TargetLock | None) -> None:
