@@ -2,7 +2,8 @@
 
 The journal is append-only while runs happen; after a run ends, :func:`maybe_compact`
 (called with the target's lock held, so no other process appends meanwhile) rewrites it
-without the runs :func:`needed` leaves out, once it has grown past ``threshold`` bytes.
+without the runs :func:`needed` leaves out, once it has grown past ``threshold`` bytes
+and at least half of its runs can go.
 The rewrite is atomic: a new file beside it, fsync'd, renamed over the old one, and the
 directory fsync'd, so a crash at any point leaves the old journal or the new one, whole.
 
@@ -62,7 +63,9 @@ def maybe_compact(journal: Journal, now: datetime, threshold: int = THRESHOLD) -
         return False
     runs = journal.runs()
     kept = needed(runs, now)
-    if len(kept) == len(runs):
+    if len(kept) > len(runs) // 2:
+        # Rewrite only when it at least halves the journal: never a whole rewrite per
+        # run, and the file stays under max(threshold, twice what the guards need).
         return False
     rewrite(journal, kept)
     log.info(

@@ -109,3 +109,16 @@ def test_a_small_journal_is_left_alone(tmp_path: Path) -> None:
     text = journal.path.read_text()
     assert not maybe_compact(journal, NOW)
     assert journal.path.read_text() == text
+
+
+def test_it_rewrites_only_when_that_halves_the_journal(tmp_path: Path) -> None:
+    """Not a whole rewrite (and fsync) after every run once the file is large."""
+    journal = Journal(tmp_path, "portal")
+    # 60 runs in the last day that all count toward the cap: the guards need them all
+    write_runs(journal, NOW, count=60, every=timedelta(minutes=20), outcomes=("failed",))
+    runs = journal.runs()
+    assert journal.path.stat().st_size > 64 * 1024
+    assert len(needed(runs, NOW)) > len(runs) // 2
+    text = journal.path.read_text()
+    assert not maybe_compact(journal, NOW)
+    assert journal.path.read_text() == text
