@@ -110,6 +110,9 @@ class Remediator:
             return
         runs = self.journal(name).runs()
         self._update_blocked(name, "rotate", runs)
+        self._seed_last_rotation(name, runs)
+
+    def _seed_last_rotation(self, name: str, runs: list[RunRecord]) -> None:
         rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
         if rotated:
             self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
@@ -387,7 +390,12 @@ class Remediator:
     def _update_blocked(
         self, target: str, action: str, runs: list[RunRecord] | None = None
     ) -> None:
+        was = self._blocked.get(target)
         self._show_blocked(target, action, self._check_guards(target, action, runs))
+        if was == access.REASON and self._blocked.get(target) != access.REASON:
+            # The journal is readable again: what start-up could not seed, seed now.
+            log.info("remediation journal readable again", target=target)
+            self._seed_last_rotation(target, self.journal(target).runs())
 
     def _show_blocked(self, target: str, action: str, blocked: Blocked | None) -> None:
         """The blocked gauge per reason, and one log line when the reason changes."""

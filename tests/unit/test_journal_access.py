@@ -46,7 +46,12 @@ def write_root_journal(state_dir: Path) -> Journal:
     journal = Journal(state_dir, "portal")
     journal.append(ts=T0, run="r1", action="rotate", step="run", phase="begin")
     journal.append(
-        ts=T0, run="r1", action="rotate", step="run", phase="done", data={"outcome": "success"}
+        ts=T0,
+        run="r1",
+        action="rotate",
+        step="run",
+        phase="done",
+        data={"outcome": "success", "rotated": True},
     )
     lock = journal.lock()
     lock.acquire()
@@ -117,6 +122,11 @@ def test_an_unreadable_journal_stops_remediation_of_its_target_and_says_how_to_f
         assert journal_problem(journal) is None
         rem._update_blocked("portal", "rotate")
     assert registry.get_sample_value("secretwarden_remediation_blocked", labels) == 0
+    # and the last rotation, which start-up could not read, is known now
+    last = registry.get_sample_value(
+        "secretwarden_rotation_last_success_timestamp_seconds", {"target": "portal"}
+    )
+    assert last == T0.timestamp()
 
 
 @contextmanager
