@@ -30,11 +30,14 @@ test: lint
 	scripts/install-system-deps
 	$(BIN)/pytest
 
-## bench: the benchmark tables (exporter, sandbox start-up, repair times); about 2 minutes
+## bench: the benchmark tables (exporter, sandbox start-up, repair times, journal,
+## and the 1,000-run memory soak); about 12 minutes, most of it the soak
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py
 	$(BIN)/python bench/repair.py
+	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

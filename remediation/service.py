@@ -98,6 +98,7 @@ class Remediator:
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
         self._ended: dict[str, _Ended] = {}
+        self._compacted: dict[str, int] = {}  # journal size that makes _compact look again
         self._blocked: dict[str, str | None] = {}
         self._parsed: dict[str, tuple[tuple[int, int, int], list[RunRecord]]] = {}
         for name in self.targets:
@@ -355,8 +356,15 @@ class Remediator:
     def _compact(self, target: str) -> None:
         """Called by :func:`_holding` while the run still holds the target's lock, so
         no other process appends while the journal is rewritten."""
+        journal = self.journal(target)
         try:
-            compaction.maybe_compact(self.journal(target), self.clock.now())
+            # Parse it for that only when it has doubled since it was last looked at.
+            if journal.path.stat().st_size <= self._compacted.get(target, 0):
+                return
+            compaction.maybe_compact(journal, self.clock.now())
+            self._compacted[target] = 2 * journal.path.stat().st_size
+        except FileNotFoundError:
+            return
         except OSError as e:  # a full disk must not turn a finished run into a failure
             log.warning("journal compaction failed", target=target, error=str(e))
 
