@@ -44,6 +44,21 @@ class GuardSettings:
     circuit_reset: timedelta = timedelta(hours=24)
 
 
+def _backoff(cfg: GuardSettings, failures: int) -> timedelta:
+    """``backoff_initial`` doubled per failure after the first, capped at ``backoff_max``.
+
+    Doubled step by step and stopped at the cap: ``initial * 2 ** (failures - 1)``
+    overflowed timedelta after ~40 failures in a row (a month of daily failures once
+    the circuit resets), and every guard decision, start-up included, raised.
+    """
+    delay = cfg.backoff_initial
+    for _ in range(failures - 1):
+        if delay >= cfg.backoff_max:
+            break
+        delay *= 2
+    return min(delay, cfg.backoff_max)
+
+
 @dataclass(frozen=True, slots=True)
 class Blocked:
     reason: str  # one of metrics.BLOCK_REASONS
@@ -105,9 +120,7 @@ class Guards:
                 )
             s.circuit_opened = None
         if s.last_failure is not None and s.consecutive_failures > 0:
-            delay = cfg.backoff_initial * (2 ** (s.consecutive_failures - 1))
-            delay = min(delay, cfg.backoff_max)
-            until = s.last_failure + delay
+            until = s.last_failure + _backoff(cfg, s.consecutive_failures)
             if now < until:
                 return Blocked(
                     "backoff",
