@@ -9,7 +9,9 @@ directory fsync'd, so a crash at any point leaves the old journal or the new one
 
 What the guards need (remediation.guards replays it): every run after the last settled
 one (the failure streak: backoff, circuit), the runs that count toward the daily cap
-and finished in the last 24 h, and the last rotation (its metric). Beyond that the
+and finished in the last 24 h, and the last rotation (its metric). Also every run from
+the oldest one that left a credential pending removal (journaled as ``pending_removal``)
+that no later step removed. Beyond that the
 journal keeps the last ``recent`` runs for ``secretwarden status`` and any unfinished
 run. So the decisions made from the compacted journal are those made from the whole
 one, now and at any later time (tests/unit/test_compaction.py checks it on random
@@ -41,6 +43,9 @@ def needed(runs: list[RunRecord], now: datetime, recent: int = RECENT) -> list[R
     last_settled = max(
         (i for i, r in enumerate(runs) if r.finished and r.outcome in SETTLED), default=-1
     )
+    pending = _oldest_pending_removal(runs)
+    if pending is not None:
+        keep.update(range(pending, len(runs)))
     rotated = [i for i, r in enumerate(runs) if r.finished and r.facts.get("rotated")]
     if rotated:
         keep.add(rotated[-1])
@@ -50,6 +55,33 @@ def needed(runs: list[RunRecord], now: datetime, recent: int = RECENT) -> list[R
         elif counts_as_rotation(r) and r.finished > now - CAP_WINDOW:
             keep.add(i)
     return [runs[i] for i in sorted(keep)]
+
+
+# Steps that journal an old credential kept until proof (issue 8's overlap window), and
+# the steps that later remove credentials; see remediation.proof where they exist.
+PENDING_STEP = "pending_removal"
+REMOVAL_STEPS = ("remove_old", "rollback.remove_new", "cleanup.remove")
+
+
+def _oldest_pending_removal(runs: list[RunRecord]) -> int | None:
+    """Index of the oldest run that journaled a credential pending removal which no
+    later step removed: it and everything after it stay, or the daemon would forget a
+    credential it still has to remove."""
+    pending: dict[str, int] = {}  # keyId -> index of the run that left it pending
+    for i, r in enumerate(runs):
+        for e in r.entries:
+            if e.phase != "done":
+                continue
+            if e.step == PENDING_STEP:
+                for key in e.data.get("pending_key_ids") or ():
+                    pending.setdefault(str(key), i)
+            elif e.step in REMOVAL_STEPS:
+                gone = {str(k) for k in e.data.get("removed") or ()}
+                if e.data.get("removed_new"):
+                    gone.add(str(e.data["removed_new"]))
+                for key in gone:
+                    pending.pop(key, None)
+    return min(pending.values(), default=None)
 
 
 def maybe_compact(journal: Journal, now: datetime, threshold: int = THRESHOLD) -> bool:

@@ -16,7 +16,6 @@ On start, :meth:`Remediator.recover` finishes whatever the journal shows unfinis
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -144,10 +143,8 @@ class Remediator:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._parsed.get(target)
         if cached is None or cached[0] != key:
-            # Only what the guards need, without the lines: a long journal stays on disk.
-            runs = compaction.needed(journal.runs(), self.clock.now())
-            slim = [dataclasses.replace(r, entries=[]) for r in runs]
-            cached = self._parsed[target] = (key, slim)
+            # Whole runs, lines included (others read them); compaction bounds them.
+            cached = self._parsed[target] = (key, journal.runs())
         return cached[1]
 
     def targets_changed(self) -> None:

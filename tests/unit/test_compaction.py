@@ -12,7 +12,7 @@ from journals import write_runs
 
 from remediation.compaction import RECENT, maybe_compact, needed
 from remediation.guards import Guards, GuardSettings
-from remediation.journal import Journal, RunRecord
+from remediation.journal import Entry, Journal, RunRecord
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SETTINGS = GuardSettings(
@@ -122,3 +122,23 @@ def test_it_rewrites_only_when_that_halves_the_journal(tmp_path: Path) -> None:
     text = journal.path.read_text()
     assert not maybe_compact(journal, NOW)
     assert journal.path.read_text() == text
+
+
+def test_a_credential_pending_removal_keeps_its_run_until_a_later_step_removes_it() -> None:
+    """A rotation that kept the old credential until proof (journaled as
+    pending_removal) must not be compacted away, or the daemon forgets to remove it."""
+    runs = random_history(random.Random(3), 40)
+    for r in runs:
+        r.outcome, r.facts = "nothing_to_do", {}
+    old = runs[5]
+    old.entries = [
+        Entry(NOW, old.run, "rotate", "pending_removal", "done", {"pending_key_ids": ["k-old"]})
+    ]
+    kept = needed(runs, NOW + timedelta(days=30))
+    assert kept == runs[5:]  # it and every run after it (their removals belong to it)
+    # once a later run removed that credential, the run may go
+    later = runs[20]
+    later.entries = [
+        Entry(NOW, later.run, "cleanup", "cleanup.remove", "done", {"removed": ["k-old"]})
+    ]
+    assert needed(runs, NOW + timedelta(days=30)) == runs[-RECENT:]
