@@ -20,6 +20,7 @@ histories), and ``status`` stays fast after a year of runs (bench/journal.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime, timedelta
 
@@ -82,6 +83,19 @@ def _oldest_pending_removal(runs: list[RunRecord]) -> int | None:
                 for key in gone:
                     pending.pop(key, None)
     return min(pending.values(), default=None)
+
+
+def for_memory(runs: list[RunRecord]) -> list[RunRecord]:
+    """``runs`` as the daemon keeps them between journal changes: without their lines
+    (the guards read only each run's facts), except the runs from the oldest removal
+    still pending onward, whose lines say which credential is still to be removed."""
+    keep_lines_from = _oldest_pending_removal(runs)
+    if keep_lines_from is None:
+        keep_lines_from = len(runs)
+    return [
+        r if i >= keep_lines_from else dataclasses.replace(r, entries=[])
+        for i, r in enumerate(runs)
+    ]
 
 
 def maybe_compact(journal: Journal, now: datetime, threshold: int = THRESHOLD) -> bool:

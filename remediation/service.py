@@ -143,8 +143,10 @@ class Remediator:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._parsed.get(target)
         if cached is None or cached[0] != key:
-            # Whole runs, lines included (others read them); compaction bounds them.
-            cached = self._parsed[target] = (key, journal.runs())
+            # Only what the guards (and a pending removal) need of them: compaction
+            # bounds how many, this how big (tens of KB a run in lines).
+            runs = compaction.needed(journal.runs(), self.clock.now())
+            cached = self._parsed[target] = (key, compaction.for_memory(runs))
         return cached[1]
 
     def targets_changed(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from journals import write_runs
 
-from remediation.compaction import RECENT, maybe_compact, needed
+from remediation.compaction import RECENT, for_memory, maybe_compact, needed
 from remediation.guards import Guards, GuardSettings
 from remediation.journal import Entry, Journal, RunRecord
 
@@ -142,3 +142,16 @@ def test_a_credential_pending_removal_keeps_its_run_until_a_later_step_removes_i
         Entry(NOW, later.run, "cleanup", "cleanup.remove", "done", {"removed": ["k-old"]})
     ]
     assert needed(runs, NOW + timedelta(days=30)) == runs[-RECENT:]
+
+
+def test_in_memory_the_runs_lose_their_lines_except_from_a_pending_removal_on() -> None:
+    runs = random_history(random.Random(4), 12)
+    for r in runs:
+        r.entries = [Entry(NOW, r.run, r.action, "plan", "done", {})]
+    assert all(r.entries == [] for r in for_memory(runs))
+    assert [r.facts for r in for_memory(runs)] == [r.facts for r in runs]  # guards' input
+    runs[7].entries.append(
+        Entry(NOW, runs[7].run, "rotate", "pending_removal", "done", {"pending_key_ids": ["k"]})
+    )
+    slim = for_memory(runs)
+    assert [bool(r.entries) for r in slim] == [False] * 7 + [True] * 5
