@@ -30,8 +30,9 @@ test: lint
 	scripts/install-system-deps
 	$(BIN)/pytest
 
-## bench: the benchmark tables (exporter, sandbox start-up and directory, repair times, the
-## 10,000-app inventory, scrapes under a basic-auth attack); about 8 minutes
+## bench: the benchmark tables (exporter, sandbox start-up and directory, repair times,
+## the 10,000-app inventory, scrapes under a basic-auth attack, the journal, and the
+## 1,000-run memory soak); about 20 minutes, most of it the soak
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py
@@ -39,6 +40,8 @@ bench: setup
 	$(BIN)/python bench/repair.py
 	$(BIN)/python bench/inventory.py
 	$(BIN)/python bench/auth_attack.py
+	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/soak.py
 
 ## mutate: mutmut over the safety decisions and the credential matching (minutes; not in CI)
 mutate: setup

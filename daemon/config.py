@@ -273,6 +273,8 @@ class RemediationSection(_Model):
     graph_read_lag_seconds: Annotated[float, Field(ge=0)] = 30
     # Read the sign-in log for proof (needs AuditLog.Read.All; said once when refused).
     use_sign_ins: bool = True
+    # Triggers repeating a run that just ended settled are answered, not run (issue 9).
+    duplicate_window_seconds: Annotated[float, Field(ge=0)] = 60
 
     @model_validator(mode="after")
     def _lifetime_outlasts_the_rotation_window(self) -> RemediationSection:

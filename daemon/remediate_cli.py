@@ -27,6 +27,7 @@ from daemon.config import Config, load_checked_config, read_secret_file
 from daemon.logging import configure_logging, get_logger
 from daemon.webhook import webhook_routes
 from exporters.observations import Observed
+from remediation.access import JournalUnusable, journal_problem
 from remediation.clock import Clock, SystemClock
 from remediation.guards import Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
@@ -123,6 +124,7 @@ def build_remediator(
         clock=clock or SystemClock(),
         registry=registry,
         dry_run=config.remediation.dry_run if dry_run is None else dry_run,
+        duplicate_window=config.remediation.duplicate_window_seconds,
     )
 
 
@@ -280,7 +282,7 @@ async def _rotate(config: Config, name: str, dry_run: bool, out: TextIO) -> int:
         try:
             # An unfinished run in the journal is finished first, and only that one.
             outcome = await remediator.run(name, "rotate", "cli", progress=printer)
-        except TargetBusy as e:
+        except (TargetBusy, JournalUnusable) as e:
             print(f"secretwarden rotate: {e}", file=sys.stderr, flush=True)
             return EXIT_FAILED
     print(f"{outcome.outcome}: {outcome.detail}", file=out, flush=True)
@@ -321,9 +323,13 @@ def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
     now = datetime.now(UTC)
     for t in config.targets:
         journal = Journal(config.daemon.state_directory, t.name)
+        print(f"target {t.name}", file=out)
+        problem = journal_problem(journal)
+        if problem is not None:
+            print(f"  journal unusable: {problem}", file=out)
+            continue
         runs = journal.runs()
         guards.seed(t.name, runs)  # the same journal, the same rules as the daemon
-        print(f"target {t.name}", file=out)
         current = runs[-1] if runs and runs[-1].unfinished else None
         if current is not None:
             print("  current:", file=out)

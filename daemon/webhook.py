@@ -6,7 +6,8 @@ triggers that remediation. The bearer token comes from ``remediation.webhook_tok
 and is compared in constant time; without one the endpoint answers 404 (disabled).
 
 Answers (a JSON body lists what happened to each alert):
-- 202 when at least one remediation started or joined one in progress (coalesced);
+- 202 when at least one remediation started, or joined a run in progress or one that
+  has just ended settled (coalesced: the body says so, and names the run);
 - 200 "nothing to do" when every alert is resolved;
 - 400 malformed body, 401 missing or wrong token, 404 disabled,
 - 409 when every matching remediation is blocked by a guard (cap, backoff, circuit) or
@@ -122,8 +123,10 @@ def webhook_routes(
             alerts=len(alerts),
             results=sorted(f"{r['target']}/{r['remediation']}:{r['status']}" for r in results),
         )
-        if statuses & {"started", "coalesced"}:
+        if "started" in statuses:
             return _reply(202, "accepted", results)
+        if "coalesced" in statuses:
+            return _reply(202, "accepted: coalesced into a run in progress or just ended", results)
         if not alerts or statuses <= {"resolved"}:
             return _reply(200, "nothing to do", results)
         if statuses & {"blocked", "busy"}:

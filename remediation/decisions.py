@@ -202,6 +202,21 @@ class GuardState:
     circuit_opened: datetime | None = None
 
 
+def backoff_delay(failures: int, initial: timedelta, cap: timedelta) -> timedelta:
+    """``initial`` doubled per failure after the first, capped at ``cap``.
+
+    Doubled step by step and stopped at the cap: ``initial * 2 ** (failures - 1)``
+    overflowed timedelta after ~40 failures in a row (a month of daily failures once
+    the circuit resets; found by bench/soak.py), and every guard decision raised.
+    """
+    delay = initial
+    for _ in range(failures - 1):
+        if delay >= cap:
+            break
+        delay *= 2
+    return min(delay, cap)
+
+
 def is_blocked(
     state: GuardState,
     action: str,
@@ -224,9 +239,9 @@ def is_blocked(
                 "or a successful manual run",
             )
     if state.last_failure is not None and state.consecutive_failures > 0:
-        delay = backoff_initial * (2 ** (state.consecutive_failures - 1))
-        delay = min(delay, backoff_max)
-        until = state.last_failure + delay
+        until = state.last_failure + backoff_delay(
+            state.consecutive_failures, backoff_initial, backoff_max
+        )
         if now < until:
             return Blocked(
                 "backoff",

@@ -27,6 +27,17 @@ from remediation.journal import RunRecord
 FAILED_OUTCOMES = ("failed", "rolled_back")
 
 
+def _issued(r: RunRecord) -> bool:
+    """The run rotated or issued a credential (not a compensated one: see seed)."""
+    issued = r.outcome != "compensated" and bool(r.facts.get("new_key_id"))
+    return bool(r.facts.get("rotated")) or issued
+
+
+def counts_as_rotation(r: RunRecord) -> bool:
+    """Whether a finished run counts toward the daily cap (as :meth:`Guards.record`)."""
+    return _issued(r) or (r.action == "rotate" and r.outcome in ("success", *FAILED_OUTCOMES))
+
+
 @dataclass(frozen=True, slots=True)
 class GuardSettings:
     max_rotations_per_day: int = 3
@@ -71,7 +82,7 @@ class Guards:
                 r.action,
                 r.outcome,
                 r.finished,
-                rotated=bool(r.facts.get("rotated")) or issued,
+                rotated=_issued(r),
                 permanent=bool(r.facts.get("permanent")),
             )
 

@@ -17,7 +17,7 @@ from remediation.policy import ACTIONS
 # removal, started by the Remediator when proof arrives).
 RUN_ACTIONS = (*ACTIONS, "cleanup")
 OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
-BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open")
+BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open", "journal_unreadable")
 STEPS = (
     "plan",
     "free_slot",

@@ -2,15 +2,22 @@
 
 Triggers come from the policy (probe observations), the Alertmanager webhook and the
 CLI. Per target at most one run exists at a time; a trigger that arrives while one
-runs is coalesced into it (so a flood of identical alerts is one run). Automatic
+runs is coalesced into it, and so is one that repeats, within ``duplicate_window``
+seconds, the action of a run that has just ended with nothing to do or successfully
+(so a storm of identical alerts is one run, however long it lasts). Automatic
 triggers pass the guards (cap, backoff, circuit); a manual run by an operator does not.
+
+A run releases its target's cross-process lock inside its own task, before anyone
+can see the task done: a trigger right after a run ended never finds the lock still
+held by this very process (a 409 naming the daemon's own pid).
 On start, :meth:`Remediator.recover` finishes whatever the journal shows unfinished.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +27,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from exporters.observations import Observed
+from remediation import access, compaction
 from remediation.clock import Clock, SystemClock
 from remediation.decisions import Verdict
 from remediation.guards import Blocked, Guards, GuardSettings
@@ -61,6 +69,18 @@ class _Running:
     task: asyncio.Task[Outcome]
 
 
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """The last finished run of a target, for answering its duplicates."""
+
+    outcome: Outcome
+    at: float  # clock.monotonic()
+
+
+# Outcomes after which an identical trigger would only repeat the run's answer.
+SETTLED = ("success", "nothing_to_do")
+
+
 @dataclass
 class Remediator:
     targets: Mapping[str, RemediationTarget]
@@ -72,6 +92,9 @@ class Remediator:
     registry: CollectorRegistry | None = None
     dry_run: bool = False
     progress: Progress | None = None  # step events of runs nobody waits on (the demo)
+    # After a run of an action ends settled (SETTLED), the same action's automatic
+    # triggers for the target within this many seconds are coalesced into its answer.
+    duplicate_window: float = 60.0
 
     def __post_init__(self) -> None:
         self.metrics = RemediationMetrics(
@@ -79,6 +102,8 @@ class Remediator:
         )
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
+        self._ended: dict[str, _Ended] = {}
+        self._compacted: dict[str, int] = {}  # journal size that makes _compact look again
         self._blocked: dict[str, str | None] = {}
         self._waiting: dict[str, str] = {}  # the last "why it waits" said per target
         self._checks: dict[str, asyncio.Task[Outcome | None]] = {}
@@ -89,8 +114,14 @@ class Remediator:
     def _seed(self, name: str) -> None:
         """A restart forgets neither a guard, nor the last rotation, nor a credential
         pending removal: replay the journal."""
+        if access.journal_problem(self.journal(name)) is not None:
+            self._update_blocked(name, "rotate")  # shows and logs why, and the fix
+            return
         runs = self.journal(name).runs()
         self._update_blocked(name, "rotate", runs)
+        self._seed_last_rotation(name, runs)
+
+    def _seed_last_rotation(self, name: str, runs: list[RunRecord]) -> None:
         rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
         if rotated:
             self.metrics.last_rotation.labels(name).set(max(rotated).timestamp())
@@ -192,7 +223,15 @@ class Remediator:
         self, target: str, action: str, runs: list[RunRecord] | None = None
     ) -> Blocked | None:
         # Rebuilt from the journal each time: it also holds the runs of other processes.
-        self.guards.seed(target, self._runs(target) if runs is None else runs)
+        problem = access.journal_problem(self.journal(target))
+        if problem is None and runs is None:
+            try:
+                runs = self._runs(target)
+            except PermissionError:  # changed under us since the check
+                problem = access.describe(self.journal(target), [self.journal(target).path])
+        if problem is not None:
+            return Blocked(access.REASON, None, problem)
+        self.guards.seed(target, runs if runs is not None else [])
         return self.guards.check(target, action, self.clock.now())
 
     def _runs(self, target: str) -> list[RunRecord]:
@@ -206,7 +245,10 @@ class Remediator:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._parsed.get(target)
         if cached is None or cached[0] != key:
-            cached = self._parsed[target] = (key, journal.runs())
+            # Only what the guards (and a pending removal) need of them: compaction
+            # bounds how many, this how big (tens of KB a run in lines).
+            runs = compaction.needed(journal.runs(), self.clock.now())
+            cached = self._parsed[target] = (key, compaction.for_memory(runs))
         return cached[1]
 
     def targets_changed(self) -> None:
@@ -265,6 +307,9 @@ class Remediator:
             return TriggerResult(
                 target, action, "coalesced", f"joined the {running.action} run in progress"
             )
+        duplicate = self._duplicate_of(target, action)
+        if duplicate is not None:
+            return TriggerResult(target, action, "coalesced", duplicate)
         blocked = self._check_guards(target, action)
         if blocked is not None:
             self._report_blocked(target, action, blocked)
@@ -276,7 +321,7 @@ class Remediator:
             return TriggerResult(target, action, "busy", str(e))
         self._show_blocked(target, action, None)  # the guards were just asked
         task = asyncio.create_task(
-            self._run(target, action, source, force=force),
+            _holding(lock, self._run(target, action, source, force=force), self._compact),
             name=f"remediation-{target}-{action}",
         )
         _release_when_done(task, lock)
@@ -303,21 +348,28 @@ class Remediator:
     ) -> Outcome:
         """Run ``action`` in the foreground (the CLI), past the guards but never
         concurrently with another run for the target: one in this process is waited
-        for; one in another process raises :class:`~remediation.lock.TargetBusy`."""
+        for; one in another process raises :class:`~remediation.lock.TargetBusy`; a
+        journal this process cannot use raises :class:`~remediation.access.JournalUnusable`."""
         if target not in self.targets:
             raise KeyError(f"no target named {target!r}")
+        if (problem := access.journal_problem(self.journal(target))) is not None:
+            raise access.JournalUnusable(problem)
         running = self._running.get(target)
         if running is not None and not running.task.done():
             await running.task
         lock = self._lock(target, self.dry_run if dry_run is None else dry_run)
         task = asyncio.create_task(
-            self._run(
-                target,
-                action,
-                source,
-                force=force,
-                progress=progress,
-                dry_run=dry_run,
+            _holding(
+                lock,
+                self._run(
+                    target,
+                    action,
+                    source,
+                    force=force,
+                    progress=progress,
+                    dry_run=dry_run,
+                ),
+                self._compact,
             )
         )
         _release_when_done(task, lock)
@@ -329,6 +381,8 @@ class Remediator:
         one per target); triggers meanwhile are coalesced into these runs."""
         tasks = []
         for name in self.targets:
+            if access.journal_problem(self.journal(name)) is not None:
+                continue  # blocked and logged: nothing to read, nothing to resume
             if self.running(name) is not None or self.journal(name).unfinished() is None:
                 continue
             if self.dry_run:
@@ -348,7 +402,9 @@ class Remediator:
                 lock.release()
                 continue
             log.warning("resuming unfinished remediation", target=name, run=rec.run)
-            task = asyncio.create_task(self._resume(name, rec, progress))
+            task = asyncio.create_task(
+                _holding(lock, self._resume(name, rec, progress), self._compact)
+            )
             _release_when_done(task, lock)
             self._running[name] = _Running(rec.action, task)
             tasks.append(task)
@@ -416,7 +472,39 @@ class Remediator:
         self._account(target, outcome)
         return outcome
 
+    def _compact(self, target: str) -> None:
+        """Called by :func:`_holding` while the run still holds the target's lock, so
+        no other process appends while the journal is rewritten."""
+        journal = self.journal(target)
+        try:
+            # Parse it for that only when it has doubled since it was last looked at.
+            if journal.path.stat().st_size <= self._compacted.get(target, 0):
+                return
+            compaction.maybe_compact(journal, self.clock.now())
+            self._compacted[target] = 2 * journal.path.stat().st_size
+        except FileNotFoundError:
+            return
+        except OSError as e:  # a full disk must not turn a finished run into a failure
+            log.warning("journal compaction failed", target=target, error=str(e))
+
+    def _duplicate_of(self, target: str, action: str) -> str | None:
+        """Why a trigger only repeats a run that has just ended settled, or None."""
+        ended = self._ended.get(target)
+        if ended is None or ended.outcome.action != action:
+            return None
+        if ended.outcome.outcome not in SETTLED:
+            return None
+        age = self.clock.monotonic() - ended.at
+        if not 0 <= age < self.duplicate_window:
+            return None
+        return (
+            f"a duplicate of {action} run {ended.outcome.run}, which ended {age:.0f}s ago "
+            f"({ended.outcome.outcome}: {ended.outcome.detail}); identical triggers within "
+            f"{self.duplicate_window:g}s of it start no new run"
+        )
+
     def _account(self, target: str, outcome: Outcome) -> None:
+        self._ended[target] = _Ended(outcome, self.clock.monotonic())
         if outcome.outcome == "dry_run":
             return
         self._update_blocked(target, "rotate")  # the run is in the journal now
@@ -430,7 +518,12 @@ class Remediator:
     def _update_blocked(
         self, target: str, action: str, runs: list[RunRecord] | None = None
     ) -> None:
+        was = self._blocked.get(target)
         self._show_blocked(target, action, self._check_guards(target, action, runs))
+        if was == access.REASON and self._blocked.get(target) != access.REASON:
+            # The journal is readable again: what start-up could not seed, seed now.
+            log.info("remediation journal readable again", target=target)
+            self._seed_last_rotation(target, self.journal(target).runs())
 
     def _show_blocked(self, target: str, action: str, blocked: Blocked | None) -> None:
         """The blocked gauge per reason, and one log line when the reason changes."""
@@ -438,7 +531,8 @@ class Remediator:
             on = blocked is not None and blocked.reason == reason
             self.metrics.blocked.labels(target, reason).set(1 if on else 0)
         if blocked is not None and self._blocked.get(target) != blocked.reason:
-            log.warning(
+            log.log(
+                logging.ERROR if blocked.reason == access.REASON else logging.WARNING,
                 "remediation blocked",
                 target=target,
                 action=action,
@@ -448,7 +542,25 @@ class Remediator:
         self._blocked[target] = blocked.reason if blocked else None
 
 
+async def _holding(
+    lock: TargetLock | None, run: Awaitable[Outcome], compact: Callable[[str], None]
+) -> Outcome:
+    """Run, compact the journal (only with the lock held: a dry run holds none), then
+    free the target inside the same task: a done-callback runs one loop step after the
+    task is seen done, and a trigger in between would find the lock still held by this
+    process."""
+    try:
+        return await run
+    finally:
+        if lock is not None:
+            try:
+                compact(lock.target)
+            finally:
+                lock.release()
+
+
 def _release_when_done(task: asyncio.Task[Outcome], lock: TargetLock | None) -> None:
-    """Free the target when its run ends, however it ends (even cancelled unstarted)."""
+    """Free the target if the task is cancelled before it ever ran (then
+    :func:`_holding`'s ``finally`` never runs); release is idempotent."""
     if lock is not None:
         task.add_done_callback(lambda _t: lock.release())

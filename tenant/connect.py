@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 
+import aiohttp
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.keyvault.secrets.aio import SecretClient
@@ -37,6 +38,7 @@ from tenant.graph import (
 from tenant.keyvault import KeyVaultSecretStore
 from tenant.ports import Identity, TargetClients, TargetRef
 from tenant.signins import GraphSignInReader
+from tenant.transport import azure_session, on_session
 
 
 class TenantSession:
@@ -53,9 +55,13 @@ class TenantSession:
         self._identity = identity
         self._credential: AsyncTokenCredential | None = None
         self._http: httpx.AsyncClient | None = None
+        self._azure: aiohttp.ClientSession | None = None  # every SDK client's one pool
 
     async def __aenter__(self) -> TenantSession:
-        self._credential = operator_credential(self._identity, self.cloud, self.retry)
+        self._azure = azure_session(self.cloud)
+        self._credential = operator_credential(
+            self._identity, self.cloud, self.retry, session=self._azure
+        )
         self._http = httpx.AsyncClient(
             verify=self.cloud.ssl_context(), timeout=httpx.Timeout(self.retry.timeout_seconds)
         )
@@ -76,6 +82,9 @@ class TenantSession:
         if self._credential is not None:
             await self._credential.close()
         self._credential = None
+        if self._azure is not None:
+            await self._azure.close()
+            self._azure = None
 
     @property
     def credential(self) -> AsyncTokenCredential:
@@ -91,7 +100,7 @@ class TenantSession:
         return self._http
 
     def token_issuer(self, tenant_id: str) -> EntraTokenIssuer:
-        return EntraTokenIssuer(tenant_id, self.cloud, self.retry, self.http)
+        return EntraTokenIssuer(tenant_id, self.cloud, self.retry, self.http, session=self._azure)
 
     def directory(self, on_response: ResponseHook | None = None) -> GraphDirectory:
         """The tenant's directory (the inventory), read with the operator credential."""
@@ -105,6 +114,8 @@ class TenantSession:
         credential = self.credential
         kwargs = client_kwargs(self.cloud, self.retry)
         async with AsyncExitStack() as stack:
+            vault_kwargs = on_session(kwargs, self._azure)  # a transport per client
+            arm_kwargs = on_session(kwargs, self._azure)
             graph_http = graph_http_client(self.cloud, self.retry)
             stack.push_async_callback(graph_http.aclose)
             graph = graph_service_client(credential, graph_http, self.cloud)
@@ -116,7 +127,7 @@ class TenantSession:
                 ref.key_vault_url,
                 credential,
                 verify_challenge_resource=self.cloud.name != "custom",
-                **kwargs,
+                **vault_kwargs,
             )
             await stack.enter_async_context(vault_client)
 
@@ -125,7 +136,7 @@ class TenantSession:
                 ref.subscription_id,
                 base_url=self.cloud.arm_url,
                 credential_scopes=[self.cloud.arm_scope],
-                **kwargs,
+                **arm_kwargs,
             )
             stack.push_async_callback(arm_client.close)
 

@@ -7,6 +7,7 @@ once per scope until the token nears expiry.
 
 from __future__ import annotations
 
+import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import (
     CertificateCredential,
@@ -17,6 +18,7 @@ from azure.identity.aio import (
 from tenant._azure import credential_kwargs
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.ports import Identity
+from tenant.transport import on_session
 
 
 class IdentityError(ValueError):
@@ -24,14 +26,18 @@ class IdentityError(ValueError):
 
 
 def operator_credential(
-    identity: Identity, cloud: Cloud, retry: RetryPolicy
+    identity: Identity,
+    cloud: Cloud,
+    retry: RetryPolicy,
+    *,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncTokenCredential:
     """Build the daemon's own credential for ``cloud``.
 
     Raises :class:`IdentityError` naming the missing field when ``identity`` lacks
-    what its ``kind`` needs.
+    what its ``kind`` needs. ``session``: the pool to send on (tenant.transport).
     """
-    kwargs = credential_kwargs(cloud, retry)
+    kwargs = on_session(credential_kwargs(cloud, retry), session)
     if identity.kind == "default":
         if identity.tenant_id:
             kwargs["additionally_allowed_tenants"] = [identity.tenant_id]

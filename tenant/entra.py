@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable
 
+import aiohttp
 import httpx
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -28,6 +29,7 @@ from azure.identity.aio import ClientSecretCredential
 from tenant._azure import credential_kwargs
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.models import GraphCallOutcome, SecretValue, TokenFailure, TokenOutcome
+from tenant.transport import on_session
 
 # Inside try_secret a refusal is the answer, not a problem: azure-identity would log
 # each one as a WARNING with Entra's whole error body (every propagation poll, every
@@ -121,15 +123,17 @@ class EntraTokenIssuer:
         http: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.monotonic,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._tenant_id = tenant_id
+        self._session = session  # a fresh credential per test, on the shared pool
         self._cloud = cloud
         self._retry = retry
         self._http = http
         self._clock = clock
 
     async def try_secret(self, client_id: str, secret: SecretValue) -> TokenOutcome:
-        kwargs = credential_kwargs(self._cloud, self._retry)
+        kwargs = on_session(credential_kwargs(self._cloud, self._retry), self._session)
         try:
             credential = ClientSecretCredential(
                 self._tenant_id, client_id, secret.reveal(), **kwargs

@@ -69,6 +69,10 @@ def fail_key_vault_writes(sb: Any) -> None:
     sb.faults(inject=[{"service": "keyvault", "status": 503, "count": 1000, "method": "PUT"}])
 
 
+def first_run(rig: Rig) -> str:
+    return rig.rem.journal(TARGET).runs()[0].run
+
+
 def azure_is_fine_again(sb: Any) -> None:
     # Not ``reset``: that would also void the tokens the SDK clients hold.
     portal = sb.thread.portal
@@ -101,6 +105,12 @@ async def test_the_cap_blocks_a_second_rotation_and_says_so(
     assert first.status == "started"
     assert (await rig.rem.wait(TARGET)).outcome == "success"  # type: ignore[union-attr]
     before = writes(sb)
+    # Right after it, the same trigger is a duplicate of that run (issue 9), answered
+    # as such rather than refused; once it is no longer "just ended", the cap decides.
+    duplicate = rig.rem.trigger(TARGET, "rotate", "test")
+    assert duplicate.status == "coalesced"
+    assert f"a duplicate of rotate run {first_run(rig)}" in duplicate.detail
+    skew.offset += rig.rem.duplicate_window + 1
     second = rig.rem.trigger(TARGET, "rotate", "test")
     assert second.status == "blocked"
     assert "cap 1" in second.detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -168,3 +169,34 @@ def test_a_crash_recovered_rotation_counts_once(tmp_path: Path) -> None:
     g = Guards(S)  # cap 2 a day
     g.seed("t", j.runs())
     assert g.check("t", "rotate", T0) is None
+
+
+def test_a_long_failure_streak_backs_off_at_the_cap_instead_of_overflowing() -> None:
+    # Found by bench/soak.py: initial * 2 ** (n - 1) overflowed timedelta after ~40
+    # failures in a row, and every guard decision (start-up included) raised.
+    settings = GuardSettings(
+        backoff_initial=timedelta(minutes=5),
+        backoff_max=timedelta(hours=6),
+        circuit_failures=1_000_000,
+        circuit_reset=timedelta(hours=1),
+    )
+    g = Guards(settings)
+    for i in range(5000):
+        g.record("t", "heal", "failed", T0 + timedelta(seconds=i))
+    last = T0 + timedelta(seconds=4999)
+    blocked = g.check("t", "heal", last + timedelta(hours=1))
+    assert blocked is not None
+    assert blocked.reason == "backoff"
+    assert blocked.until == last + timedelta(hours=6)
+    assert g.check("t", "heal", last + timedelta(hours=6, seconds=1)) is None
+
+
+def test_backoff_doubles_per_failure_up_to_the_cap() -> None:
+    expected = {1: 5, 2: 10, 3: 20, 4: 30, 5: 30, 60: 30}  # minutes, cap 30
+    for failures, minutes in expected.items():
+        g = Guards(dataclasses.replace(S, circuit_failures=1000))
+        for _ in range(failures):
+            g.record("t", "heal", "failed", T0)
+        blocked = g.check("t", "heal", T0)
+        assert blocked is not None
+        assert blocked.until == T0 + timedelta(minutes=minutes), failures

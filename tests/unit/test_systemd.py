@@ -102,6 +102,10 @@ def test_the_unit_runs_the_daemon_the_documented_way() -> None:
     assert d["StateDirectory"] == ["secretwarden"]
     assert d["ConfigurationDirectory"] == ["secretwarden"]
     assert d["UMask"] == ["0077"]
+    # Issue 9: a leak must end in a restart, not in the host's OOM killer choosing.
+    assert d["MemoryMax"] == ["384M"]
+    assert d["MemoryHigh"] == ["320M"]
+    assert d["MemorySwapMax"] == ["0"]
     credentials = {value.split(":", 1)[0] for value in d["LoadCredential"]}
     assert credentials == {"client-secret", "webhook-token"}
     assert d["CapabilityBoundingSet"] == [""]
