@@ -76,7 +76,6 @@ class Guards:
         for r in runs:
             if r.finished is None or r.outcome is None or r.action not in ("rotate", "heal"):
                 continue  # unfinished, or a cleanup (the end of a proven rotation)
-            issued = r.outcome != "compensated" and bool(r.facts.get("new_key_id"))
             self.record(
                 target,
                 r.action,
