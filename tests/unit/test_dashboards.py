@@ -161,6 +161,8 @@ def test_it_shows_what_the_issue_asks_for(overview: dict[str, Any]) -> None:
         "secretwarden_keyvault_secret_matches_credential",
         "secretwarden_remediation_total",
         "secretwarden_probe_last_success_timestamp_seconds",
+        "secretwarden_credential_pending_removal",  # issue 8: old secrets kept
+        "secretwarden_remediation_site_stopped",  # issue 8: a site left Stopped
     ):
         assert metric in text, metric
     tables = [p for p in _all_panels(overview) if p["type"] == "table"]
@@ -228,3 +230,23 @@ def test_the_tenant_dashboard_shows_what_the_issue_asks_for(tenant: dict[str, An
         assert renamed[label] == column
     # counts by calendar month of expiry
     assert any("month(" in e and "count_values" in e for e in _exprs(tenant))
+
+
+def test_it_shows_which_secret_waits_for_removal_and_a_stopped_site(
+    overview: dict[str, Any],
+) -> None:
+    panels = _all_panels(overview)
+    (table,) = [
+        p for p in panels if p["type"] == "table" and "client_secret_expiry" in json.dumps(p)
+    ]
+    pending = [
+        t for t in table["targets"] if "secretwarden_credential_pending_removal" in t["expr"]
+    ]
+    assert len(pending) == 1
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    assert renamed[f"Value #{pending[0]['refId']}"] == "Pending removal"
+    (stopped,) = [p for p in panels if "Stopped" in p["title"]]
+    assert "secretwarden_remediation_site_stopped" in stopped["targets"][0]["expr"]
+    # A site started by hand must not stay STOPPED: /health answering clears it, as in
+    # the SecretwardenSiteLeftStopped rule.
+    assert "secretwarden_health_probe_success" in stopped["targets"][0]["expr"]

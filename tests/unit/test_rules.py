@@ -81,6 +81,16 @@ def test_promtool_unit_tests_pass() -> None:
             "            > 2 * secretwarden_inventory_interval_seconds\n",
             "            > 0 * secretwarden_inventory_interval_seconds\n",
         ),
+        # A site started by hand paging on while the daemon's gauge is still 1.
+        (
+            "            unless on (job, instance, target)\n"
+            "          secretwarden_health_probe_success == 1\n",
+            "",
+        ),
+        # A credential pending for less than the overlap window plus two hours alerting.
+        ("[1h] offset 26h)", "[1h] offset 20h)"),
+        # A credential removed long ago alerting because it was pending 26 h ago.
+        ("          secretwarden_credential_pending_removal == 1\n            and\n", ""),
     ],
 )
 def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
@@ -127,6 +137,10 @@ def test_the_webhook_is_asked_for_the_right_remediation() -> None:
         "SecretwardenTenantCredentialExpiringSoon",
         "SecretwardenTenantCredentialExpiringCritical",
         "SecretwardenInventoryScanFailing",
+        # A Stopped site needs a person (no heal starts it); a credential pending removal
+        # is the daemon's own cleanup that is not happening.
+        "SecretwardenSiteLeftStopped",
+        "SecretwardenCredentialPendingRemovalTooLong",
     ):
         assert remediation[name] is None, name
 
