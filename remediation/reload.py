@@ -43,6 +43,10 @@ ALL_RUNGS = ("refresh", "config_change", "pin", "restart", "stop_start")
 # version: the ones Microsoft documents to re-fetch at once (and the last resorts,
 # which have nothing above them). Only ``refresh`` climbs on when the version is unknown.
 CLIMB_WHEN_UNKNOWN = frozenset({"refresh"})
+# Rungs whose effect lands after ARM answered (the refresh re-resolves asynchronously,
+# seconds later): the app still on the old version proves nothing until the rung's
+# timeout, so the ladder does not climb early on them.
+ASYNCHRONOUS_RUNGS = frozenset({"refresh"})
 log = structlog.get_logger("secretwarden.remediation")
 
 
@@ -61,17 +65,18 @@ async def wait_verified(
     poll: float,
     *,
     want_proof: bool,
+    patient: bool = False,
 ) -> Verification:
     """Poll ``verify`` until it passes (with proof, when ``want_proof``), ``timeout``
-    seconds have gone by, or it says twice in a row that waiting cannot help (the app
-    is up on another version)."""
+    seconds have gone by, or (unless ``patient``: the rung's effect is still to come)
+    it says twice in a row that waiting cannot help (the app is up on another version)."""
     deadline = clock.monotonic() + timeout
     settled = 0
     while True:
         v = await verify()
         settled = settled + 1 if v.settled else 0
         done = v.ok and (v.proof is not None or not want_proof)
-        if done or settled >= 2 or clock.monotonic() >= deadline:
+        if done or (settled >= 2 and not patient) or clock.monotonic() >= deadline:
             return v
         await clock.sleep(min(poll, max(0.0, deadline - clock.monotonic())))
 
@@ -97,7 +102,14 @@ async def reload_app(
             reason = f"{rung} failed"
             continue
         climb = rung in CLIMB_WHEN_UNKNOWN
-        v = await wait_verified(verify, clock, timeouts[rung], poll, want_proof=climb)
+        v = await wait_verified(
+            verify,
+            clock,
+            timeouts[rung],
+            poll,
+            want_proof=climb,
+            patient=rung in ASYNCHRONOUS_RUNGS,
+        )
         reason = v.reason
         if v.ok and (v.proof is not None or not climb):
             return LadderResult(True, rung, reason, v.proof)

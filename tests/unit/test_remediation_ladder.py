@@ -83,7 +83,33 @@ async def test_climbs_early_when_the_app_is_up_on_the_old_version() -> None:
     )
     assert result.ok
     assert result.rung == "stop_start"
-    assert sum(clock.slept) == 10.0  # one poll per rung to confirm, not its full timeout
+    # The refresh lands asynchronously: its rung waits out its timeout (10 s) even while
+    # the app is up on the old version; Restart climbs after one poll confirms (5 s).
+    assert sum(clock.slept) == 15.0
+
+
+async def test_a_refresh_that_lands_late_is_waited_for_not_climbed_past() -> None:
+    """ARM reports activeVersion, still the old one for a while after the refresh call
+    (it re-resolves seconds later): the ladder must not restart the site meanwhile."""
+    clock = FakeClock()
+    start = clock.monotonic()
+    applied: list[str] = []
+
+    async def apply(rung: str) -> bool:
+        applied.append(rung)
+        return True
+
+    async def verify() -> Verification:
+        if clock.monotonic() - start >= 7:
+            return Verification(True, "app on v2", proof="activeVersion")
+        return Verification(False, "app holds version v1, want v2", settled=True)
+
+    result = await reload_app(
+        apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=2, rungs=OLD
+    )
+    assert result.ok
+    assert result.rung == "refresh"
+    assert applied == ["refresh"]
 
 
 async def test_an_unknown_version_after_refresh_climbs_to_the_documented_reload() -> None:
