@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from daemon.logging import REDACTOR
-from daemon.webauth import hash_problem
+from daemon.webauth import checked_users
 from tenant.endpoints import CLOUDS, Cloud, RetryPolicy
 from tenant.models import SecretValue
 from tenant.ports import Identity, TargetRef
@@ -93,10 +93,7 @@ class WebSection(_Model):
     @field_validator("basic_auth_users")
     @classmethod
     def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
-        for user, hashed in value.items():
-            if (problem := hash_problem(hashed)) is not None:
-                raise ValueError(f"user {user!r}: {problem}")
-        return value
+        return checked_users(value)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebSection:

@@ -62,6 +62,15 @@ def hash_bcrypt(password: str, cost: int = 10) -> str:
     return "$2y$" + hashed[4:]
 
 
+def checked_users(users: dict[str, str]) -> dict[str, str]:
+    """``users`` (name -> hash) when every hash is one we can verify; otherwise raise
+    ValueError naming the first bad user (a pydantic validator of both config files)."""
+    for user, hashed in users.items():
+        if (problem := hash_problem(hashed)) is not None:
+            raise ValueError(f"user {user!r}: {problem}")
+    return users
+
+
 def hash_problem(hashed: str) -> str | None:
     """Why ``hashed`` is not a hash we can verify (None when it is one)."""
     if hashed.startswith(BCRYPT_PREFIXES):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 
 from daemon.config import Config, ConfigError, WebSection, format_errors, secret_file_problem
-from daemon.webauth import hash_problem
+from daemon.webauth import checked_users
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -269,10 +269,7 @@ class _WebConfigFile(_Model):
     @field_validator("basic_auth_users")
     @classmethod
     def _hashes(cls, value: dict[str, str]) -> dict[str, str]:
-        for user, hashed in value.items():
-            if (problem := hash_problem(hashed)) is not None:
-                raise ValueError(f"user {user!r}: {problem}")
-        return value
+        return checked_users(value)
 
 
 def load_web_config_file(path: Path) -> WebSettings:
