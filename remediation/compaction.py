@@ -9,9 +9,14 @@ directory fsync'd, so a crash at any point leaves the old journal or the new one
 
 What the guards need (remediation.guards replays it): every run after the last settled
 one (the failure streak: backoff, circuit), the runs that count toward the daily cap
-and finished in the last 24 h, and the last rotation (its metric). Also every run from
-the oldest one that left a credential pending removal (journaled as ``pending_removal``)
-that no later step removed. Beyond that the
+and finished in the last 24 h, and the last rotation (its metric). Also, from the
+oldest run that left a credential pending removal (journaled as ``pending_removal``)
+that no later step removed, each run that journaled a pending removal or a removal:
+the lines :func:`remediation.proof.pending_removals` reads; and the later removals of
+any kept run's pending credentials. The runs in between may go: a removal waits up to
+the overlap window (24 h), and keeping every run of it grew the journal, and the
+daemon's memory with it, for as long as one credential waited (issue 9's soak).
+Beyond that the
 journal keeps the last ``recent`` runs for ``secretwarden status`` and any unfinished
 run. So the decisions made from the compacted journal are those made from the whole
 one, now and at any later time (tests/unit/test_compaction.py checks it on random
@@ -44,9 +49,7 @@ def needed(runs: list[RunRecord], now: datetime, recent: int = RECENT) -> list[R
     last_settled = max(
         (i for i, r in enumerate(runs) if r.finished and r.outcome in SETTLED), default=-1
     )
-    pending = _oldest_pending_removal(runs)
-    if pending is not None:
-        keep.update(range(pending, len(runs)))
+    keep.update(_removal_runs(runs))
     rotated = [i for i, r in enumerate(runs) if r.finished and r.facts.get("rotated")]
     if rotated:
         keep.add(rotated[-1])
@@ -55,7 +58,32 @@ def needed(runs: list[RunRecord], now: datetime, recent: int = RECENT) -> list[R
             keep.add(i)  # unfinished, or part of the current failure streak
         elif counts_as_rotation(r) and r.finished > now - CAP_WINDOW:
             keep.add(i)
-    return [runs[i] for i in sorted(keep)]
+    return [runs[i] for i in sorted(keep | _removals_of(runs, keep))]
+
+
+def _removals_of(runs: list[RunRecord], keep: set[int]) -> set[int]:
+    """The later runs that removed a credential some kept run journaled as pending
+    removal: without them, a run kept for the guards would bring its pending removal
+    back (and the daemon would try to remove a credential already gone)."""
+    pending: set[str] = set()
+    extra: set[int] = set()
+    for i, r in enumerate(runs):
+        for e in r.entries:
+            if e.phase != "done":
+                continue
+            if e.step == PENDING_STEP and (i in keep or i in extra):
+                pending.update(str(k) for k in e.data.get("pending_key_ids") or ())
+            elif e.step in REMOVAL_STEPS and _removed(e.data) & pending:
+                extra.add(i)
+    return extra
+
+
+def _removed(data: dict[str, object]) -> set[str]:
+    removed = data.get("removed")
+    gone = {str(k) for k in removed} if isinstance(removed, list | tuple) else set()
+    if data.get("removed_new"):
+        gone.add(str(data["removed_new"]))
+    return gone
 
 
 # Steps that journal an old credential kept until proof (issue 8's overlap window), and
@@ -85,16 +113,29 @@ def _oldest_pending_removal(runs: list[RunRecord]) -> int | None:
     return min(pending.values(), default=None)
 
 
+def _journals_removal(r: RunRecord) -> bool:
+    return any(
+        e.phase == "done" and (e.step == PENDING_STEP or e.step in REMOVAL_STEPS) for e in r.entries
+    )
+
+
+def _removal_runs(runs: list[RunRecord]) -> set[int]:
+    """Indexes of the runs whose lines say which credential is still to be removed:
+    from the oldest removal still pending onward, each run that journaled a pending
+    removal or a removal (the only lines ``pending_removals`` reads)."""
+    start = _oldest_pending_removal(runs)
+    if start is None:
+        return set()
+    return {i for i in range(start, len(runs)) if _journals_removal(runs[i])}
+
+
 def for_memory(runs: list[RunRecord]) -> list[RunRecord]:
     """``runs`` as the daemon keeps them between journal changes: without their lines
-    (the guards read only each run's facts), except the runs from the oldest removal
-    still pending onward, whose lines say which credential is still to be removed."""
-    keep_lines_from = _oldest_pending_removal(runs)
-    if keep_lines_from is None:
-        keep_lines_from = len(runs)
+    (the guards read only each run's facts), except the runs whose lines say which
+    credential is still to be removed (:func:`_removal_runs`)."""
+    keep_lines = _removal_runs(runs)
     return [
-        r if i >= keep_lines_from else dataclasses.replace(r, entries=[])
-        for i, r in enumerate(runs)
+        r if i in keep_lines else dataclasses.replace(r, entries=[]) for i, r in enumerate(runs)
     ]
 
 

@@ -13,6 +13,7 @@ from journals import write_runs
 from remediation.compaction import RECENT, for_memory, maybe_compact, needed
 from remediation.guards import Guards, GuardSettings
 from remediation.journal import Entry, Journal, RunRecord
+from remediation.proof import pending_removals
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SETTINGS = GuardSettings(
@@ -135,7 +136,7 @@ def test_a_credential_pending_removal_keeps_its_run_until_a_later_step_removes_i
         Entry(NOW, old.run, "rotate", "pending_removal", "done", {"pending_key_ids": ["k-old"]})
     ]
     kept = needed(runs, NOW + timedelta(days=30))
-    assert kept == runs[5:]  # it and every run after it (their removals belong to it)
+    assert kept == [old, *runs[-RECENT:]]  # it, not the runs after it that removed nothing
     # once a later run removed that credential, the run may go
     later = runs[20]
     later.entries = [
@@ -154,4 +155,50 @@ def test_in_memory_the_runs_lose_their_lines_except_from_a_pending_removal_on() 
         Entry(NOW, runs[7].run, "rotate", "pending_removal", "done", {"pending_key_ids": ["k"]})
     )
     slim = for_memory(runs)
-    assert [bool(r.entries) for r in slim] == [False] * 7 + [True] * 5
+    assert [bool(r.entries) for r in slim] == [False] * 7 + [True] + [False] * 4
+
+
+def test_a_pending_removal_does_not_pin_every_later_run() -> None:
+    """The soak's growth (issue 9 item 8): while one credential waited for the overlap
+    window, every later run stayed in the journal and in memory with its lines (1,000
+    runs kept, ~1 MB). Only the runs that journal a removal stay now."""
+    runs = random_history(random.Random(5), 1000)
+    for r in runs:
+        r.outcome, r.facts = "nothing_to_do", {}
+        r.entries = [Entry(NOW, r.run, r.action, "plan", "done", {})]
+    runs[0].entries.append(
+        Entry(NOW, runs[0].run, "rotate", "pending_removal", "done", {"pending_key_ids": ["k"]})
+    )
+    kept = needed(runs, NOW)
+    assert kept == [runs[0], *runs[-RECENT:]]
+    assert sum(bool(r.entries) for r in for_memory(runs)) == 1
+    assert pending_removals(kept) == pending_removals(for_memory(runs)) == pending_removals(runs)
+
+
+def removal_history(rnd: random.Random) -> list[RunRecord]:
+    """Random runs, some journaling credentials pending removal, some removing some."""
+    runs = random_history(rnd, rnd.randint(0, 60))
+    keys: list[str] = []
+    for i, r in enumerate(runs):
+        r.entries = [Entry(NOW, r.run, r.action, "plan", "done", {})]
+        roll = rnd.random()
+        if roll < 0.2:
+            new = [f"k{i}a", f"k{i}b"][: rnd.randint(1, 2)]
+            keys += new
+            data = {"pending_key_ids": new, "keep_key_id": f"n{i}", "pending_until": "x"}
+            r.entries.append(Entry(NOW, r.run, r.action, "pending_removal", "done", data))
+        elif roll < 0.35 and keys:
+            gone = rnd.sample(keys, rnd.randint(1, min(2, len(keys))))
+            step = rnd.choice(("remove_old", "rollback.remove_new", "cleanup.remove"))
+            phase = rnd.choice(("done", "done", "failed"))
+            r.entries.append(Entry(NOW, r.run, r.action, step, phase, {"removed": gone}))
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_pending_removals_are_the_same_from_the_runs_compaction_keeps(seed: int) -> None:
+    runs = removal_history(random.Random(seed))
+    whole = pending_removals(runs)
+    assert pending_removals(needed(runs, NOW)) == whole
+    assert pending_removals(for_memory(runs)) == whole
+    assert pending_removals(for_memory(needed(runs, NOW))) == whole  # as the Remediator
