@@ -26,16 +26,14 @@ import os
 import resource
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
+from sandbox_proc import start_sandbox
 from table import print_table  # bench/table.py: the script's folder is on sys.path
 
 from daemon.web import WebServer
@@ -57,21 +55,6 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def start_sandbox(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    exe = Path(sys.executable).parent / "secretwarden"
-    describe = tmp / "sandbox.json"
-    proc = subprocess.Popen(
-        [str(exe), "sandbox", "--listen", "127.0.0.1:0", "--describe", str(describe)],
-        stderr=subprocess.DEVNULL,
-    )
-    while not describe.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"secretwarden sandbox exited with {proc.returncode}")
-        time.sleep(0.01)
-    time.sleep(0.05)  # written, not necessarily flushed
-    return proc, json.loads(describe.read_text())
 
 
 async def scrape_times(server: WebServer, gzip: bool, n: int = SCRAPES) -> tuple[float, float, int]:

@@ -14,37 +14,20 @@ page times are the sandbox's own serving time plus loopback TLS.
 
 from __future__ import annotations
 
-import json
 import signal
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sandbox_proc import start_sandbox
 from table import print_table  # bench/table.py: the script's folder is on sys.path
 
 APPS, SPS, RUNS = 10_000, 2_000, 5
 SELECT = "id,appId,displayName,tags,passwordCredentials,keyCredentials"
-
-
-def start(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    exe = Path(sys.executable).parent / "secretwarden"
-    describe = tmp / "s.json"
-    proc = subprocess.Popen(
-        [str(exe), "sandbox", "--listen", "127.0.0.1:0", "--describe", str(describe)],
-        stderr=subprocess.DEVNULL,
-    )
-    while not describe.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"secretwarden sandbox exited with {proc.returncode}")
-        time.sleep(0.01)
-    time.sleep(0.05)
-    return proc, json.loads(describe.read_text())
 
 
 def token(client: httpx.Client, d: dict[str, Any]) -> dict[str, str]:
@@ -98,7 +81,7 @@ def ms(seconds: float) -> str:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, d = start(Path(tmp))
+        proc, d = start_sandbox(Path(tmp))
         try:
             ctx = ssl.create_default_context(cafile=d["ca_file"])
             with httpx.Client(verify=ctx, timeout=60) as client:
