@@ -205,7 +205,10 @@ class Case:
 
     @property
     def agrees(self) -> bool:
-        return self.ours is None or self.ours == self.peer
+        """Gives the peer's outcome for the peer's reason (a refusal for another reason
+        is a difference, even though both refuse)."""
+        assert self.why or self.ours in (None, self.peer), self.test
+        return not self.why
 
 
 TLS_CLIENT = Client(tls=True)
