@@ -8,6 +8,9 @@ maps to what. When the flag is given, the file alone decides TLS, basic auth, he
 and the rate limit; ``[web]``'s ``tls_*`` and ``basic_auth_users`` are then ignored
 (with a warning). ``web.listen_address`` (or ``--web.listen-address``) still says where
 to listen. Paths in the file are relative to the file, as in the exporter-toolkit.
+The YAML is read as Go's strict YAML reads it (daemon/goyaml.py: duplicate keys refused,
+unquoted numbers kept as text where a string is wanted). What differs from the
+exporter-toolkit, on purpose, is listed in docs/security.md with its reason.
 
 Both sources become one :class:`WebSettings`; :func:`check_web_settings` finds what
 would stop the server (unreadable files, a key others may read, a key that is not a

@@ -921,8 +921,9 @@ async def test_basic_auth_cache(testdata: Path) -> None:
     good = Counter(status for status, _, _ in many[:150])
     bad = Counter(status for status, _, _ in many[150:])
     assert good == {"200": 150}
-    # 5 failures a client in a burst are verified, then 429 (plus the odd token refilled)
-    assert bad["401"] + 1 <= 7
+    # 5 failures a client in a burst are verified, then 429 (plus a token refilled every
+    # 2 s while the burst arrives, on a loaded machine)
+    assert bad["401"] + 1 <= 10
     assert bad["401"] + bad["429"] == 150
     case = next(c for c in CASES if c.test == f"{H}/TestBasicAuthCache")
     assert " + ".join(sorted((good + bad + Counter(first)).keys())) == case.ours
