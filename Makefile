@@ -70,7 +70,8 @@ BASE ?= docker.io/library/python:3.11-slim
 image: dist
 	rm -rf build/wheels
 	$(BIN)/pip wheel --quiet --require-hashes --no-deps -r requirements.lock -w build/wheels
-	$(CONTAINER) build --build-arg BASE=$(BASE) -t secretwarden:$$($(BIN)/python -c \
+	$(CONTAINER) build $(if $(filter docker,$(CONTAINER)),,--format docker) \
+	  --build-arg BASE=$(BASE) -t secretwarden:$$($(BIN)/python -c \
 	  'import daemon; print(daemon.__version__)') -f Containerfile .
 
 clean:
