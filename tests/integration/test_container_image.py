@@ -68,12 +68,20 @@ def base_image(tmp: Path) -> str:
     list (the tag is its hash) and reused, since the test only needs *a* Python 3.11."""
     key = hashlib.sha256(repr((BASE_SUITE, BASE_PACKAGES, BASE_MIRROR)).encode()).hexdigest()
     tag = f"localhost/secretwarden-test-base:{key[:12]}"
-    if subprocess.run(["buildah", "inspect", "--type", "image", tag], capture_output=True).returncode:
+    if subprocess.run(
+        ["buildah", "inspect", "--type", "image", tag], capture_output=True
+    ).returncode:
         tarball = tmp / "base.tar"
         include = ",".join(BASE_PACKAGES)
         run(
-            ["mmdebstrap", "--variant=minbase", f"--include={include}", BASE_SUITE]
-            + [str(tarball), BASE_MIRROR],
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                f"--include={include}",
+                BASE_SUITE,
+                str(tarball),
+                BASE_MIRROR,
+            ],
             timeout=300,
         )
         run(["podman", "import", str(tarball), tag], timeout=120)
@@ -97,14 +105,38 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         timeout=120,
     )
     run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--require-hashes", "--no-deps"]
-        + ["-r", str(ROOT / "requirements.lock"), "-w", str(ctx / "build" / "wheels")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            str(ROOT / "requirements.lock"),
+            "-w",
+            str(ctx / "build" / "wheels"),
+        ],
         timeout=300,
     )
     tag = f"localhost/secretwarden-test:{uuid.uuid4().hex[:8]}"
     run(
-        ["buildah", "build", "--isolation=chroot", "--format", "docker", "--layers=false"]
-        + ["--build-arg", f"BASE={base}", "-t", tag, "-f", str(ctx / "Containerfile"), str(ctx)],
+        [
+            "buildah",
+            "build",
+            "--isolation=chroot",
+            "--format",
+            "docker",
+            "--layers=false",
+            "--build-arg",
+            f"BASE={base}",
+            "-t",
+            tag,
+            "-f",
+            str(ctx / "Containerfile"),
+            str(ctx),
+        ],
         timeout=600,
     )
     try:
@@ -160,7 +192,8 @@ def test_the_image_runs_read_only_as_non_root_against_the_sandbox(
     assert "9877/tcp" in config["ExposedPorts"]
     assert config["Labels"]["org.opencontainers.image.title"] == "secretwarden"
     healthcheck = info["Docker"]["config"]["Healthcheck"]["Test"]
-    assert healthcheck[0] == "CMD" and "/-/healthy" in healthcheck[-1]
+    assert healthcheck[0] == "CMD"
+    assert "/-/healthy" in healthcheck[-1]
 
     # What an operator mounts: the config and the sandbox's CA (read-only), the secret
     # (0600, owned by the image's user), and the state volume (owned by that user).
@@ -228,6 +261,11 @@ def test_the_image_runs_read_only_as_non_root_against_the_sandbox(
             # at the port this run listens on.
             check = [a.replace(":9877/", f":{address.split(':')[1]}/") for a in healthcheck[1:]]
             run([*base, ctr, "--", *check], timeout=60)
+            # ... and the premise: with these mounts even root cannot write to the image.
+            write = ["python3", "-c", "open('/opt/secretwarden/x', 'w')"]
+            root = [a if a != config["User"] else "0:0" for a in base]
+            refused = subprocess.run([*root, ctr, "--", *write], capture_output=True, text=True)
+            assert "Read-only file system" in refused.stderr, refused.stderr[-2000:]
 
             # SIGTERM to the container's main process (what `docker stop` and a pod's
             # termination send): a clean stop with exit status 0.

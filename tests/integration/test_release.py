@@ -14,8 +14,6 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
 from daemon import __version__
 
 ROOT = Path(__file__).parents[2]
@@ -35,9 +33,12 @@ def pins() -> dict[str, str]:
 def test_the_lock_pins_what_the_suite_runs_with_and_hashes_every_pin() -> None:
     locked = pins()
     assert len(locked) > 20
-    blocks = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text().split("\n\n", 1)[-1].strip())
-    for block in blocks:
-        assert "--hash=sha256:" in block, block.splitlines()[0]
+    hashed = re.findall(
+        r"^([A-Za-z0-9_.\-]+)==\S+((?: \\\n +--hash=sha256:[0-9a-f]{64})+)$",
+        LOCK.read_text(),
+        re.MULTILINE,
+    )
+    assert len(hashed) == len(locked), "a pin without --hash lines"
     drift = {
         name: (version, metadata.version(name))
         for name, version in locked.items()
@@ -54,7 +55,9 @@ def test_the_lock_pins_what_the_suite_runs_with_and_hashes_every_pin() -> None:
 
 def test_the_changelog_has_a_section_for_this_version() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    assert re.search(rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+    assert re.search(
+        rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M
+    )
     assert "## [Unreleased]" in changelog
 
 

@@ -64,7 +64,9 @@ def test_deployments_match_the_image_and_their_config(name: str, tmp_path: Path)
     deployment = by_kind("Deployment")[name]
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
     user, group = (int(x) for x in containerfile("USER").split(":"))
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]) == (
@@ -97,7 +99,8 @@ def test_deployments_match_the_image_and_their_config(name: str, tmp_path: Path)
     config = load_config(tmp_path / "config.toml")
     assert config.web.listen_address.endswith(f":{port}")
     state = mounts[str(config.daemon.state_directory)]
-    assert not state.get("readOnly") and "emptyDir" in volumes[state["name"]]
+    assert not state.get("readOnly")
+    assert "emptyDir" in volumes[state["name"]]
     secret_file = config.identity.client_secret_file
     assert secret_file is not None
     secret_mount = mounts[str(secret_file.parent)]
