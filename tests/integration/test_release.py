@@ -1,8 +1,9 @@
 """The release a user pins: `make dist`'s wheel and sdist carry the version from
 daemon.__version__ (the one place it is written), CHANGELOG.md has a section for it,
 requirements.lock pins exactly what this suite runs with, and a clean venv given only
-the lock (--require-hashes) and the wheel (--no-deps) runs `secretwarden --version`.
-About 25 s (the clean install; byte-compiling is skipped to keep it so)."""
+the lock (--require-hashes) and the wheel (--no-deps) runs `secretwarden --version`,
+and python-daemon beside it breaks it (hence a venv of its own). About 25 s (the clean
+install; byte-compiling is skipped to keep it so)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,14 @@ def test_dist_installs_from_the_lock_into_a_clean_venv(tmp_path: Path) -> None:
     )
     # nothing missing or at odds: the lock is complete for the wheel's requirements
     run(sys.executable, "-m", "pip", "--python", python, "check")
+
+    # Why docs/deploy-container.md says "a venv of its own": python-daemon in the same
+    # environment overwrites daemon/__init__.py and the command breaks (pip says
+    # nothing). Should the packages ever move under one `secretwarden` name, this
+    # fails, and the docs' advice and TOP_LEVEL above change with it.
+    run(*pip, "--no-deps", "python-daemon==3.1.2")
+    clash = subprocess.run(
+        [str(venv / "bin" / "secretwarden"), "--version"], capture_output=True, text=True
+    )
+    assert clash.returncode != 0
+    assert "ImportError" in clash.stderr, clash.stderr[-2000:]
