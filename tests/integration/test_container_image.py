@@ -28,11 +28,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from helpers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon import __version__
-from daemon.sandbox_config import sandbox_config_toml, write_secret_file
+from daemon.sandbox_config import sandbox_config_toml
 from sandbox.testing import SandboxHandle
 
 ROOT = Path(__file__).parents[2]
@@ -195,10 +196,12 @@ def test_the_image_runs_read_only_as_non_root_against_the_sandbox(
     assert healthcheck[0] == "CMD"
     assert "/-/healthy" in healthcheck[-1]
 
-    # What an operator mounts: the config and the sandbox's CA (read-only), the secret
-    # (0600, owned by the image's user), and the state volume (owned by that user).
-    etc, secrets, state = tmp_path / "etc", tmp_path / "secrets", tmp_path / "state"
-    for d in (etc, secrets, state):
+    # What an operator mounts: the config and the sandbox's CA (read-only), the secret,
+    # and the state volume (owned by the image's user). The secret arrives as Kubernetes
+    # mounts a Secret with fsGroup (root:10001, 0440), which the daemon refuses, and goes
+    # through deploy/kubernetes/deployment.yaml's init container, which copies it 0400.
+    etc, volume, secrets, state = (tmp_path / n for n in ("etc", "volume", "secrets", "state"))
+    for d in (etc, volume, secrets, state):
         d.mkdir()
     shutil.copy(sb.ca_file, etc / "sandbox-ca.pem")
     inside = {**sb.describe, "ca_file": "/etc/secretwarden/sandbox-ca.pem"}
@@ -209,24 +212,48 @@ def test_the_image_runs_read_only_as_non_root_against_the_sandbox(
             secret_file=Path("/run/secrets/secretwarden/client-secret"),
         )
     )
-    write_secret_file(secrets / "client-secret", sb.describe["operator"]["client_secret"])
-    for path in (secrets, secrets / "client-secret", state):
-        os.chown(path, 10001, 10001)
+    (volume / "client-secret").write_text(sb.describe["operator"]["client_secret"] + "\n")
+    os.chown(volume / "client-secret", 0, 10001)
+    (volume / "client-secret").chmod(0o440)
+    os.chown(secrets, 0, 10001)  # an emptyDir with fsGroup
+    secrets.chmod(0o2770)
+    os.chown(state, 10001, 10001)
     etc.chmod(0o755)
     for f in etc.iterdir():
         f.chmod(0o644)
+    deployment = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
 
     ctr = run(["buildah", "from", "--pull-never", image], timeout=60).stdout.strip()
     try:
         rootfs = Path(run(["buildah", "mount", ctr], timeout=30).stdout.strip())
         # Every real directory of the image over itself, read-only: a write anywhere but
         # the state volume fails, as with readOnlyRootFilesystem (Kubernetes) or --read-only.
-        mounts = [
+        ro_image = [
             f"type=bind,src={d},dst=/{d.name},ro=true"
             for d in sorted(rootfs.iterdir())
             if d.is_dir() and not d.is_symlink() and d.name not in ("dev", "proc", "sys", "run")
         ]
-        mounts += [
+        as_user = ["buildah", "run", "--isolation=chroot", "--user", config["User"]]
+        as_user += [arg for m in ro_image for arg in ("--mount", m)]
+        etc_mount = ["--mount", f"type=bind,src={etc},dst=/etc/secretwarden,ro=true"]
+        check = [*as_user, *etc_mount, "--mount"]
+        check += [f"type=bind,src={volume},dst=/run/secrets/secretwarden,ro=true", ctr, "--"]
+        config_check = ["run", "--config.check", "--config.file", "/etc/secretwarden/config.toml"]
+        refused = subprocess.run(
+            [*check, "secretwarden", *config_check],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2
+        assert "readable by others" in refused.stderr, refused.stderr[-2000:]
+        copy = [*as_user, "--mount", f"type=bind,src={volume},dst=/secret-volume,ro=true"]
+        copy += ["--mount", f"type=bind,src={secrets},dst=/run/secrets/secretwarden,rw=true"]
+        run([*copy, ctr, "--", *init["command"]], timeout=60)
+        copied = (secrets / "client-secret").stat()
+        assert (copied.st_uid, copied.st_mode & 0o777) == (10001, 0o400)
+
+        mounts = [
             f"type=bind,src={etc},dst=/etc/secretwarden,ro=true",
             f"type=bind,src={secrets},dst=/run/secrets/secretwarden,ro=true",
             f"type=bind,src={state},dst=/var/lib/secretwarden,rw=true",
@@ -236,8 +263,7 @@ def test_the_image_runs_read_only_as_non_root_against_the_sandbox(
         address = f"127.0.0.1:{free_port()}"
         argv = [*config["Entrypoint"], *config["Cmd"], "--web.listen-address", address]
         assert argv[:4] == ["secretwarden", "run", "--config.file", "/etc/secretwarden/config.toml"]
-        base = ["buildah", "run", "--isolation=chroot", "--user", config["User"]]
-        base += [arg for m in mounts for arg in ("--mount", m)]
+        base = [*as_user, *(arg for m in mounts for arg in ("--mount", m))]
         log = tmp_path / "container.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([*base, ctr, "--", *argv], stdout=out, stderr=subprocess.STDOUT)
