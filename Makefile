@@ -64,13 +64,14 @@ lock: setup
 	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 ## image: the container image (Containerfile) from dist/ and the locked wheels; BASE= and
-## CONTAINER= (podman, docker or buildah) pick the base image and the builder
+## CONTAINER= (podman, docker or buildah) pick the base image and the builder. --no-cache:
+## a cached RUN layer would not see new wheels in the bind mounts
 CONTAINER ?= podman
 BASE ?= docker.io/library/python:3.11-slim
 image: dist
 	rm -rf build/wheels
 	$(BIN)/pip wheel --quiet --require-hashes --no-deps -r requirements.lock -w build/wheels
-	$(CONTAINER) build $(if $(filter docker,$(CONTAINER)),,--format docker) \
+	$(CONTAINER) build $(if $(filter docker,$(CONTAINER)),,--format docker) --no-cache \
 	  --build-arg BASE=$(BASE) -t secretwarden:$$($(BIN)/python -c \
 	  'import daemon; print(daemon.__version__)') -f Containerfile .
 

@@ -9,8 +9,9 @@ It must serve /metrics with every probe succeeding, pass its HEALTHCHECK, and st
 cleanly on SIGTERM. Needs root and buildah, podman, mmdebstrap (make test installs
 them: scripts/install-system-deps); it fails rather than skips when they are missing.
 
-About 2 minutes the first time (1 with the base cached): the image build installs the
-Azure SDKs."""
+About 2 minutes on an idle 2-core machine with the base cached, 45 s more the first
+time (docs/deploy-container.md has the measurements): the image build installs and
+byte-compiles the Azure SDKs."""
 
 from __future__ import annotations
 
