@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,16 @@ def run(args: list[str], timeout: float, **kw: object) -> subprocess.CompletedPr
         proc.stdout[-2000:] + proc.stderr[-3000:]
     )
     return proc  # type: ignore[no-any-return]
+
+
+def locked() -> dict[str, str]:
+    text = (ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s\\]+)", text, re.MULTILINE)
+    return {normal(name): version for name, version in pins}
+
+
+def normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def check_tools() -> None:
@@ -253,6 +264,14 @@ def test_the_image_runs_read_only_as_non_root_against_the_sandbox(
         run([*copy, ctr, "--", *init["command"]], timeout=60)
         copied = (secrets / "client-secret").stat()
         assert (copied.st_uid, copied.st_mode & 0o777) == (10001, 0o400)
+
+        # The image's venv holds requirements.lock and the wheel, nothing else.
+        listing = "import importlib.metadata as m\n"
+        listing += "for d in m.distributions(): print(d.name, d.version)"
+        listed = run([*as_user, ctr, "--", "python3", "-c", listing], timeout=60).stdout.split()
+        names, versions = listed[::2], listed[1::2]
+        installed = {normal(n): v for n, v in zip(names, versions, strict=True)}
+        assert installed == {**locked(), "secretwarden": __version__}
 
         mounts = [
             f"type=bind,src={etc},dst=/etc/secretwarden,ro=true",
