@@ -44,7 +44,6 @@ ROOT = Path(__file__).parents[2]
 BASE_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 BASE_MIRROR = "http://deb.debian.org/debian"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "secretwarden-test"
 
 pytestmark = pytest.mark.image
 
