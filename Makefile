@@ -58,9 +58,10 @@ dist: setup
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 
-## lock: re-resolve requirements.lock (exact versions and hashes of the runtime dependencies)
+## lock: re-resolve requirements.lock (exact versions and hashes of the runtime dependencies);
+## it keeps the pinned versions that still fit pyproject.toml, UPGRADE=1 takes the newest
 lock: setup
-	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe $(if $(UPGRADE),--upgrade) \
 	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 ## image: the container image (Containerfile) from dist/ and the locked wheels; BASE= and
