@@ -169,7 +169,9 @@ def test_classify_table(
     assert type(e) is cls
     assert (e.service, e.operation, e.detail, e.retry_after) == (service, "op on x", message, 5.0)
     assert str(e).startswith(f"{service} op on x failed (HTTP {status}")
-    assert str(e).endswith(f": {message}")
+    said, _, fix = str(e).partition(" -- fix: ")
+    assert said.endswith(f": {message}")
+    assert fix == (e.fix or "")  # the advice (tenant.advice), when there is one
     assert e.kind is kind
     assert e.transient is kind.transient
     assert e.permanent is not kind.transient
@@ -350,3 +352,33 @@ def test_an_unexpected_exception_from_an_sdk_is_unavailable_and_may_have_applied
     assert not map_http_error(TypeError("x"), KEYVAULT, "get").maybe_applied
     lost = map_http_error(ServiceResponseError("reset"), ARM, "restart", write=True)
     assert lost.detail == "connection failed: ServiceResponseError"
+
+
+# (service, status, code, inner code, words the advice must hold): issue 15, point 1
+ADVICE = [
+    (GRAPH, 403, "Authorization_RequestDenied", None, "Application.ReadWrite.OwnedBy"),
+    (KEYVAULT, 403, "Forbidden", "ForbiddenByRbac", "secret rotator"),
+    (KEYVAULT, 403, "Forbidden", "AccessDenied", "access policies"),
+    (KEYVAULT, 403, "Forbidden", "ForbiddenByFirewall", "firewall"),
+    (KEYVAULT, 403, "Forbidden", "SecretDisabled", "disabled"),
+    (ARM, 403, "AuthorizationFailed", None, "App Service reloader"),
+    (ARM, 404, "ResourceGroupNotFound", None, "resource_group"),
+]
+
+
+@pytest.mark.parametrize(("service", "status", "code", "inner", "words"), ADVICE)
+def test_a_refusal_an_operator_can_fix_says_how(
+    service: str, status: int, code: str, inner: str | None, words: str
+) -> None:
+    e = classify(service, "op", "refused", status=status, code=code, inner_code=inner)
+    assert e.fix is not None
+    assert words in e.fix
+    assert str(e).endswith(f" -- fix: {e.fix}")
+    assert "/".join(c for c in (code, inner) if c) in str(e)
+
+
+def test_an_unknown_refusal_gets_no_advice_but_keeps_its_code() -> None:
+    e = classify(GRAPH, "op", "odd", status=400, code="Request_Odd")
+    assert e.fix is None
+    assert "Request_Odd" in str(e)
+    assert "fix" not in str(e)
