@@ -211,7 +211,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.demo import run_demo
 
         return asyncio.run(run_demo(args))
-    config = load_checked_config(args.config_file)
+    # `run --config.check` changes nothing on disk (no state directory made).
+    check_only = command == "run" and args.config_check
+    config = load_checked_config(args.config_file, create=not check_only)
     if command == "run":
         web = _web(config, args)
         if args.config_check:
