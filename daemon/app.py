@@ -381,11 +381,13 @@ class Daemon:
                 log.warning("web setting changed; it takes effect after a restart", setting=what)
             for commit in commits:
                 commit()
-            if new.remediation.model_copy(update={"enabled": False}) != (
-                self.config.remediation.model_copy(update={"enabled": False})
+            live = {"enabled": False, "builtin_triggers": True}  # read at each observation
+            if new.remediation.model_copy(update=live) != (
+                self.config.remediation.model_copy(update=live)
             ):
                 log.warning(
-                    "remediation settings changed; all but 'enabled' take effect after a restart"
+                    "remediation settings changed; all but 'enabled' and 'builtin_triggers' "
+                    "take effect after a restart"
                 )
             if self._scheduler is not None:
                 self._scheduler.remove_all_jobs()

@@ -1,4 +1,5 @@
-"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, status, inventory).
+"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, cleanup, status,
+inventory).
 
 Flags follow the Prometheus exporters' style (``--config.file``,
 ``--web.listen-address``). A bad config prints every problem with its path and exits
@@ -123,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
     _add_logging(rotate)
 
+    clean = sub.add_parser(
+        "cleanup",
+        help="remove old secrets pending removal whose proof arrived or whose overlap ended",
+    )
+    _add_config(clean)
+    clean.add_argument("--target", metavar="NAME", default=None, help="default: every target")
+    _add_logging(clean)
+
     status = sub.add_parser("status", help="current and recent remediations")
     _add_config(status)
     _add_logging(status)
@@ -201,6 +210,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if command in ("rotate", "status"):
         return _remediate(command, args)
+    if command == "cleanup":
+        from daemon.cleanup_cli import cleanup
+
+        return cleanup(args)
     if command == "sandbox":
         _logging(args)
         from daemon.sandbox_cmd import run_sandbox

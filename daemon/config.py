@@ -254,11 +254,14 @@ RUNGS: tuple[Rung, ...] = ("refresh", "config_change", "restart", "stop_start")
 
 
 class RemediationSection(_Model):
-    """``[remediation]``: see docs/remediation.md. ``enabled`` turns on the built-in
-    policy triggers (probe results); the webhook works when ``webhook_token_file`` is
-    set, and ``secretwarden rotate`` always works."""
+    """``[remediation]``: see docs/remediation.md. ``enabled = false`` is read-only: the
+    daemon writes nothing to Azure (no policy or webhook run, no cleanup, no recovery);
+    ``secretwarden rotate`` and ``secretwarden cleanup`` always work. With ``enabled``,
+    ``builtin_triggers`` (the policy) and the webhook (``webhook_token_file``) start runs."""
 
-    enabled: bool = False
+    enabled: bool = False  # false: read-only, nothing written to Azure (docs/remediation.md)
+    # The probe-driven policy; false: only the webhook (and the CLI) start runs.
+    builtin_triggers: bool = True
     dry_run: bool = False
     rotate_before_days: PositiveDays = 30
     heal_after_failures: Annotated[int, Field(ge=1)] = 3
