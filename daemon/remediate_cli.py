@@ -241,7 +241,7 @@ def _load(args: argparse.Namespace) -> Config:
 class LivePrinter:
     """Prints each step boundary as one readable line, as it happens."""
 
-    MARK = {"begin": "..", "done": "ok", "failed": "!!", "info": "--", "plan": "=>"}
+    MARK = {"begin": "..", "done": "ok", "failed": "!!", "info": "--", "plan": "=>", "wait": ".."}
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
