@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
     )
     demo.add_argument("--describe", type=Path, metavar="FILE", help="write the sandbox's facts")
+    demo.add_argument(
+        "--log.file",
+        dest="log_file",
+        type=Path,
+        metavar="FILE",
+        default=None,
+        help="where the daemon's log goes (JSON lines; default: secretwarden-demo.log in "
+        "the temporary directory); the terminal shows the timeline",
+    )
     _add_logging(demo)
 
     sb = sub.add_parser("sandbox", help="run the local stand-in for the Azure tenant")
@@ -220,10 +229,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_sandbox(args))
     if command == "demo":
-        _logging(args)
-        from daemon.demo import run_demo
+        from daemon.demo import demo_log_file, run_demo
 
-        return asyncio.run(run_demo(args))
+        log_file = args.log_file or demo_log_file()
+        # The terminal is the timeline's; the daemon's own log goes to a file it names.
+        with log_file.open("w", buffering=1) as stream:
+            configure_logging(args.log_format or "json", args.log_level or "info", stream)
+            return asyncio.run(run_demo(args, log_file=log_file))
     # `run --config.check` changes nothing on disk (no state directory made).
     check_only = command == "run" and args.config_check
     config = load_checked_config(args.config_file, create=not check_only)

@@ -155,9 +155,22 @@ async def _admin(
         return response.json() if response.content else None
 
 
+def demo_log_file() -> Path:
+    """Where ``secretwarden demo`` writes the daemon's log unless told (``--log.file``)."""
+    return Path(tempfile.gettempdir()) / "secretwarden-demo.log"
+
+
 async def run_demo(
-    args: argparse.Namespace, hooks: DemoHooks | None = None, out: TextIO = sys.stdout
+    args: argparse.Namespace,
+    hooks: DemoHooks | None = None,
+    out: TextIO = sys.stdout,
+    *,
+    log_file: Path | None = None,
 ) -> int:
+    """Exit 0 after a clean stop; 2 with one line on stderr when the daemon cannot
+    listen (a port in use), like ``secretwarden run``."""
+    from daemon.web import StartError
+
     hooks = hooks or DemoHooks(out)
     with tempfile.TemporaryDirectory(prefix="secretwarden-demo-") as tmp:
         sb = Sandbox(in_use_expires_in=DEMO_EXPIRES_IN, faults=DEMO_FAULTS)
@@ -182,7 +195,11 @@ async def run_demo(
             install(daemon, say=hooks.say)
             script = asyncio.create_task(_script(daemon, describe, hooks))
             try:
-                await daemon.start()
+                try:
+                    await daemon.start()
+                except StartError as exc:
+                    print(f"secretwarden demo: {exc}", file=sys.stderr, flush=True)
+                    return 2
                 url = f"{daemon.web.scheme}://{daemon.listen_address}"
                 print(
                     "secretwarden demo: the daemon is watching a sandbox portal whose "
@@ -193,6 +210,7 @@ async def run_demo(
                     f"  sandbox admin:  {describe['admin_url'].rstrip('/')}/state\n"
                     f"  app health:     {describe['app_service_url'].rstrip('/')}/health\n"
                     f"  daemon config:  {config_file}"
+                    + (f"\n  daemon log:     {log_file} (JSON lines)" if log_file else "")
                     + (f"\n  describe file:  {args.describe}" if args.describe else "")
                     + "\nCtrl-C to stop.",
                     file=out,
