@@ -14,6 +14,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -124,7 +125,32 @@ class IdentitySection(_Model):
     tenant_id: TenantId = None
     client_id: ClientId = None
     client_secret_file: Path | None = None
+    # The operator's certificate (PEM: the certificate and its private key), e.g. handed
+    # over by systemd's LoadCredential= like the secret; ``certificate_file`` is its
+    # older name.
+    client_certificate_file: Path | None = None
     certificate_file: Path | None = None
+    # When the operator's own credential expires, for the expiry metric when neither
+    # the certificate file nor Graph can say (a TOML date or date-time, UTC if naive).
+    credential_expires_at: datetime | None = None
+
+    @field_validator("credential_expires_at", mode="before")
+    @classmethod
+    def _when(cls, value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime(value.year, value.month, value.day)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_certificate_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_certificate_file" in data:
+            if "certificate_file" in data:
+                raise ValueError("set client_certificate_file or certificate_file, not both")
+            data = {**data, "certificate_file": data["client_certificate_file"]}
+        return data
 
     @model_validator(mode="after")
     def _needs(self) -> IdentitySection:
@@ -134,7 +160,7 @@ class IdentitySection(_Model):
         if self.kind == "client_secret" and self.client_secret_file is None:
             missing.append("client_secret_file")
         if self.kind == "certificate" and self.certificate_file is None:
-            missing.append("certificate_file")
+            missing.append("client_certificate_file")
         if missing:
             raise ValueError(f"kind {self.kind!r} needs {', '.join(missing)}")
         return self
@@ -605,10 +631,7 @@ def unreadable_files(config: Config) -> list[str]:
     connection. Secret files: :func:`secret_files`; the web server's files:
     daemon.webconfig.web_settings.
     """
-    named = (
-        ("identity.certificate_file", config.identity.certificate_file),
-        ("cloud.ca_file", config.cloud.ca_file),
-    )
+    named = (("cloud.ca_file", config.cloud.ca_file),)
     problems = []
     for key, path in named:
         if path is None:
@@ -637,6 +660,11 @@ def secret_files(config: Config) -> list[str]:
             read_secret_file(path, key)
         except ConfigError as exc:
             problems += exc.problems
+    # The operator's certificate file holds its private key: a secret file too.
+    if (cert := config.identity.certificate_file) is not None:
+        problem = secret_file_problem(cert, "identity.client_certificate_file")
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 

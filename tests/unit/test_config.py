@@ -171,7 +171,7 @@ BAD = [
     ),
     (
         "[identity]\nkind = 'certificate'\n" + TARGET,
-        ["identity: kind 'certificate' needs tenant_id, client_id, certificate_file"],
+        ["identity: kind 'certificate' needs tenant_id, client_id, client_certificate_file"],
     ),
     (
         "[identity]\nkind = 'magic'\n" + TARGET,
@@ -249,11 +249,18 @@ ca_file = "ca.pem"
 def test_files_the_config_names_must_be_readable(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FILES + TARGET))
     assert preflight(config) == [
-        f"identity.certificate_file: cannot read {tmp_path}/id.pem: No such file or directory",
+        f"identity.client_certificate_file: cannot read {tmp_path}/id.pem: No such file or "
+        "directory",
         f"cloud.ca_file: cannot read {tmp_path}/ca.pem: No such file or directory",
     ]
     (tmp_path / "id.pem").write_text("-")
     (tmp_path / "ca.pem").write_text("-")
+    # the certificate file holds the operator's private key: a secret file
+    assert preflight(config) == [
+        f"identity.client_certificate_file: {tmp_path}/id.pem is readable by its group and "
+        "others (mode 644); chmod 600 it, or let systemd's LoadCredential= hand it over"
+    ]
+    (tmp_path / "id.pem").chmod(0o600)
     assert preflight(config) == []
 
 
@@ -283,6 +290,7 @@ def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
 def test_config_check_validates_and_exits_without_running(tmp_path: Path) -> None:
     good = write(tmp_path, FILES + TARGET)
     (tmp_path / "id.pem").write_text("-")
+    (tmp_path / "id.pem").chmod(0o600)
     (tmp_path / "ca.pem").write_text("-")
     result = cli("run", "--config.check", "--config.file", str(good))
     assert result.returncode == 0, result.stderr
