@@ -67,7 +67,15 @@ async def operator_credential_expiry(session: TenantSession, identity: Identity)
         app = GraphAppRegistrations(graph, object_id=None, client_id=identity.client_id)
         registration = await app.get_app()
     except TenantError as e:
-        return OperatorExpiry("client_secret", None, "", f"the operator's own app not read: {e}")
+        # Not the targets' advice (tenant.advice): this is the operator's own app.
+        said = " ".join(str(p) for p in (e.status and f"HTTP {e.status}", e.code) if p)
+        return OperatorExpiry(
+            "client_secret",
+            None,
+            "",
+            f"the operator's own app not read ({said or e.detail}): set "
+            "identity.credential_expires_at, or let it read its app (Application.Read.All)",
+        )
     finally:
         await http.aclose()
     found = secret_end(list(registration.credentials), identity.client_secret.reveal()[:3])
