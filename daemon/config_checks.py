@@ -180,7 +180,7 @@ def unknown_key_message(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     key = loc[-1] if loc else ""
     if not isinstance(key, str):
         return "unknown key"
-    near = difflib.get_close_matches(key, known_keys(root, loc[:-1]), n=1, cutoff=0.6)
+    near = difflib.get_close_matches(key, known_keys(root, loc[:-1]), n=1, cutoff=0.75)
     return f"unknown key; did you mean {near[0]!r}?" if near else "unknown key"
 
 

@@ -113,6 +113,7 @@ class Remediator:
         # Registered before the metrics it updates, so a scrape sees this scrape's state.
         registry.register(_JournalWatch(self))
         self.metrics = RemediationMetrics(registry, self.targets)
+        # The journal's (inode, size, mtime) when the metrics were last rebuilt from it.
         self._synced: dict[str, tuple[int, int, int] | None] = {}
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
@@ -125,9 +126,17 @@ class Remediator:
         for name in self.targets:
             self._seed(name)
 
+    def _journal_key(self, name: str) -> tuple[int, int, int] | None:
+        try:
+            st = self.journal(name).path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _seed(self, name: str) -> None:
         """A restart forgets neither a guard, nor the last rotation, nor a credential
         pending removal: replay the journal."""
+        self._synced[name] = self._journal_key(name)
         if access.journal_problem(self.journal(name)) is not None:
             self._update_blocked(name, "rotate")  # shows and logs why, and the fix
             return
@@ -140,11 +149,7 @@ class Remediator:
         shared journal: the last rotation, pending removals and guards, as a restart
         would. Cheap when nothing changed (one stat per target); called on each scrape."""
         for name in list(self.targets):
-            try:
-                st = self.journal(name).path.stat()
-                key: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
-            except OSError:
-                key = None
+            key = self._journal_key(name)
             if name in self._synced and self._synced[name] == key:
                 continue
             self._synced[name] = key
