@@ -7,10 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from helpers import key_and_certificate
 
 from daemon.config import ConfigError, parse_config
 from tenant.models import PasswordCredential
@@ -27,30 +24,6 @@ TARGET = {
     "site_name": "site",
     "health_url": "https://site.azurewebsites.net/health",
 }
-
-
-def key_and_certificate(path: Path, not_after: datetime) -> None:
-    """A PEM file as azure-identity's CertificateCredential takes it: key, then cert."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secretwarden operator")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_after - timedelta(days=365))
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        + cert.public_bytes(serialization.Encoding.PEM)
-    )
 
 
 def test_a_certificate_s_end_is_read_from_the_file_behind_its_key(tmp_path: Path) -> None:
