@@ -382,3 +382,54 @@ def test_an_unknown_refusal_gets_no_advice_but_keeps_its_code() -> None:
     assert e.fix is None
     assert "Request_Odd" in str(e)
     assert "fix" not in str(e)
+
+
+# -- the operator's own sign-in (issue 15, point 1) --------------------------------
+
+
+def test_a_credential_for_another_tenant_says_which_tenant_the_resource_is_in() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    e = map_http_error(
+        ClientAuthenticationError(
+            message="The current credential is not configured to acquire tokens for tenant "
+            "0b1f0e5c-1111-4222-8333-444455556666. To enable acquiring tokens ..."
+        ),
+        KEYVAULT,
+        "get secret",
+    )
+    assert isinstance(e, errors.PermissionDenied)
+    assert e.fix is not None
+    assert "belongs to tenant 0b1f0e5c-1111-4222-8333-444455556666" in e.fix
+
+
+def test_no_identity_at_all_points_at_the_managed_identity() -> None:
+    from azure.identity import CredentialUnavailableError
+
+    e = map_http_error(
+        CredentialUnavailableError(message="DefaultAzureCredential failed to retrieve a token"),
+        GRAPH,
+        "get app",
+    )
+    assert e.fix is not None
+    assert "managed identity" in e.fix
+    assert "could not sign in: DefaultAzureCredential failed" in str(e)
+
+
+def test_an_entra_refusal_in_the_text_keeps_its_code_and_message_not_the_trace() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    text = (
+        "Microsoft Entra ID error '(invalid_client) AADSTS7000222: The provided client secret "
+        "keys for app 'x' are expired. Trace ID: t Correlation ID: c Timestamp: 2026-01-01'"
+    )
+    e = map_http_error(ClientAuthenticationError(message=text), ARM, "list references")
+    assert isinstance(e, errors.SignInRefused)
+    assert e.code == "AADSTS7000222"
+    assert (
+        e.detail
+        == "the operator's sign-in was refused: The provided client secret keys for app 'x' "
+        "are expired."
+    )
+    assert e.fix is not None
+    assert "expired" in e.fix
