@@ -129,6 +129,17 @@ def sign_in_error(error: Exception, service: str, operation: str) -> TenantError
         body = None
     described = body.get("error_description") if isinstance(body, dict) else None
     match = _AADSTS_TEXT.search(described if isinstance(described, str) else text)
+    status = error.status_code
+    if match is not None and (status == 429 or (status is not None and status >= 500)):
+        # Entra throttled or failed: transient, classified by status like any service's.
+        number = int(match.group(1))
+        return classify(
+            service,
+            f"{operation} (operator sign-in)",
+            match.group(2).strip(),
+            status=status,
+            code=f"AADSTS{number}",
+        )
     if match is not None:
         number = int(match.group(1))
         return SignInRefused(

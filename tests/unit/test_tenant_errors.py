@@ -433,3 +433,20 @@ def test_an_entra_refusal_in_the_text_keeps_its_code_and_message_not_the_trace()
     )
     assert e.fix is not None
     assert "expired" in e.fix
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(503, ErrorKind.UNAVAILABLE), (429, ErrorKind.THROTTLED)]
+)
+def test_entra_down_or_throttling_stays_transient(status: int, kind: ErrorKind) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    error = ClientAuthenticationError(
+        message="Microsoft Entra ID error '(temporarily_unavailable) AADSTS90033: busy. "
+        "Trace ID: t'",
+        response=_Reply(status, json.dumps({"error": "temporarily_unavailable"})),
+    )
+    e = map_http_error(error, GRAPH, "get app")
+    assert e.kind is kind
+    assert e.transient
+    assert e.code == "AADSTS90033"
