@@ -30,7 +30,10 @@ from remediation.workflow import StepEvent
 from sandbox import Sandbox
 from tenant.models import KEY_ID_TAG
 
-DEMO_INTERVALS = {"expiry": 10.0, "health": 3.0, "graph": 3.0, "reference": 5.0}
+# The expiry probe runs once at start (the first rotation) and then only after the
+# injected expiry is healed, so the second repair is always the Graph probe's heal
+# (issue 15: the README's timeline must be what a run shows).
+DEMO_INTERVALS = {"expiry": 60.0, "health": 3.0, "graph": 3.0, "reference": 5.0}
 DEMO_EXPIRES_IN = timedelta(days=3)
 # A real App Service takes minutes to cold-start and Entra seconds to propagate; the
 # demo keeps both visible but short.
@@ -137,8 +140,8 @@ async def _script(
     in_use = version["tags"].get(KEY_ID_TAG)
     hooks.say(f"demo: expiring the in-use secret {in_use} now; Graph will answer 401")
     await _admin(describe, "POST", f"credentials/{in_use}/expire")
-    # Whichever notices first acts: the Graph probe's 401s (heal) or the expiry probe
-    # seeing the in-use credential expired (rotate); both end in a fresh secret.
+    # The Graph probe's 401s notice first (heal); the expiry probe, next due a minute
+    # after the start, would rotate instead: both end in a fresh secret.
     healed = await _next_run_of(finished, None)
     hooks.say(f"{target}: {healed.action} {healed.phase}: {healed.detail}")
     hooks.say("demo: the app is healthy on a fresh secret; still watching (Ctrl-C to stop)")
