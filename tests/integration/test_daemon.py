@@ -203,7 +203,9 @@ async def test_scheduler_runs_every_probe_without_overlap(sb: Any, tmp_path: Pat
     await d.start(serve_web=False)
     assert d._scheduler is not None
     jobs = {job.id: job for job in d._scheduler.get_jobs()}
-    assert sorted(jobs) == [f"portal/{p}" for p in sorted(intervals)]
+    # and the daemon's own credential, on the expiry probe's schedule (issue 15)
+    assert sorted(jobs) == ["operator", *(f"portal/{p}" for p in sorted(intervals))]
+    assert jobs["operator"].trigger.interval.total_seconds() == intervals["expiry"]
     for probe, interval in intervals.items():
         job = jobs[f"portal/{probe}"]
         assert job.max_instances == 1  # never overlaps itself
