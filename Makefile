@@ -17,9 +17,10 @@ $(BIN)/secretwarden: pyproject.toml requirements.lock
 
 setup: $(BIN)/secretwarden
 
-## demo: run the daemon against the built-in sandbox tenant (Ctrl-C to stop)
+## demo: run the daemon against the built-in sandbox tenant (Ctrl-C to stop);
+##       ARGS passes flags on, e.g. make demo ARGS="--web.listen-address 127.0.0.1:9900"
 demo: setup
-	$(BIN)/secretwarden demo
+	$(BIN)/secretwarden demo $(ARGS)
 
 ## lint: ruff, mypy --strict and the import-linter layer contracts
 lint: setup
