@@ -35,7 +35,7 @@ from remediation.journal import Journal, RunRecord
 from remediation.lock import TargetBusy, TargetLock
 from remediation.metrics import BLOCK_REASONS, RemediationMetrics
 from remediation.policy import Action, Policy
-from remediation.proof import decide, gather, pending_removals
+from remediation.proof import decide, gather, pending_removals, reloaded_of
 from remediation.results import PendingRemoval
 from remediation.verify import Prober
 from remediation.workflow import Outcome, Progress, Workflow, WorkflowSettings
@@ -169,12 +169,14 @@ class Remediator:
                 keep_version=p.keep_version,
                 old_key_ids=p.pending_key_ids,
                 since=datetime.fromisoformat(p.reloaded_at),
-                use_sign_ins=settings.use_sign_ins,
+                now=self.clock.now(),
+                reloaded=reloaded_of(p),
+                settings=settings,
             )
         except TenantError as e:
             log.warning("pending removal not checked", target=target, error=str(e))
             return None
-        verdict = decide(p, gathered, self.clock.now())
+        verdict = decide(p, gathered, self.clock.now(), settings)
         if verdict.verdict is not Verdict.REMOVE:
             if self._waiting.get(target) != verdict.proof:
                 log.info(
