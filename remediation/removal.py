@@ -36,13 +36,9 @@ def ladder_facts(run: Run, prefix: str = "") -> tuple[str | None, str | None, st
     them (the rollback's own ladder for the rollback, never the forward one's)."""
     for e in reversed(run.rec.entries):
         if e.phase == "done" and e.step == f"{prefix}verify":
-            d = e.data
-
-            def s(k: str) -> str | None:
-                v = d.get(k)
-                return str(v) if v else None
-
-            return s("cache_at"), s("cache_mark"), s("recycled_at")
+            got = [e.data.get(k) for k in ("cache_at", "cache_mark", "recycled_at")]
+            a, b, c = (str(v) if v else None for v in got)
+            return a, b, c
     return None, None, None
 
 
