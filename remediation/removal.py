@@ -93,6 +93,7 @@ async def settle_old(
     if run.metrics and not run.dry_run:
         for key in old:
             run.metrics.pending_removal.labels(run.target, key).set(1)
+            run.metrics.pending_until.labels(run.target, key).set(until.timestamp())
 
 
 async def remove_keys(run: Run, step: str, keys: tuple[str, ...], proof: str) -> Removed:
@@ -101,6 +102,7 @@ async def remove_keys(run: Run, step: str, keys: tuple[str, ...], proof: str) ->
     if run.metrics:
         for key_id in keys:
             run.metrics.pending_removal.remove_by_labels({"target": run.target, "key_id": key_id})
+            run.metrics.pending_until.remove_by_labels({"target": run.target, "key_id": key_id})
     return Removed(keys, proof)
 
 

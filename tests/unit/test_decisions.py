@@ -323,7 +323,6 @@ def test_workers_started_after(
 # -- is it blocked -------------------------------------------------------------------------
 
 
-
 @pytest.mark.parametrize(
     ("state", "action", "reason"),
     [
