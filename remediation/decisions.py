@@ -305,12 +305,21 @@ def removal(
                 f"every worker was recycled at {_ts(reloaded.recycled_at)}, after the cache "
                 "held the new version",
             )
+        if recycled_by is not None:  # a recycle is under way: let it finish
+            return Removal(
+                Verdict.WAIT,
+                f"the overlap window ({_span(overlap)}) ended at {_ts(until)}; waiting "
+                f"for the recycle begun at {_ts(recycled)} to finish",
+                until,
+            )
+        again = reloaded.recycled_at is None or now >= reloaded.recycled_at + recycle_allowance
         return Removal(
             Verdict.WAIT,
             f"the overlap window ({_span(overlap)}) ended at {_ts(until)}, but a worker "
-            "may have started before the cache held the new version: recycle the workers",
+            "may have started before the cache held the new version: "
+            + ("recycle the workers" if again else "a recycle is under way"),
             until,
-            recycle=True,
+            recycle=again,
         )
     if after_cache is False:
         why = (

@@ -278,7 +278,7 @@ class Remediator:
             log.warning("pending removal not checked", target=target, error=str(e))
             return None
         verdict = decide(p, gathered, self.clock.now(), settings)
-        if verdict.verdict is not Verdict.REMOVE:
+        if verdict.verdict is not Verdict.REMOVE and not verdict.recycle:
             if self._waiting.get(target) != verdict.proof:
                 log.info(
                     "credential pending removal",
@@ -295,7 +295,9 @@ class Remediator:
         except TargetBusy:
             return None
         wf = self._workflow(target, None, False)
-        task = asyncio.create_task(wf.cleanup(p, verdict.proof), name=f"cleanup-{target}")
+        task = asyncio.create_task(
+            wf.cleanup(p, verdict.proof, recycle=verdict.recycle), name=f"cleanup-{target}"
+        )
         _release_when_done(task, lock)
         self._running[target] = _Running("cleanup", task)
         outcome = await task

@@ -198,6 +198,29 @@ T = NOW
             ev(),
             T + OVERLAP + ALLOW - S,
             Verdict.WAIT,
+            "waiting for the recycle begun at",
+        ),
+        (
+            Reloaded(CACHE, T + OVERLAP),
+            ev(),
+            T + OVERLAP + ALLOW,
+            Verdict.REMOVE,
+            "every worker was recycled at",
+        ),
+        # the per-instance view says a worker still predates: recycle, but not again
+        # before the last recycle had its allowance
+        (
+            Reloaded(CACHE, T + OVERLAP, MARK),
+            ev(workers=ONE_EARLY),
+            T + OVERLAP + ALLOW - S,
+            Verdict.WAIT,
+            "a recycle is under way",
+        ),
+        (
+            Reloaded(CACHE, T + OVERLAP, MARK),
+            ev(workers=ONE_EARLY),
+            T + OVERLAP + ALLOW,
+            Verdict.WAIT,
             "recycle the workers",
         ),
         # an expired old credential signs nobody in: removed at once (beyond the skew)
