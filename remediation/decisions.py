@@ -76,6 +76,26 @@ def which_old_credential(
     return (), f"Entra could not check the Key Vault value ({entra.value})"
 
 
+# -- which credential frees a slot -------------------------------------------------------
+
+
+def slot_to_free(
+    credentials: Sequence[tuple[str, datetime | None]],
+    in_use: Sequence[str],
+    now: datetime,
+    skew: timedelta,
+) -> str | None:
+    """The app holds as many secrets as it may (two for apps that allow personal
+    accounts): which (keyId, end) to remove for the new one. Only a credential expired
+    by more than the clock ``skew`` (it signs nobody in), one nobody uses first; an
+    expired one in use is as dead (the app already fails with it). None: none may go."""
+    dead = [k for k, end in credentials if end is not None and end + skew < now]
+    used = {k.lower() for k in in_use}
+    spare = [k for k in dead if k.lower() not in used]
+    pick = spare or dead
+    return pick[0] if pick else None
+
+
 # -- may the old credential be deleted ---------------------------------------------------
 #
 # What is proven is the app's *running processes*, not the platform's cache: on App

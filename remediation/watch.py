@@ -21,7 +21,7 @@ def last_removal(runs: Sequence[RunRecord]) -> datetime | None:
         for e in r.entries:
             if e.phase != "done" or e.step not in REMOVAL_STEPS:
                 continue
-            if e.data.get("removed") or e.data.get("removed_new") or e.data.get("freed"):
+            if e.data.get("removed") or e.data.get("removed_new") or e.data.get("freed_key_id"):
                 last = e.ts if last is None else max(last, e.ts)
     return last
 

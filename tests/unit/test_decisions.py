@@ -18,6 +18,7 @@ from remediation.decisions import (
     is_blocked,
     is_due,
     removal,
+    slot_to_free,
     which_old_credential,
     workers_started_after,
 )
@@ -423,3 +424,26 @@ def test_what_a_block_says() -> None:
     cap = is_blocked(GuardState(rotations=(NOW, NOW)), "rotate", NOW, **kw)  # type: ignore[arg-type]
     assert cap is not None
     assert cap.detail == "2 rotation(s) in the last 24 h (cap 2) until 2026-06-02T12:00:00+00:00"
+
+
+# -- which credential frees a slot (two-secret apps) -----------------------------------------
+
+SKEW = timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "in_use", "freed"),
+    [
+        ((), (), None),
+        ((("a", NOW + DAY), ("b", None)), (), None),  # nothing expired; no end: never
+        ((("a", NOW - HOUR), ("b", NOW + DAY)), ("b",), "a"),
+        ((("a", NOW - HOUR), ("b", NOW - DAY)), ("a",), "b"),  # the unused one first
+        ((("a", NOW - HOUR), ("b", NOW + DAY)), ("A",), "a"),  # in use, but dead: it goes
+        ((("a", NOW - SKEW), ("b", NOW + DAY)), (), None),  # within the clock skew
+        ((("a", NOW - SKEW - timedelta(seconds=1)),), (), "a"),
+    ],
+)
+def test_slot_to_free(
+    credentials: tuple[tuple[str, datetime | None], ...], in_use: tuple[str, ...], freed: str | None
+) -> None:
+    assert slot_to_free(credentials, in_use, NOW, SKEW) == freed

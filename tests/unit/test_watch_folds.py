@@ -29,7 +29,7 @@ REMOVED = (5, "remove_old", "done", {"removed": ["k1"], "proof": "p"})
 NONE_REMOVED = (5, "remove_old", "done", {"removed": [], "proof": "no old credential"})
 CLEANED = (9, "cleanup.remove", "done", {"removed": ["k1"]})
 ROLLED = (7, "rollback.remove_new", "done", {"removed": ["k2"]})
-FREED = (3, "free_slot", "done", {"freed": "k0"})
+FREED = (3, "free_slot", "done", {"freed_key_id": "k0"})
 FAILED_REMOVE = (6, "remove_old", "failed", {"error": "x"})
 
 
