@@ -167,8 +167,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_cli_passes_then_fails(sb: Any, config_file: Path) -> None:
     ok = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "5/5 checks passed" in ok.stdout
-    assert "sign-in log readable" in ok.stdout  # said once: the strongest removal proof
+    assert "6/6 checks passed" in ok.stdout
+    assert "sign-in log readable" in ok.stdout  # said once: removal proof
+    # ARM's per-instance view: the removal proof's first choice (issue 13)
+    assert any(line.startswith("portal  instances") for line in ok.stdout.splitlines())
     sb.faults(operator_can_read_signins=False)
     note = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert note.returncode == 0, note.stdout + note.stderr  # a note, not a failure
