@@ -4,13 +4,14 @@ ever saw an activeVersion (so the ladder stops waiting it out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from remediation.journal import Entry, RunRecord
+from remediation.journal import RUN, Entry, RunRecord
 from remediation.watch import last_removal, refresh_never_active, site_left_stopped
 from tenant.requestid import PREFIX, is_own, new_request_id
 
@@ -19,10 +20,14 @@ M = timedelta(minutes=1)
 
 
 def run(name: str, *lines: tuple[int, str, str, dict[str, Any]]) -> RunRecord:
+    """A finished run (its end a minute after its last line), kept as the daemon keeps
+    runs in memory: facts and step lists, no lines (compaction.for_memory)."""
     r = RunRecord(run=name, action="rotate", started=T0)
     for minute, step, phase, data in lines:
         r.apply(Entry(T0 + minute * M, name, "rotate", step, phase, data))  # type: ignore[arg-type]
-    return r
+    end = max(m for m, *_ in lines) + 1 if lines else 0
+    r.apply(Entry(T0 + end * M, name, "rotate", RUN, "done", {"outcome": "success"}))
+    return dataclasses.replace(r, entries=[])
 
 
 REMOVED = (5, "remove_old", "done", {"removed": ["k1"], "proof": "p"})
@@ -38,11 +43,11 @@ FAILED_REMOVE = (6, "remove_old", "failed", {"error": "x"})
     [
         ([], None),
         ([run("a", NONE_REMOVED)], None),
-        ([run("a", REMOVED)], T0 + 5 * M),
-        ([run("a", REMOVED), run("b", CLEANED)], T0 + 9 * M),
-        ([run("b", CLEANED), run("a", REMOVED)], T0 + 9 * M),  # the latest, in any order
-        ([run("a", ROLLED)], T0 + 7 * M),
-        ([run("a", FREED)], T0 + 3 * M),
+        ([run("a", REMOVED)], T0 + 6 * M),  # when the run that removed it ended
+        ([run("a", REMOVED), run("b", CLEANED)], T0 + 10 * M),
+        ([run("b", CLEANED), run("a", REMOVED)], T0 + 10 * M),  # the latest, in any order
+        ([run("a", ROLLED)], T0 + 8 * M),
+        ([run("a", FREED)], T0 + 4 * M),
         ([run("a", FAILED_REMOVE)], None),
     ],
 )
@@ -64,11 +69,11 @@ STOP_OTHER = (4, "reload.stop_start", "failed", {"error": "stop: 409 busy"})
     ("runs", "stopped"),
     [
         ([], None),
-        ([run("a", STOP_FAILED)], T0 + 4 * M),
+        ([run("a", STOP_FAILED)], T0 + 5 * M),
         ([run("a", STOP_FAILED), run("b", STOP_OK)], None),  # a later Stop+Start worked
-        ([run("a", STOP_OK), run("b", STOP_FAILED)], T0 + 4 * M),
+        ([run("a", STOP_OK), run("b", STOP_FAILED)], T0 + 5 * M),
         ([run("a", STOP_OTHER)], None),  # a failure that did not leave it Stopped
-        ([run("a", (4, "rollback.reload.stop_start", *STOP_FAILED[2:]))], T0 + 4 * M),
+        ([run("a", (4, "rollback.reload.stop_start", *STOP_FAILED[2:]))], T0 + 5 * M),
     ],
 )
 def test_site_left_stopped(runs: list[RunRecord], stopped: datetime | None) -> None:

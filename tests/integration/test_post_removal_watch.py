@@ -1,0 +1,65 @@
+"""Issue 13: after any removal the app is watched for one token lifetime: its own action
+and /health at a short interval, a failure healed at once, and
+``secretwarden_credential_removal_watch`` 1 meanwhile (rebuilt from the journal)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from test_rotation_fixtures import TARGET, RigFactory, SkewClock
+
+pytest_plugins = ("test_rotation_fixtures",)
+
+WATCH = 5400.0
+
+
+def app_action(sb: Any) -> int:
+    status: int = sb.client.get(sb.describe["app_action_url"]).status_code
+    return status
+
+
+async def test_a_failure_during_the_watch_heals_at_once(
+    sb: Any, rig_with: RigFactory, skew: SkewClock
+) -> None:
+    sb.faults(app_sync_interval_seconds=0)
+    # No per-instance view proof needed: the window is 0 and the recycle's allowance too.
+    rig = rig_with(
+        app_action=True,
+        overlap_window=timedelta(0),
+        recycle_allowance=0.0,
+        post_removal_watch=WATCH,
+        post_removal_watch_interval=1.0,
+    )
+    old = sb.in_use_key_id()
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert old not in [c["keyId"] for c in sb.state()["credentials"]]
+    assert rig.metric("secretwarden_credential_removal_watch") == 1
+    assert await rig.rem.watch_check(TARGET) is None  # the app works: nothing to do
+
+    # The credential the app holds stops working (as a worker whose cached token
+    # outlived its removed credential does when it signs in again).
+    held = sb.in_use_key_id()
+    sb.admin("POST", f"credentials/{held}/revoke")
+    assert app_action(sb) == 502
+    healed = await rig.rem.watch_check(TARGET)
+    assert healed is not None
+    assert (healed.action, healed.outcome) == ("heal", "success"), healed.detail
+    assert "post-removal watch" in (rig.rem.journal(TARGET).runs()[-1].trigger or "")
+    assert app_action(sb) == 200
+
+    # A daemon restart keeps the watch (folded from the journal) ...
+    again = rig_with(app_action=True, post_removal_watch=WATCH)
+    assert again.metric("secretwarden_credential_removal_watch") == 1
+    # ... until one token lifetime after the last removal
+    skew.offset += WATCH + 1
+    assert await again.rem.watch_check(TARGET) is None
+    assert again.metric("secretwarden_credential_removal_watch") == 0
+
+
+async def test_no_removal_no_watch(sb: Any, rig_with: RigFactory) -> None:
+    rig = rig_with(app_action=True, post_removal_watch=WATCH)
+    assert rig.metric("secretwarden_credential_removal_watch") == 0
+    sb.admin("POST", f"credentials/{sb.in_use_key_id()}/revoke")
+    assert await rig.rem.watch_check(TARGET) is None  # not watching: the policy's business
