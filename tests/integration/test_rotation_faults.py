@@ -8,6 +8,7 @@ holds a credential that exists, no 401) and says why.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from test_rotation_fixtures import (
     assert_converged,
 )
 
+from exporters.observations import HealthObservation, Observed
 from remediation.guards import GuardSettings
 from remediation.journal import RUN
 from tenant.models import KEY_ID_TAG
@@ -161,7 +163,7 @@ async def test_a_409_storm_on_transitions_is_waited_out(
 
 
 async def test_stop_start_always_starts_and_a_site_left_stopped_is_said_loudly(
-    sb: Any, rig_with: RigFactory
+    sb: Any, rig_with: RigFactory, skew: SkewClock
 ) -> None:
     """Start answers 409 for good after the Stop: the rung fails, the rotation rolls
     back, and the stopped site is an error log line and a metric, not a silence."""
@@ -176,6 +178,27 @@ async def test_stop_start_always_starts_and_a_site_left_stopped_is_said_loudly(
     assert "not Running" in str(rig.rem.journal(TARGET).path.read_text())
     assert rig.metric("secretwarden_remediation_site_stopped") == 1
     assert "the site is Stopped" in outcome.detail
+
+    # Issue 13: a daemon restart rebuilds it from the journal ...
+    again = rig_with(rungs=("stop_start",))
+    assert again.metric("secretwarden_remediation_site_stopped") == 1
+    # ... a healthy probe result while the site is still Stopped keeps it ...
+    healthy = Observed(TARGET, "health", skew.now(), HealthObservation(True, 200, 0.01))
+    again.rem.note(healthy)
+    await asyncio.sleep(0.3)
+    assert again.metric("secretwarden_remediation_site_stopped") == 1
+    # ... and once someone started it (the portal: Start still fails through ARM
+    # here), the next healthy result clears it
+    site = sb.thread.portal.site
+    sb.thread.call(lambda: setattr(site, "state", "Running"))
+    again.rem.note(healthy)
+    for _ in range(100):
+        if again.metric("secretwarden_remediation_site_stopped") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert again.metric("secretwarden_remediation_site_stopped") == 0
+    again.rem.note(healthy)  # and a later run's accounting does not bring it back
+    assert again.metric("secretwarden_remediation_site_stopped") == 0
 
 
 async def test_a_lost_add_password_reply_under_10s_read_lag_leaves_no_orphan(
