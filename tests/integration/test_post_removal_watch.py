@@ -63,3 +63,45 @@ async def test_no_removal_no_watch(sb: Any, rig_with: RigFactory) -> None:
     assert rig.metric("secretwarden_credential_removal_watch") == 0
     sb.admin("POST", f"credentials/{sb.in_use_key_id()}/revoke")
     assert await rig.rem.watch_check(TARGET) is None  # not watching: the policy's business
+
+
+async def test_the_refresh_rung_learns_that_arm_never_reports_active_version(
+    sb: Any, rig_with: RigFactory
+) -> None:
+    """ARM reports no activeVersion for this site: the first rotation waits the refresh
+    rung out (its timeout) before the configuration change; the next one, having
+    learned it from the journal, polls once and moves on."""
+    sb.faults(app_sync_interval_seconds=0, active_version="absent")
+    kw: dict[str, Any] = {
+        "overlap_window": timedelta(0),
+        "recycle_allowance": 0.0,
+        "refresh_timeout": 30.0,
+        "verify_poll": 2.0,
+    }
+
+    def refresh_wait(rig: Any) -> float:
+        run = rig.rem.journal(TARGET).runs()[-1]
+        at = {e.step + ":" + e.phase: e.ts for e in run.entries}
+        return float((at["reload.config_change:begin"] - at["reload.refresh:done"]).total_seconds())
+
+    first = rig_with(**kw)
+    outcome = await first.rem.run(TARGET, "rotate", "first")
+    assert outcome.outcome == "success", outcome.detail
+    assert refresh_wait(first) >= 30.0
+
+    second = rig_with(**kw)  # a daemon restart: learned from the journal
+    outcome = await second.rem.run(TARGET, "rotate", "second")
+    assert outcome.outcome == "success", outcome.detail
+    assert refresh_wait(second) <= 2.5
+
+    # Once ARM has reported it, the rung is waited for again.
+    sb.faults(active_version="present")
+    third = rig_with(**kw)
+    outcome = await third.rem.run(TARGET, "rotate", "third")
+    assert outcome.outcome == "success", outcome.detail
+    # (its short refresh poll may miss the version; the configuration change then shows it)
+    sb.faults(active_version="absent")
+    fourth = rig_with(**kw)
+    outcome = await fourth.rem.run(TARGET, "rotate", "fourth")
+    assert outcome.outcome == "success", outcome.detail
+    assert refresh_wait(fourth) >= 30.0
