@@ -276,6 +276,20 @@ async def reload_and_verify(
         poll=run.settings.verify_poll,
         rungs=run.settings.ladder(),
     )
+    if result.ok and facts.cache_at is not None and facts.recycled_at is None:
+        # ARM showed the new version only after the last recycle began: the workers
+        # may have started before the cache held it. Start them once more.
+        follow = next((r for r in FOLLOW_UPS if r in run.settings.ladder()), None)
+        if follow is not None and await apply(follow):
+            v = await wait_verified(
+                check,
+                run.clock,
+                run.settings.rung_timeouts()[follow],
+                run.settings.verify_poll,
+                want_proof=False,
+            )
+            if v.ok:
+                result = LadderResult(True, follow, v.reason, v.proof or result.proof)
     run.observe_duration("verify", t0)
     phase: Phase = "done" if result.ok else "failed"
     run.write(

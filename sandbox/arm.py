@@ -14,6 +14,7 @@ import re
 from aiohttp import web
 
 from sandbox.entra import ARM_AUDIENCES
+from sandbox.instances import instances_json, processes_json
 from sandbox.portal import Portal
 from sandbox.webconfig import REFS, WebConfig
 from sandbox.website import WebSites
@@ -131,6 +132,12 @@ class Arm:
             return await self.config.list_settings(request)
         if method == "PUT" and rest == "/config/appsettings":
             return await self.config.put_settings(request)
+        if method == "GET" and rest == "/instances":
+            return json_response(instances_json(self.portal, self.site_id))
+        if method == "GET" and rest.startswith("/instances/") and rest.endswith("/processes"):
+            procs = processes_json(self.portal, self.site_id, rest.split("/")[2])
+            if procs is not None:
+                return json_response(procs)
         if method == "GET" and rest == REFS:
             return self.config.references_page(request)
         if method == "POST" and rest == REFS + "/refresh":

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox import reload
+from sandbox.instances import OUTBOUND, POSSIBLE_OUTBOUND
 from sandbox.portal import Portal
 from sandbox.wire import web_error
 
@@ -96,6 +97,8 @@ class WebSites:
                     f"/subscriptions/{ids.subscription_id}/resourceGroups/{ids.resource_group}"
                     "/providers/Microsoft.Web/serverfarms/asp-appstore"
                 ),
+                "outboundIpAddresses": ",".join(OUTBOUND),
+                "possibleOutboundIpAddresses": ",".join(POSSIBLE_OUTBOUND),
                 "lastModifiedTimeUtc": "2025-01-01T00:00:00.000Z",
                 "sku": "Standard",
             },
