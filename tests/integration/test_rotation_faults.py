@@ -82,9 +82,19 @@ async def test_seed_restart_without_active_version_never_removes_the_held_secret
     assert "old credential in use" in (rig.rem.waiting_reason(TARGET) or "")
 
     skew.offset += 3 * 3600  # the platform re-fetched; the old keyId has been quiet 2 h
+    # Issue 13: the window ends only once no worker may predate the cache. The cache
+    # was never seen holding the new version: the daemon recycles every worker first
+    # (a configuration change, which re-fetches before it recycles) ...
     done = await rig.rem.check_pending(TARGET)
     assert done is not None
     assert done.outcome == "success", done.detail
+    assert "recycled every worker" in done.detail
+    assert old in {c["keyId"] for c in sb.state()["credentials"]}
+    # ... and the next look finds every worker started after it: removed.
+    done = await rig.rem.check_pending(TARGET)
+    assert done is not None
+    assert done.outcome == "success", done.detail
+    assert "every worker process" in done.detail
     assert_converged(sb, gone=[old])
     assert pending(rig, old) is None
 
