@@ -240,7 +240,9 @@ async def test_a_lost_add_password_reply_under_10s_read_lag_leaves_no_orphan(
     [run] = rig.rem.journal(TARGET).runs()
     ours = [c for c in st["credentials"] if c["displayName"] == run.facts["display_name"]]
     assert [c["keyId"] for c in ours] == [run.facts["new_key_id"]]  # the orphan is gone
-    assert {c["keyId"] for c in st["credentials"]} == {old, run.facts["new_key_id"]}
+    # the old one went too: every worker started after the configuration change
+    assert {c["keyId"] for c in st["credentials"]} == {run.facts["new_key_id"]}
+    assert old != run.facts["new_key_id"]
 
 
 async def test_rotation_under_10s_graph_read_lag_converges(
@@ -298,13 +300,16 @@ async def test_a_disabled_previous_version_stops_the_rollback_and_keeps_the_new_
     assert st["app"]["graph_401_total"] == 0
 
 
-async def test_a_removal_that_breaks_the_app_is_healed_at_once(
+async def test_a_window_that_ends_while_the_app_holds_the_old_value_recycles_first(
     sb: Any, rig_with: RigFactory, skew: SkewClock
 ) -> None:
-    """No proof ever came (no sign-ins, no activeVersion) and the overlap window ended
-    while the app still held the old value (its ladder's first rung, Restart, keeps the
-    cache): the removal is followed by the app's own action failing, and a heal runs at
-    once, climbing to the configuration change."""
+    """No proof ever came (no sign-ins, no activeVersion, the ladder's only recycle a
+    Restart that keeps the cache) and the overlap window ended while the app still held
+    the old value. Before issue 13 the old credential was removed then, the app's own
+    action failed and a heal ran; now the window ends only once no worker may predate
+    the cache: the daemon recycles the workers (a configuration change), then removes
+    on the per-instance view, and the app never fails. (A failure after a removal
+    heals at once: tests/integration/test_post_removal_watch.py.)"""
     sb.faults(**DOCUMENTED, operator_can_read_signins=False)
     rig = rig_with(
         app_action=True,
@@ -323,15 +328,20 @@ async def test_a_removal_that_breaks_the_app_is_healed_at_once(
     skew.offset += 601  # the window ends; nothing proved the app left the old value
     done = await rig.rem.check_pending(TARGET)
     assert done is not None
-    assert done.outcome == "failed"
-    assert done.heal_now
-    assert "app's own action failed" in done.detail
+    assert done.outcome == "success", done.detail
+    assert "recycled every worker" in done.detail
+    assert old in {c["keyId"] for c in sb.state()["credentials"]}
+    assert [c["keyId"] for c in sb.state()["credentials"] if c["in_use_by_app"]] != [old]
+    done = await rig.rem.check_pending(TARGET)
+    assert done is not None
+    assert done.outcome == "success", done.detail
+    assert not done.heal_now
     runs = rig.rem.journal(TARGET).runs()
-    assert [r.action for r in runs[-2:]] == ["cleanup", "heal"]
-    assert runs[-1].outcome == "success", runs[-1].error
-    assert "reload.config_change" in runs[-1].done
+    assert [r.action for r in runs[-2:]] == ["cleanup", "cleanup"]
+    assert "cleanup.recycle" in runs[-2].done
     st = assert_converged_after_heal(sb)
     assert old not in {c["keyId"] for c in st["credentials"]}
+    assert st["app"]["graph_401_total"] == 0
 
 
 def assert_converged_after_heal(sb: Any) -> dict[str, Any]:
