@@ -107,7 +107,10 @@ def test_the_live_suite_names_the_sandbox_reload_model(
     out = run.stdout + run.stderr
     print(out)  # the live suite's report (shown with -s)
     assert run.returncode == 0, out[-4000:]
-    assert "6 passed" in out, out[-4000:]
+    assert "7 passed" in out, out[-4000:]
+    # issue 13: how many instances the site runs, and whether each lever restarted them
+    assert "runs 1 instance(s)" in out or "instance(s)" in out, out[-4000:]
+    assert "restart: 1 instance(s); worker processes restarted on 1" in out, out[-4000:]
     assert expected.format(site=sbp.describe["site_name"]) in out, out[-4000:]
     state = sbp.state()
     assert state["site"]["state"] == "Running"
