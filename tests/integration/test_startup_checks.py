@@ -248,3 +248,17 @@ def test_a_web_config_file_is_checked_too_and_wins_over_the_web_section(world: W
     result = world.check(config, "--web.config.file", str(web))
     assert result.returncode == 0, result.stderr
     assert f"{web} replaces web.tls_cert_file, web.tls_key_file of {config}" in result.stderr
+
+
+def test_config_check_refuses_a_web_config_file_with_a_duplicate_key(world: World) -> None:
+    """Issue 15: a second, empty tls_server_config served plain HTTP with no auth, and
+    `--config.check` passed it; the peer's strict YAML refuses duplicate keys."""
+    web = world.base / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {world.cert}\n  key_file: {world.key}\n"
+        "tls_server_config:\n"
+    )
+    refused(
+        world.check(world.config(), "--web.config.file", str(web)),
+        "duplicate key 'tls_server_config' at line 4 (first at line 1)",
+    )
