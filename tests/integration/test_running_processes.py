@@ -21,6 +21,9 @@ import httpx
 import pytest
 from test_rotation_fixtures import TARGET, Rig, RigFactory, SkewClock
 
+from tenant.models import SignInLog
+from tenant.requestid import is_own
+
 pytest_plugins = ("test_rotation_fixtures",)
 
 LIFETIME = 120.0  # the app's token lifetime (s), short so two of them pass quickly
@@ -37,8 +40,10 @@ PESSIMISTIC: dict[str, Any] = {
     "signin_log_delay_seconds": SIGNIN_DELAY,
     "signin_log_jitter_seconds": SIGNIN_JITTER,
     "signin_log_duplicates": True,
-    "propagation_delay_seconds": 4,
-    "graph_read_lag_seconds": 2,
+    "signin_reads_per_10s": 5,
+    "app_user_flow_signins": True,
+    "propagation_delay_seconds": 20,
+    "graph_read_lag_seconds": 10,
     "site_busy_seconds": 3,
     "refresh_delay_seconds": 5,
 }
@@ -46,7 +51,7 @@ PESSIMISTIC: dict[str, Any] = {
 # The daemon's bounds, matched to the short sandbox delays above.
 DAEMON: dict[str, Any] = {
     "overlap_window": OVERLAP,
-    "graph_read_lag": 2.0,
+    "graph_read_lag": 12.0,
     "signin_log_reorder": SIGNIN_JITTER + 5,
     "signin_log_delay_bound": SIGNIN_DELAY + SIGNIN_JITTER + 10,
     "recycle_allowance": 60.0,
@@ -180,3 +185,71 @@ async def test_running_process_matrix(
     assert st["app"]["graph_401_total"] == 0
     assert st["site"]["state"] == "Running"
     assert all(w["key_id"] is not None for w in st["site"]["instances"])
+
+
+@pytest.mark.parametrize("signins", ["signins", "no-signins"])
+@pytest.mark.parametrize("instances", [1, 2])
+async def test_without_the_per_instance_view(
+    sb: Any,
+    rig_with: RigFactory,
+    skew: SkewClock,
+    sampler: Sampler,
+    instances: int,
+    signins: str,
+) -> None:
+    """ARM refuses the per-instance view (a plan or a role that does not serve it): the
+    old credential waits for the app's own sign-ins with the new keyId after the
+    recycle, in a log caught up past the recycle's allowance, or for the overlap window;
+    the daemon's own sign-ins never count."""
+    sb.faults(
+        **PESSIMISTIC,
+        process_model="start_only",
+        instances=instances,
+        active_version="present",
+        operator_can_read_signins=signins == "signins",
+        inject=[{"service": "arm", "status": 403, "count": 100000, "path_contains": "/instances"}],
+    )
+    rig = rig_with(app_action=True, **DAEMON)
+    old = sb.in_use_key_id()
+    outcome = await rig.rem.run(TARGET, "rotate", "no view")
+    assert outcome.outcome == "success", outcome.detail
+    assert "pending removal" in outcome.detail  # nothing proves it at once
+    assert old in {c["keyId"] for c in sb.state()["credentials"]}
+
+    said = await finish_pending(rig, skew, 90.0, rounds=60)
+    assert rig.rem.pending(TARGET) == []
+    expected = "sign-in evidence" if signins == "signins" else "overlap window"
+    assert any(expected in d for d in said), said
+    st = await two_lifetimes_later(sb, skew)
+    sampler.once()
+    assert sampler.violations == []
+    assert old not in {c["keyId"] for c in st["credentials"]}
+    assert st["app"]["graph_401_total"] == 0
+
+
+async def test_the_daemons_own_sign_ins_are_recognizable_in_the_log(
+    sb: Any, rig_with: RigFactory, skew: SkewClock
+) -> None:
+    """Every token request of the daemon with the app's secret sends a client-request-id
+    of its scheme, which Entra records as the sign-in's correlationId; the app's own
+    come from the site's outbound addresses."""
+    sb.faults(**{**PESSIMISTIC, "signin_reads_per_10s": None})
+    rig = rig_with()
+    since = skew.now() - timedelta(seconds=1)
+    app_id = await rig.clients.app.client_id()
+    value = (await rig.clients.vault.get_current()).value
+    assert value is not None
+    for _ in range(3):
+        assert (await rig.clients.entra.try_secret(app_id, value)).ok
+    sb.client.get(sb.describe["app_action_url"])  # the app signs in on its own
+    skew.offset += SIGNIN_DELAY + SIGNIN_JITTER + 1
+    got = await rig.clients.signins.service_principal_sign_ins(app_id, since)
+    assert isinstance(got, SignInLog)
+    site = await rig.clients.site.get_site()
+    own = [s for s in got.sign_ins if is_own(s.correlation_id)]
+    apps = [s for s in got.sign_ins if not is_own(s.correlation_id)]
+    assert len({s.correlation_id for s in own}) == 3  # duplicates are read once
+    assert len(own) == 3
+    assert apps
+    assert all(s.ip_address in site.outbound_addresses for s in apps)
+    assert not any(s.ip_address in site.outbound_addresses for s in own)
