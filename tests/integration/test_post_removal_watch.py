@@ -105,3 +105,51 @@ async def test_the_refresh_rung_learns_that_arm_never_reports_active_version(
     outcome = await fourth.rem.run(TARGET, "rotate", "fourth")
     assert outcome.outcome == "success", outcome.detail
     assert refresh_wait(fourth) >= 30.0
+
+
+async def test_a_cached_token_outliving_its_removed_credential_is_caught_and_healed(
+    sb: Any, rig_with: RigFactory, skew: SkewClock
+) -> None:
+    """A worker the proof missed (emulated: its process is put back as it was before the
+    rotation, holding the old value and a cached token) keeps working after its
+    credential is removed, until its token expires; then it fails, the watch sees the
+    app's own action fail and heals at once (the Key Vault value works: a reload)."""
+    sb.faults(
+        app_sync_interval_seconds=0,
+        process_model="start_only",
+        instances=1,
+        app_token_lifetime_seconds=600,
+        app_token_lifetime_jitter_seconds=0,
+    )
+    rig = rig_with(app_action=True, post_removal_watch=WATCH, post_removal_watch_interval=1.0)
+    assert app_action(sb) == 200  # the worker signs in and caches its token
+    portal = sb.thread.portal
+    [worker] = portal.site.instances
+    before = sb.thread.call(
+        lambda: (worker.version, worker.value, worker.token, worker.token_expires_at)
+    )
+    old = sb.in_use_key_id()
+    outcome = await rig.rem.run(TARGET, "rotate", "test")
+    assert outcome.outcome == "success", outcome.detail
+    assert old not in {c["keyId"] for c in sb.state()["credentials"]}
+    assert rig.metric("secretwarden_credential_removal_watch") == 1
+
+    def stale() -> None:
+        worker.version, worker.value, worker.token, worker.token_expires_at = before
+
+    sb.thread.call(stale)
+    [w] = sb.state()["site"]["instances"]
+    assert w["key_id"] == old  # a removed credential's value, held by a running worker
+    assert app_action(sb) == 200  # its cached token still works
+    assert await rig.rem.watch_check(TARGET) is None
+
+    skew.offset += 601  # the token expires: the worker signs in with the removed secret
+    failures = sb.state()["app"]["graph_401_total"]
+    healed = await rig.rem.watch_check(TARGET)
+    assert healed is not None
+    assert (healed.action, healed.outcome) == ("heal", "success"), healed.detail
+    assert not healed.rotated  # the Key Vault value works: a reload, no new secret
+    assert sb.state()["app"]["graph_401_total"] > failures
+    assert app_action(sb) == 200
+    [w] = sb.state()["site"]["instances"]
+    assert w["key_id"] != old
