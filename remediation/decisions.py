@@ -278,12 +278,19 @@ def removal(
         else workers_started_after(evidence.workers, reloaded.cache_at, skew)
     )
     s = evidence.signins
+    # Past the window the daemon recycles the workers once (the cache has been
+    # re-fetched since, and a configuration change re-fetches again): never in a loop,
+    # which would restart the site over and over for a worker that never comes back.
+    recycle_due = now >= until and reloaded.recycled_at is None and after_cache is not True
     if s is not None and s.old_last is not None and s.old_last > now - quiet:
+        # In use: it stays (past the window too). Workers that may predate the cache
+        # are recycled once, which moves them off it; the next look decides again.
         return Removal(
             Verdict.WAIT,
             f"the sign-in log shows an old credential in use at {_ts(s.old_last)}, "
-            "after the last worker start",
+            "after the last worker start" + ("; recycle the workers" if recycle_due else ""),
             until,
+            recycle=recycle_due,
         )
     if after_cache:
         n = sum(len(i) for i in evidence.workers or ())
@@ -332,14 +339,17 @@ def removal(
                 f"for the recycle begun at {_ts(recycled)} to finish",
                 until,
             )
-        again = reloaded.recycled_at is None or now >= reloaded.recycled_at + recycle_allowance
         return Removal(
             Verdict.WAIT,
             f"the overlap window ({_span(overlap)}) ended at {_ts(until)}, but a worker "
             "may have started before the cache held the new version: "
-            + ("recycle the workers" if again else "a recycle is under way"),
+            + (
+                "recycle the workers"
+                if recycle_due
+                else f"it did not restart after the recycle at {_ts(reloaded.recycled_at)}"
+            ),
             until,
-            recycle=again,
+            recycle=recycle_due,
         )
     if after_cache is False:
         why = (

@@ -186,6 +186,23 @@ T = NOW
         (RECYCLE, ev(si(LATER, LATER)), T, Verdict.WAIT, "old credential in use at"),
         (MARKED, ev(si(LATER, LATER), workers=BOTH), T, Verdict.WAIT, "old credential in use"),
         (RECYCLE, ev(si(LATER, T - 2 * HOUR + S)), T, Verdict.WAIT, "old credential in use"),
+        # ... past the window it still stays, and workers that may predate the cache are
+        # recycled once (never again after a recycle, never when the view shows them new)
+        (RECYCLE, ev(si(LATER, T + OVERLAP)), T + OVERLAP, Verdict.WAIT, "in use at"),
+        (
+            CACHE_ONLY,
+            ev(si(LATER, T + OVERLAP)),
+            T + OVERLAP,
+            Verdict.WAIT,
+            "in use at 2026-06-02T12:00:00Z, after the last worker start; recycle the workers",
+        ),
+        (
+            Reloaded(CACHE, None, MARK),
+            ev(si(LATER, T + OVERLAP), workers=BOTH),  # someone else uses the old secret
+            T + OVERLAP,
+            Verdict.WAIT,
+            "after the last worker start",
+        ),
         # ... within 2 h of now only; past it, still no sign-in proof (old seen since)
         (RECYCLE, ev(si(LATER, T - 2 * HOUR)), T, Verdict.WAIT, "no sign-in of the app"),
         # the overlap window ends only once no worker may predate the cache
@@ -193,7 +210,7 @@ T = NOW
         (RECYCLE, ev(), SINCE + OVERLAP, Verdict.REMOVE, "overlap window (24 h) ended"),
         (CACHE_ONLY, ev(), SINCE + OVERLAP, Verdict.WAIT, "recycle the workers"),
         (NOTHING, ev(), SINCE + OVERLAP, Verdict.WAIT, "recycle the workers"),
-        (MARKED, ev(workers=ONE_EARLY), SINCE + OVERLAP, Verdict.WAIT, "recycle the workers"),
+        (MARKED, ev(workers=ONE_EARLY), SINCE + OVERLAP, Verdict.WAIT, "did not restart after"),
         (
             Reloaded(CACHE, T + OVERLAP),  # recycled just now: allow it to finish
             ev(),
@@ -208,19 +225,18 @@ T = NOW
             Verdict.REMOVE,
             "every worker was recycled at",
         ),
-        # the per-instance view says a worker still predates: recycle, but not again
-        # before the last recycle had its allowance
+        # the per-instance view says a worker still predates: recycled once, never in a loop
         (
             Reloaded(CACHE, T + OVERLAP, MARK),
             ev(workers=ONE_EARLY),
-            T + OVERLAP + ALLOW - S,
+            T + OVERLAP + DAY,
             Verdict.WAIT,
-            "a recycle is under way",
+            "it did not restart after the recycle at 2026-06-02T12:00:00Z",
         ),
         (
-            Reloaded(CACHE, T + OVERLAP, MARK),
+            Reloaded(CACHE, None, MARK),
             ev(workers=ONE_EARLY),
-            T + OVERLAP + ALLOW,
+            SINCE + OVERLAP,
             Verdict.WAIT,
             "recycle the workers",
         ),
