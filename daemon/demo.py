@@ -198,7 +198,10 @@ async def run_demo(
                 print(
                     "secretwarden demo: the daemon is watching a sandbox portal whose "
                     f"in-use secret expires in {DEMO_EXPIRES_IN.days} days; it will rotate "
-                    "it, then heal an expiry the demo injects.\n"
+                    "it, then heal an expiry the demo injects. The sandbox plays Azure's "
+                    "delays on a short clock: 2 app instances recycled 1 s apart, Graph "
+                    "tokens cached 20-30 s (Azure: 60-90 min), sign-ins logged 3-5 s late "
+                    "(Azure: minutes).\n"
                     f"  metrics:        {url}/metrics (with {DEMO_DIRECTORY['applications']} "
                     "more app registrations in the tenant inventory)\n"
                     f"  sandbox admin:  {describe['admin_url'].rstrip('/')}/state\n"
