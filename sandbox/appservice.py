@@ -136,7 +136,7 @@ class AppService:
             portal.ids.app_client_id,
             value,
             GRAPH_SCOPE,
-            Caller(ip_address=worker.ip, lifetime=max(1, round(lifetime))),
+            Caller(ip_address=worker.ip, lifetime=_lifetime(lifetime)),
         )
         if isinstance(outcome, Refused):
             worker.token = worker.token_expires_at = None
@@ -162,7 +162,7 @@ class AppService:
             portal.ids.app_client_id,
             value,
             GRAPH_SCOPE,
-            Caller(ip_address=USER_IP, kind="interactiveUser", lifetime=max(1, round(lifetime))),
+            Caller(ip_address=USER_IP, kind="interactiveUser", lifetime=_lifetime(lifetime)),
         )
         if isinstance(outcome, Granted) and lifetime > 0:
             worker.user_token_expires_at = now + timedelta(seconds=outcome.expires_in)
@@ -216,3 +216,8 @@ def _body_of(resp: web.Response) -> Any:
     if isinstance(raw, bytes | bytearray) and raw:
         return json.loads(raw)
     return {}
+
+
+def _lifetime(seconds: float) -> int | None:
+    """The issued token's lifetime: the worker's draw, or Entra's default without a cache."""
+    return max(1, round(seconds)) if seconds > 0 else None

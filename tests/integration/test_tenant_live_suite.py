@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import PRE_ISSUE_13
 
 from sandbox import SandboxThread
 from sandbox.testing import SandboxHandle
@@ -26,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxThread]:
     """A sandbox of its own on real time: the live suite sets lifetimes from this
     machine's clock, as it would against Azure (the shared ``sbp`` is moved forward)."""
-    faults = {"app_sync_interval_seconds": 0.0, "cold_start_seconds": 0.0}
+    # The suite's reload-model probe waits RELOAD_WAIT (2 s): a settings PUT's re-fetch
+    # at once, as before issue 13 (its default, 5 s later, would read as "unknown").
+    faults = {"app_sync_interval_seconds": 0.0, "cold_start_seconds": 0.0, **PRE_ISSUE_13}
     with SandboxThread(ca_dir=tmp_path_factory.mktemp("live-ca"), faults=faults) as thread:
         yield thread
 
