@@ -76,6 +76,16 @@ def which_old_credential(
     return (), f"Entra could not check the Key Vault value ({entra.value})"
 
 
+# -- is a credential gone ----------------------------------------------------------------
+
+
+def gone_is_certain(added_at: datetime | None, now: datetime, read_lag: timedelta) -> bool:
+    """Graph refused a removePassword and a fresh read does not list the keyId: gone,
+    unless the keyId was added less than ``read_lag`` ago (Graph answers a removal of
+    so young a keyId as for a missing one, and its reads do not show it yet)."""
+    return added_at is None or now >= added_at + read_lag
+
+
 # -- which credential frees a slot -------------------------------------------------------
 
 

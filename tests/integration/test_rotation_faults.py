@@ -373,3 +373,29 @@ def assert_converged_after_heal(sb: Any) -> dict[str, Any]:
     assert held["in_key_vault"]
     assert st["site"]["resolved_version"] == st["keyvault"]["current_version"]
     return st
+
+
+async def test_a_remove_password_of_a_just_added_key_id_is_not_taken_as_gone(
+    sb: Any, rig_with: RigFactory, skew: SkewClock
+) -> None:
+    """Key Vault refuses the write right after addPassword: the run removes its new
+    credential at once (compensate). Graph answers a removePassword of a keyId younger
+    than its read lag as for a missing keyId, and its reads do not list it yet: taken
+    as "already gone", it would stay an orphan nobody holds a value for. The run waits
+    the lag out and removes it again."""
+    sb.faults(
+        **DOCUMENTED,
+        propagation_delay_seconds=0,
+        graph_read_lag_seconds=30,
+        inject=[{"service": "keyvault", "method": "PUT", "status": 403, "count": 100}],
+    )
+    rig = rig_with(graph_read_lag=30)
+    old = sb.in_use_key_id()
+    outcome = await rig.rem.run(TARGET, "rotate", "refused write")
+    assert outcome.outcome == "failed"
+    [run] = rig.rem.journal(TARGET).runs()
+    new = run.facts["new_key_id"]
+    assert "compensate" in run.done
+    skew.offset += 31
+    assert [c["keyId"] for c in sb.state()["credentials"]] == [old]  # no orphan
+    assert new != old

@@ -15,6 +15,7 @@ from remediation.decisions import (
     SignInEvidence,
     Verdict,
     app_sign_ins,
+    gone_is_certain,
     is_blocked,
     is_due,
     removal,
@@ -463,3 +464,16 @@ def test_slot_to_free(
     credentials: tuple[tuple[str, datetime | None], ...], in_use: tuple[str, ...], freed: str | None
 ) -> None:
     assert slot_to_free(credentials, in_use, NOW, SKEW) == freed
+
+
+@pytest.mark.parametrize(
+    ("added_at", "now", "certain"),
+    [
+        (None, NOW, True),  # not added by this run: a fresh read decides
+        (NOW - timedelta(seconds=30), NOW, True),
+        (NOW - timedelta(seconds=29), NOW, False),  # younger than Graph's read lag
+        (NOW, NOW, False),
+    ],
+)
+def test_gone_is_certain(added_at: datetime | None, now: datetime, certain: bool) -> None:
+    assert gone_is_certain(added_at, now, timedelta(seconds=30)) is certain
