@@ -239,3 +239,44 @@ async def test_a_key_vault_value_matching_no_credential_removes_none(sb: Any, ri
     outcome = await rig.rem.run(TARGET, "rotate", "test")
     assert outcome.outcome == "success", outcome.detail
     assert_converged(sb, kept=[old, other])
+
+
+async def test_a_two_secret_app_whose_in_use_secret_expired_frees_that_slot(
+    sb: Any, rig: Rig
+) -> None:
+    """Issue 13: an app that allows personal Microsoft accounts holds at most two
+    secrets. The one the app uses has expired (it signs nobody in) and the other is
+    someone else's, valid: the expired one frees the slot (past the clock skew), the
+    other is never touched, and the app ends on the new one."""
+    sb.faults(password_credential_limit=2, app_sync_interval_seconds=0)  # the app is quiet
+    old = sb.in_use_key_id()
+    other = (await rig.clients.app.add_password("someone else's", None)).credential.key_id
+    sb.admin("POST", f"credentials/{old}/expire")
+    rig.clock.offset += 5  # beyond the rig's clock skew (1 s)
+    outcome = await rig.rem.run(TARGET, "heal", "expired")
+    assert outcome.outcome == "success", outcome.detail
+    assert outcome.rotated
+    st = sb.state()
+    creds = {c["keyId"]: c for c in st["credentials"]}
+    assert old not in creds
+    assert other in creds
+    assert len(creds) == 2
+    [held] = [c for c in creds.values() if c["in_use_by_app"]]
+    assert held["in_key_vault"]
+    assert not held["expired"]
+    assert sb.client.get(sb.describe["app_action_url"]).status_code == 200
+    [run] = rig.rem.journal(TARGET).runs()
+    freed = next(e for e in run.entries if e.step == "free_slot" and e.phase == "done")
+    assert freed.data["freed_key_id"] == old
+
+
+async def test_a_two_secret_app_rotates_twice(sb: Any, rig: Rig) -> None:
+    """Two secrets at most: each rotation adds one (two held) and removes the old one
+    on proof, so the next rotation has its slot."""
+    sb.faults(password_credential_limit=2)
+    for _ in range(2):
+        old = sb.in_use_key_id()
+        outcome = await rig.rem.run(TARGET, "rotate", "two-secret")
+        assert outcome.outcome == "success", outcome.detail
+        st = assert_converged(sb, gone=[old])
+        assert len(st["credentials"]) == 1
