@@ -287,9 +287,9 @@ class Run:
     def added_at(self, key_id: str) -> datetime | None:
         """When this run's addPassword of ``key_id`` returned (journaled), or None."""
         for e in self.rec.entries:
-            if e.step == "add_password" and e.phase == "done":
-                if str(e.data.get("new_key_id") or "").lower() == key_id.lower():
-                    return e.ts
+            added = str(e.data.get("new_key_id") or "").lower()
+            if e.step == "add_password" and e.phase == "done" and added == key_id.lower():
+                return e.ts
         return None
 
 
