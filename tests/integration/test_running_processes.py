@@ -187,7 +187,7 @@ async def test_running_process_matrix(
     assert all(w["key_id"] is not None for w in st["site"]["instances"])
 
 
-@pytest.mark.parametrize("signins", ["signins", "no-signins"])
+@pytest.mark.parametrize("signins", ["signins", "intermittent-403", "no-signins"])
 @pytest.mark.parametrize("instances", [1, 2])
 async def test_without_the_per_instance_view(
     sb: Any,
@@ -206,7 +206,9 @@ async def test_without_the_per_instance_view(
         process_model="start_only",
         instances=instances,
         active_version="present",
-        operator_can_read_signins=signins == "signins",
+        operator_can_read_signins=signins != "no-signins",
+        # every other read answers 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
+        signin_nonpremium_403_every=2 if signins == "intermittent-403" else None,
         inject=[{"service": "arm", "status": 403, "count": 100000, "path_contains": "/instances"}],
     )
     rig = rig_with(app_action=True, **DAEMON)
@@ -218,8 +220,10 @@ async def test_without_the_per_instance_view(
 
     said = await finish_pending(rig, skew, 90.0, rounds=60)
     assert rig.rem.pending(TARGET) == []
-    expected = "sign-in evidence" if signins == "signins" else "overlap window"
+    expected = "overlap window" if signins == "no-signins" else "sign-in evidence"
     assert any(expected in d for d in said), said
+    if signins == "intermittent-403":
+        assert sb.state()["counters"]["graph"].get("403", 0) >= 1  # it did refuse
     st = await two_lifetimes_later(sb, skew)
     sampler.once()
     assert sampler.violations == []
