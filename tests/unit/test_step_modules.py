@@ -7,7 +7,7 @@ run once per mutant under ``make mutate``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,19 +15,33 @@ from typing import Any, cast
 
 import pytest
 
+import remediation.rollback as rollback_module
+from remediation.cleanup import cleanup
 from remediation.clock import FakeClock
-from remediation.decisions import Evidence, SignInEvidence, Verdict
+from remediation.decisions import EntraVerdict, Evidence, SignInEvidence, Verdict
 from remediation.journal import Journal
 from remediation.proof import Gathered, decide
-from remediation.reload import ensure_running
-from remediation.removal import reloaded_at, settle_old
+from remediation.reload import apply_rung, ensure_running
+from remediation.removal import recheck, reloaded_at, settle_old
 from remediation.results import PendingRemoval
-from remediation.rotation import RUN_TAG, recover_lost_value, write_keyvault, write_landed
+from remediation.rollback import ROLLBACK_TAG, rollback
+from remediation.rotation import (
+    RUN_TAG,
+    entra_verdict,
+    free_slot,
+    old_credential,
+    recover_lost_value,
+    remove_orphan,
+    write_keyvault,
+    write_landed,
+)
 from remediation.runner import Restart, Run, StepError
 from remediation.settings import WorkflowSettings
-from tenant.errors import Unavailable
+from remediation.verify import Verification
+from tenant.errors import PolicyViolation, Unavailable
 from tenant.models import (
     KEY_ID_TAG,
+    AppRegistration,
     NewPassword,
     PasswordCredential,
     RemoveOutcome,
@@ -37,6 +51,8 @@ from tenant.models import (
     SignInLog,
     Site,
     SiteState,
+    TokenFailure,
+    TokenOutcome,
 )
 from tenant.ports import TargetClients
 
@@ -99,13 +115,25 @@ class FakeSignIns:
 @dataclass
 class FakeApp:
     removed: list[str] = field(default_factory=list)
+    creds: tuple[PasswordCredential, ...] = ()
+
+    async def get_app(self) -> AppRegistration:
+        return AppRegistration("oid", "cid", "portal", self.creds)
 
     async def remove_password(self, key_id: str) -> RemoveOutcome:
         self.removed.append(key_id)
         return cast(RemoveOutcome, None)
 
 
-def make_run(tmp_path: Path, clock: FakeClock, **clients: object) -> Run:
+def make_run(
+    tmp_path: Path,
+    clock: FakeClock,
+    *,
+    prober: object = None,
+    action: str = "rotate",
+    begin: dict[str, Any] | None = None,
+    **clients: object,
+) -> Run:
     ports = SimpleNamespace(
         ref=None, app=FakeApp(), vault=None, entra=None, site=None, signins=None, action=None
     )
@@ -114,12 +142,12 @@ def make_run(tmp_path: Path, clock: FakeClock, **clients: object) -> Run:
     run = Run(
         TARGET,
         cast(TargetClients, ports),
-        cast(Any, None),
+        cast(Any, prober),
         Journal(tmp_path, TARGET),
         WorkflowSettings(step_backoff=0.01, verify_poll=1.0, site_running_timeout=30.0),
         clock,
     )
-    run.open("rotate", "test")
+    run.open(action, "test", **(begin or {}))
     return run
 
 
@@ -176,6 +204,7 @@ async def test_a_site_that_becomes_running_is_accepted(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     site = FakeSite([SiteState.UNKNOWN, SiteState.STOPPED, SiteState.RUNNING])
     run = make_run(tmp_path, clock, site=site)
+    run.site_stopped = True  # an earlier Stop+Start of this run left it stopped
     await ensure_running(run, "reload.stop_start")
     assert not run.site_stopped
     assert clock.monotonic() == 1000.0 + 2 * 1.0  # two polls before Running
@@ -285,6 +314,9 @@ async def test_the_rollback_removal_counts_sign_ins_from_the_rollbacks_reload(
     assert pending is not None
     assert pending.pending_key_ids == ("new-key",)
     assert pending.reloaded_at == t2.isoformat()
+    # The window runs from when the removal became pending, not from the reload.
+    assert pending.pending_since == (t2 + timedelta(minutes=1)).isoformat()
+    assert pending.pending_until == (t2 + timedelta(minutes=1, hours=24)).isoformat()
 
 
 async def test_the_rollback_removal_goes_on_a_sign_in_after_its_reload(tmp_path: Path) -> None:
@@ -304,3 +336,288 @@ async def test_the_rollback_removal_goes_on_a_sign_in_after_its_reload(tmp_path:
     await settle_old(run, "rollback.remove_new", ("new-key",), "old-key", "v3")
     assert app.removed == ["new-key"]
     assert run.rec.is_done("rollback.remove_new")
+
+
+# -- the reviewer pass: more one-line mutants of the step modules ------------------------
+
+
+def test_reloaded_at_counts_only_rungs_that_were_applied(tmp_path: Path) -> None:
+    """A rung begun after the last applied one (a crash, or a Stop+Start that failed)
+    is not when the app was reloaded."""
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock)
+    run.write("reload.refresh", "begin", {})
+    run.write("reload.refresh", "done", {})
+    clock.advance(60)
+    run.write("reload.stop_start", "begin", {})
+    clock.advance(60)
+    run.write("reload.stop_start", "failed", {"error": "x"})
+    clock.advance(60)
+    assert reloaded_at(run) == T0
+
+
+@dataclass
+class FakeProber:
+    graph_ok: bool = True
+    action_ok: bool | None = True  # None: the target names no action
+
+    async def graph_auth(self) -> Any:
+        return SimpleNamespace(ok=self.graph_ok, reason="invalid_secret", error="AADSTS7000215")
+
+    async def app_action(self) -> Any:
+        if self.action_ok is None:
+            return None
+        return SimpleNamespace(ok=self.action_ok, status=200 if self.action_ok else 500, detail="")
+
+
+@pytest.mark.parametrize(
+    ("graph_ok", "action_ok", "fails"),
+    [
+        (True, True, None),
+        (True, None, None),
+        (False, True, "Graph probe failed"),
+        (True, False, "the app's own action failed"),
+    ],
+)
+async def test_recheck_after_a_removal_fails_on_either_probe(
+    tmp_path: Path, graph_ok: bool, action_ok: bool | None, fails: str | None
+) -> None:
+    run = make_run(tmp_path, FakeClock(T0), prober=FakeProber(graph_ok, action_ok))
+    if fails is None:
+        assert (await recheck(run, "recheck")).ok
+    else:
+        with pytest.raises(StepError, match=fails):
+            await recheck(run, "recheck")
+
+
+def pending_begin() -> dict[str, Any]:
+    p = PendingRemoval(
+        ("old",), "new", "v2", T0.isoformat(), T0.isoformat(), T0.isoformat(), "window over"
+    )
+    return {"proof": "window over", **asdict(p), "pending_key_ids": ["old"]}
+
+
+async def test_cleanup_checks_the_app_after_removing(tmp_path: Path) -> None:
+    """A cleanup that broke the app must say so (the Remediator heals at once)."""
+    app = FakeApp()
+    run = make_run(
+        tmp_path,
+        FakeClock(T0),
+        prober=FakeProber(graph_ok=False),
+        action="cleanup",
+        begin=pending_begin(),
+        app=app,
+    )
+    with pytest.raises(StepError, match="Graph probe failed"):
+        await cleanup(run)
+    assert app.removed == ["old"]
+
+
+@dataclass
+class FakeEntra:
+    answer: TokenOutcome
+
+    async def try_secret(self, client_id: str, secret: SecretValue) -> TokenOutcome:
+        return self.answer
+
+
+class RollbackVault(FakeVault):
+    async def get_version(self, v: str) -> SecretVersion:
+        return version(v, {KEY_ID_TAG: "old-key"})
+
+
+def rollback_run(
+    tmp_path: Path, vault: FakeVault, *, entra_ok: bool = True, old: list[str] | None = None
+) -> tuple[Run, FakeApp]:
+    app = FakeApp()
+    answer = TokenOutcome(True) if entra_ok else TokenOutcome(False, TokenFailure.THROTTLED)
+    run = make_run(
+        tmp_path,
+        FakeClock(T0),
+        vault=vault,
+        app=app,
+        entra=FakeEntra(answer),
+        signins=FakeSignIns(()),
+        site=FakeSite([SiteState.RUNNING]),
+    )
+    run.write(
+        "plan",
+        "done",
+        {"client_id": "cid", "old_version": "v1", "old_key_ids": old or ["old-key"]},
+    )
+    run.write("add_password", "done", {"new_key_id": "new-key"})
+    run.write("write_keyvault", "done", {"new_version": "v2"})
+    run.write("verify", "failed", {"reason": "app down"})
+    return run, app
+
+
+async def fake_reload(ok: bool, seen: list[str]) -> Any:
+    async def reload(run: Run, version: str, **kw: object) -> Verification:
+        seen.append(version)
+        return Verification(ok, "fake ladder")
+
+    return reload
+
+
+async def test_a_resumed_rollback_does_not_adopt_another_runs_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore's reply was lost; Key Vault's current version is a restore made by
+    ANOTHER run's rollback. This run restores again and reloads onto its own write."""
+    vault = RollbackVault(version("v-foreign", {ROLLBACK_TAG: "another-run"}))
+    run, _ = rollback_run(tmp_path, vault)
+    run.write("rollback.restore", "begin", {"restore_from": "v1"})
+    seen: list[str] = []
+    monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, seen))
+    await rollback(run)
+    assert len(vault.writes) == 1
+    assert vault.writes[0][ROLLBACK_TAG] == run.rec.run
+    assert seen == ["v-written-1"]
+    assert run.facts.restored_version == "v-written-1"
+
+
+async def test_a_previous_value_entra_cannot_vouch_for_is_not_restored(tmp_path: Path) -> None:
+    """Throttled (no verdict) is not proof the previous value works: no rollback, the
+    new credential stays."""
+    vault = RollbackVault(version("v2", {KEY_ID_TAG: "new-key"}))
+    run, app = rollback_run(tmp_path, vault, entra_ok=False)
+    with pytest.raises(StepError, match="cannot be proven"):
+        await rollback(run)
+    assert vault.writes == []
+    assert app.removed == []
+
+
+async def test_the_new_credential_stays_when_the_app_did_not_return(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = RollbackVault(version("v2", {KEY_ID_TAG: "new-key"}))
+    run, app = rollback_run(tmp_path, vault)
+    monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(False, []))
+    with pytest.raises(StepError, match="new credential new-key was kept"):
+        await rollback(run)
+    assert app.removed == []
+    assert not run.rec.was_begun("rollback.remove_new")
+
+
+@pytest.mark.parametrize(("old", "keep"), [(["a"], "a"), (["a", "b"], ""), ([], "")])
+async def test_the_rollback_keeps_sign_in_proof_only_for_a_single_old_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: list[str], keep: str
+) -> None:
+    """With two old credentials the restored value belongs to one of them, unknown
+    which: a sign-in with either proves nothing about the restored value."""
+    vault = RollbackVault(version("v2", {KEY_ID_TAG: "new-key"}))
+    run, _ = rollback_run(tmp_path, vault, old=old)
+    run.write("plan", "done", {"old_key_ids": old})
+    monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, []))
+    got: list[tuple[object, ...]] = []
+
+    async def spy(run: Run, step: str, keys: tuple[str, ...], keep: str, ver: str) -> None:
+        got.append((step, keys, keep))
+
+    monkeypatch.setattr(rollback_module, "settle_old", spy)
+    await rollback(run)
+    assert got == [("rollback.remove_new", ("new-key",), keep)]
+
+
+def cred(key: str, end: datetime | None, hint: str | None = "abc") -> PasswordCredential:
+    return PasswordCredential(key, key, hint, T0 - timedelta(days=400), end)
+
+
+async def test_free_slot_never_removes_the_credential_in_use(tmp_path: Path) -> None:
+    expired = T0 - timedelta(days=1)
+    app = FakeApp()
+    run = make_run(tmp_path, FakeClock(T0), app=app)
+    run.write("plan", "done", {"old_key_ids": ["in-use"]})
+    app.creds = (cred("in-use", expired), cred("spare", expired), cred("live", None))
+    await free_slot(run)
+    assert app.removed == ["spare"]
+    app.creds = (cred("in-use", expired), cred("live", None))
+    with pytest.raises(StepError, match="none is both expired and unused"):
+        await free_slot(run)
+    assert app.removed == ["spare"]
+
+
+async def test_compensation_never_removes_a_credential_whose_value_is_in_key_vault(
+    tmp_path: Path,
+) -> None:
+    app = FakeApp()
+    run = make_run(tmp_path, FakeClock(T0), app=app)
+    begun_write(run, "new-key")
+    run.write("write_keyvault", "done", {"new_version": "v2"})
+    await remove_orphan(run)
+    assert app.removed == []
+
+
+async def test_a_key_vault_write_never_begun_did_not_land(tmp_path: Path) -> None:
+    """Entra never accepted the new secret: nothing was written, the credential is an
+    orphan to remove (write_landed says False without reading Key Vault)."""
+    vault = FakeVault(version("v2", {KEY_ID_TAG: "new-key"}))
+    run = make_run(tmp_path, FakeClock(T0), vault=vault)
+    run.write("add_password", "begin", {})
+    run.write("add_password", "done", {"new_key_id": "new-key"})
+    assert not await write_landed(run)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "verdict"),
+    [
+        (TokenOutcome(True), EntraVerdict.VALID),
+        (TokenOutcome(False, TokenFailure.INVALID_SECRET), EntraVerdict.INVALID),
+        (TokenOutcome(False, TokenFailure.EXPIRED_SECRET), EntraVerdict.EXPIRED),
+        (TokenOutcome(False, TokenFailure.THROTTLED), EntraVerdict.UNKNOWN),
+        (TokenOutcome(False, TokenFailure.INVALID_CLIENT), EntraVerdict.UNKNOWN),
+    ],
+)
+def test_entra_verdict(outcome: TokenOutcome, verdict: EntraVerdict) -> None:
+    assert entra_verdict(outcome) is verdict
+
+
+@pytest.mark.parametrize(
+    ("tags", "entra", "old"),
+    [
+        ({}, TokenOutcome(False, TokenFailure.THROTTLED), ()),  # hint alone: not certain
+        ({KEY_ID_TAG: "k1"}, TokenOutcome(False, TokenFailure.THROTTLED), ("k1",)),
+        ({KEY_ID_TAG: "k2"}, TokenOutcome(False, TokenFailure.THROTTLED), ()),
+        ({}, TokenOutcome(True), ("k1",)),
+    ],
+)
+async def test_the_old_credential_needs_the_tag_or_entra(
+    tmp_path: Path, tags: dict[str, str], entra: TokenOutcome, old: tuple[str, ...]
+) -> None:
+    run = make_run(tmp_path, FakeClock(T0), entra=FakeEntra(entra))
+    current = SecretVersion("s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, tags)
+    creds = (cred("k1", None, "abc"), cred("k2", None, "xyz"))
+    got, _ = await old_credential(run, "cid", creds, current)
+    assert got == old
+
+
+@dataclass
+class StopSite(FakeSite):
+    stop_error: Exception | None = None
+
+    async def stop(self) -> None:
+        if self.stop_error:
+            raise self.stop_error
+
+
+async def test_start_follows_a_stop_that_failed(tmp_path: Path) -> None:
+    """A Stop whose reply was lost may have stopped the site: Start anyway."""
+    site = StopSite([SiteState.RUNNING], stop_error=PolicyViolation("arm", "stop", "denied"))
+    run = make_run(tmp_path, FakeClock(T0), site=site)
+    with pytest.raises(StepError, match="stop"):
+        await apply_rung(run, "reload.stop_start", "stop_start", "v2")
+    assert site.started == 1
+
+
+async def test_a_permanent_error_is_not_retried(tmp_path: Path) -> None:
+    run = make_run(tmp_path, FakeClock(T0))
+    calls: list[int] = []
+
+    async def refused() -> None:
+        calls.append(1)
+        raise PolicyViolation("graph", "addPassword", "policy")
+
+    with pytest.raises(StepError, match="policy") as caught:
+        await run.call("add_password", "addPassword", refused)
+    assert calls == [1]
+    assert caught.value.permanent
