@@ -16,6 +16,7 @@ from typing import Any, cast
 import pytest
 
 import remediation.rollback as rollback_module
+import remediation.rotation as rotation_module
 from remediation.cleanup import cleanup
 from remediation.clock import FakeClock
 from remediation.decisions import EntraVerdict, Evidence, SignInEvidence, Verdict
@@ -32,6 +33,7 @@ from remediation.rotation import (
     old_credential,
     recover_lost_value,
     remove_orphan,
+    rotate,
     write_keyvault,
     write_landed,
 )
@@ -621,3 +623,113 @@ async def test_a_permanent_error_is_not_retried(tmp_path: Path) -> None:
         await run.call("add_password", "addPassword", refused)
     assert calls == [1]
     assert caught.value.permanent
+
+
+# -- the rotation as a whole, over fakes ---------------------------------------------------
+
+
+@dataclass
+class RotationApp(FakeApp):
+    async def add_password(self, name: str, end: datetime | None) -> NewPassword:
+        return NewPassword(
+            PasswordCredential("new-key", name, "new", T0, end), SecretValue("newval")
+        )
+
+
+@dataclass
+class FlakyVault(FakeVault):
+    """Every write lands but its reply is lost; ``failing_reads`` reads fail first."""
+
+    failing_reads: int = 0
+
+    async def get_current(self) -> SecretVersion:
+        if self.failing_reads > 0:
+            self.failing_reads -= 1
+            raise Unavailable("keyvault", "get secret", "connection reset")
+        return self.current
+
+    async def set_value(self, value: SecretValue, tags: dict[str, str]) -> SecretVersion:
+        self.writes.append(dict(tags))
+        self.current = version(f"v-written-{len(self.writes)}", tags)
+        raise Unavailable("keyvault", "set secret", "reply lost", maybe_applied=True)
+
+
+def rotation_run(tmp_path: Path, vault: FakeVault, prober: object = None) -> tuple[Run, FakeApp]:
+    app = RotationApp(creds=(cred("old-key", T0 + timedelta(days=3)),))
+    site = FakeSite([SiteState.RUNNING])
+    run = make_run(
+        tmp_path,
+        FakeClock(T0),
+        prober=prober,
+        vault=vault,
+        app=app,
+        entra=FakeEntra(TokenOutcome(True)),
+        signins=FakeSignIns(()),
+        site=site,
+    )
+    return run, app
+
+
+class Reached(Exception):
+    """The rotation got as far as the reload."""
+
+
+async def test_a_key_vault_write_that_landed_behind_lost_replies_keeps_its_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write attempt's reply was lost and so were the reads in between; the
+    write did land. Before compensating, the rotation reads again: Key Vault holds the
+    new credential's value, so that credential is never removed and the rotation
+    goes on to reload the app onto it."""
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+    vault = FlakyVault(current, failing_reads=0)
+    run, app = rotation_run(tmp_path, vault)
+    vault.failing_reads = 0
+    orig = vault.set_value
+
+    async def first_write(value: SecretValue, tags: dict[str, str]) -> SecretVersion:
+        vault.failing_reads = run.settings.step_attempts  # every in-attempt read fails
+        return await orig(value, tags)
+
+    vault.set_value = first_write  # type: ignore[method-assign]
+
+    async def reload(run: Run, version: str, **kw: object) -> Verification:
+        raise Reached(version)
+
+    monkeypatch.setattr(rotation_module, "reload_and_verify", reload)
+    with pytest.raises(Reached, match="v-written-"):
+        await rotate(run, force=True)
+    assert app.removed == []
+    assert run.rec.is_done("write_keyvault")
+    assert not run.rec.was_begun("compensate")
+
+
+async def test_a_removal_is_followed_by_a_recheck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ARM proves the app on the new version, the old credential goes, and the app
+    is checked once more: a failing Graph probe then fails the run (heal at once)."""
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+
+    class Vault(FakeVault):
+        async def set_value(self, value: SecretValue, tags: dict[str, str]) -> SecretVersion:
+            self.writes.append(dict(tags))
+            self.current = version("v2", tags)
+            return self.current
+
+    run, app = rotation_run(tmp_path, Vault(current), FakeProber(graph_ok=False))
+    run.clients.site.refs = [  # type: ignore[attr-defined]
+        SimpleNamespace(active_version="v2", resolved=True, secret_version=None)
+    ]
+
+    async def reloaded(run: Run, version: str, **kw: object) -> Verification:
+        return Verification(True, "fake ladder", proof="activeVersion")
+
+    monkeypatch.setattr(rotation_module, "reload_and_verify", reloaded)
+    with pytest.raises(StepError, match="after removing the old credential"):
+        await rotate(run, force=True)
+    assert app.removed == ["old-key"]
