@@ -35,7 +35,8 @@ def ladder_facts(run: Run, prefix: str = "") -> tuple[str | None, str | None, st
     """(cache_at, cache_mark, recycled_at) as this run's ``{prefix}verify`` journaled
     them (the rollback's own ladder for the rollback, never the forward one's)."""
     for e in reversed(run.rec.entries):
-        if e.phase == "done" and e.step == f"{prefix}verify":
+        # done or failed: what a ladder established holds either way
+        if e.phase in ("done", "failed") and e.step == f"{prefix}verify":
             got = [e.data.get(k) for k in ("cache_at", "cache_mark", "recycled_at")]
             a, b, c = (str(v) if v else None for v in got)
             return a, b, c

@@ -40,7 +40,7 @@ from remediation.rotation import (
 from remediation.runner import Restart, Run, StepError
 from remediation.settings import WorkflowSettings
 from remediation.verify import Verification
-from tenant.errors import PolicyViolation, Unavailable
+from tenant.errors import NotFound, PolicyViolation, Unavailable
 from tenant.models import (
     KEY_ID_TAG,
     AppRegistration,
@@ -52,11 +52,14 @@ from tenant.models import (
     SignIn,
     SignInLog,
     Site,
+    SiteInstance,
     SiteState,
     TokenFailure,
     TokenOutcome,
+    WorkerProcess,
 )
 from tenant.ports import TargetClients
+from tenant.requestid import new_request_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET = "portal"
@@ -69,18 +72,28 @@ def version(v: str, tags: dict[str, str]) -> SecretVersion:
 # -- fakes of the ports ------------------------------------------------------------------
 
 
+APP_IP = "20.1.1.1"  # the site's outbound address: the app's own sign-ins come from it
+
+
 @dataclass
 class FakeSite:
     states: list[SiteState]  # what get_site answers, in turn (the last one repeats)
     refs: list[Any] = field(default_factory=list)
     started: int = 0
+    # ARM's per-instance view (issue 13); None: refused, as on plans that do not serve it
+    instances_: tuple[SiteInstance, ...] | None = None
+
+    async def instances(self) -> tuple[SiteInstance, ...]:
+        if self.instances_ is None:
+            raise NotFound("arm", "list the instances of site", "not served")
+        return self.instances_
 
     async def start(self) -> None:
         self.started += 1
 
     async def get_site(self) -> Site:
         state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        return Site("site", state, None)
+        return Site("site", state, None, (APP_IP,))
 
     async def key_vault_references(self) -> list[Any]:
         return self.refs
@@ -122,6 +135,9 @@ class FakeApp:
     async def get_app(self) -> AppRegistration:
         return AppRegistration("oid", "cid", "portal", self.creds)
 
+    async def list_credentials(self) -> tuple[PasswordCredential, ...]:
+        return self.creds
+
     async def remove_password(self, key_id: str) -> RemoveOutcome:
         self.removed.append(key_id)
         return cast(RemoveOutcome, None)
@@ -157,7 +173,7 @@ def make_run(
 
 
 def no_proof() -> Gathered:
-    return Gathered(Evidence(SignInEvidence(None, None), None, None), ())
+    return Gathered(Evidence(SignInEvidence(T0, None, None, None), None, None), ())
 
 
 @pytest.mark.parametrize(
@@ -170,6 +186,7 @@ def test_a_pending_removal_waits_out_the_whole_overlap_window(
     """Without proof, a removal pending since T0 with a 24 h window goes at T0+24 h,
     not earlier: the window is measured from pending_since, never from "now" (a window
     measured from now would remove at half of it)."""
+    recycled = (T0 - timedelta(hours=1)).isoformat()  # every worker recycled after the cache
     p = PendingRemoval(
         ("old",),
         "new",
@@ -178,8 +195,10 @@ def test_a_pending_removal_waits_out_the_whole_overlap_window(
         T0.isoformat(),
         (T0 + timedelta(hours=24)).isoformat(),
         "",
+        cache_at=recycled,
+        recycled_at=recycled,
     )
-    got = decide(p, no_proof(), T0 + timedelta(hours=hours_after))
+    got = decide(p, no_proof(), T0 + timedelta(hours=hours_after), WorkflowSettings())
     assert got.verdict is verdict, got.proof
     if verdict is Verdict.WAIT:
         assert got.until == T0 + timedelta(hours=24)
@@ -293,19 +312,25 @@ async def test_the_rollback_removal_counts_sign_ins_from_the_rollbacks_reload(
     clock = FakeClock(T0)
     t1 = T0 + timedelta(minutes=1)
     t2 = T0 + timedelta(minutes=10)
-    signins = FakeSignIns((SignIn("old-key", t1 + timedelta(minutes=1), True, None, None),))
+    signins = FakeSignIns(
+        (
+            app_sign_in("old-key", t1 + timedelta(minutes=1)),
+            own_sign_in(t2 + timedelta(hours=1)),  # the log has caught up
+        )
+    )
     app = FakeApp()
     run = make_run(tmp_path, clock, signins=signins, site=FakeSite([SiteState.RUNNING]), app=app)
     run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
     clock.advance(60)
-    run.write("reload.refresh", "done", {"rung": "refresh"})
-    run.write("verify", "failed", {})
+    run.write("reload.config_change", "done", {"rung": "config_change"})
+    run.write("verify", "failed", recycled(t1))  # the forward ladder recycled at t1
     clock.advance(9 * 60)
-    run.write("rollback.reload.refresh", "done", {"rung": "refresh"})
-    run.write("rollback.verify", "done", {})
+    run.write("rollback.reload.config_change", "done", {"rung": "config_change"})
+    run.write("rollback.verify", "done", recycled(t2))
     clock.advance(60)
     assert reloaded_at(run, "rollback.") == t2
     assert reloaded_at(run) == t1
+    clock.advance(2 * 3600)  # every recycle's allowance has passed
 
     await settle_old(run, "rollback.remove_new", ("new-key",), "old-key", "v3")
 
@@ -316,9 +341,25 @@ async def test_the_rollback_removal_counts_sign_ins_from_the_rollbacks_reload(
     assert pending is not None
     assert pending.pending_key_ids == ("new-key",)
     assert pending.reloaded_at == t2.isoformat()
+    assert pending.recycled_at == t2.isoformat()
     # The window runs from when the removal became pending, not from the reload.
-    assert pending.pending_since == (t2 + timedelta(minutes=1)).isoformat()
-    assert pending.pending_until == (t2 + timedelta(minutes=1, hours=24)).isoformat()
+    since = t2 + timedelta(minutes=1, hours=2)
+    assert pending.pending_since == since.isoformat()
+    assert pending.pending_until == (since + timedelta(hours=24)).isoformat()
+
+
+def recycled(at: datetime) -> dict[str, Any]:
+    """What a ladder journals with its verify when a configuration change began at
+    ``at`` (it re-fetches, then recycles every worker): issue 13's ladder facts."""
+    return {"cache_at": at.isoformat(), "recycled_at": at.isoformat(), "active_seen": False}
+
+
+def app_sign_in(key: str, at: datetime) -> SignIn:
+    return SignIn(key, at, True, 0, None, APP_IP, "9d1f0c4e-0000-4000-8000-000000000001")
+
+
+def own_sign_in(at: datetime) -> SignIn:
+    return SignIn("new-key", at, True, 0, None, "10.9.9.9", new_request_id())
 
 
 async def test_the_rollback_removal_goes_on_a_sign_in_after_its_reload(tmp_path: Path) -> None:
@@ -326,15 +367,18 @@ async def test_the_rollback_removal_goes_on_a_sign_in_after_its_reload(tmp_path:
     reload (and none with the new one) is proof, and the new credential goes."""
     clock = FakeClock(T0)
     t2 = T0 + timedelta(minutes=10)
-    signins = FakeSignIns((SignIn("old-key", t2 + timedelta(seconds=30), True, None, None),))
+    signins = FakeSignIns(
+        (app_sign_in("old-key", t2 + timedelta(seconds=30)), own_sign_in(t2 + timedelta(hours=1)))
+    )
     app = FakeApp()
     run = make_run(tmp_path, clock, signins=signins, site=FakeSite([SiteState.RUNNING]), app=app)
     run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
     clock.advance(60)
     run.write("reload.refresh", "done", {"rung": "refresh"})
     clock.advance(9 * 60)
-    run.write("rollback.reload.refresh", "done", {"rung": "refresh"})
-    clock.advance(60)
+    run.write("rollback.reload.config_change", "done", {"rung": "config_change"})
+    run.write("rollback.verify", "done", recycled(t2))
+    clock.advance(2 * 3600)
     await settle_old(run, "rollback.remove_new", ("new-key",), "old-key", "v3")
     assert app.removed == ["new-key"]
     assert run.rec.is_done("rollback.remove_new")
@@ -525,7 +569,10 @@ def cred(key: str, end: datetime | None, hint: str | None = "abc") -> PasswordCr
     return PasswordCredential(key, key, hint, T0 - timedelta(days=400), end)
 
 
-async def test_free_slot_never_removes_the_credential_in_use(tmp_path: Path) -> None:
+async def test_free_slot_never_removes_a_credential_that_works(tmp_path: Path) -> None:
+    """An expired credential that nobody uses goes first; the one the app's old value
+    names goes only once it has expired too (it signs nobody in, issue 13); one that
+    has not expired never goes."""
     expired = T0 - timedelta(days=1)
     app = FakeApp()
     run = make_run(tmp_path, FakeClock(T0), app=app)
@@ -533,10 +580,13 @@ async def test_free_slot_never_removes_the_credential_in_use(tmp_path: Path) -> 
     app.creds = (cred("in-use", expired), cred("spare", expired), cred("live", None))
     await free_slot(run)
     assert app.removed == ["spare"]
-    app.creds = (cred("in-use", expired), cred("live", None))
-    with pytest.raises(StepError, match="none is both expired and unused"):
+    app.creds = (cred("in-use", None), cred("live", T0 + timedelta(days=1)))
+    with pytest.raises(StepError, match="none has expired"):
         await free_slot(run)
     assert app.removed == ["spare"]
+    app.creds = (cred("in-use", expired), cred("live", None))
+    await free_slot(run)
+    assert app.removed == ["spare", "in-use"]
 
 
 async def test_compensation_never_removes_a_credential_whose_value_is_in_key_vault(
@@ -725,8 +775,13 @@ async def test_a_removal_is_followed_by_a_recheck(
     run.clients.site.refs = [  # type: ignore[attr-defined]
         SimpleNamespace(active_version="v2", resolved=True, secret_version=None)
     ]
+    mark = T0 - timedelta(minutes=1)
+    worker = WorkerProcess("w3wp", T0 + timedelta(seconds=5), False)
+    run.clients.site.instances_ = (SiteInstance("i0", (worker,)),)  # type: ignore[attr-defined]
 
     async def reloaded(run: Run, version: str, **kw: object) -> Verification:
+        # every worker started after the cache held v2: ARM's per-instance view proves
+        run.write("verify", "done", {**recycled(T0), "cache_mark": mark.isoformat()})
         return Verification(True, "fake ladder", proof="activeVersion")
 
     monkeypatch.setattr(rotation_module, "reload_and_verify", reloaded)
