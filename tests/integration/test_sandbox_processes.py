@@ -203,3 +203,19 @@ def test_refresh_and_refetch_reach_a_running_process_only_when_recycling(
         assert [i["version"] for i in _instances(sbd)] == [version, version]
     else:
         assert held == [version, version]
+
+
+@pytest.mark.parametrize("model", ["start_only", "recycle_on_refetch"])
+def test_the_24h_refetch_after_a_long_jump_reaches_processes_only_when_recycling(
+    sbd: SandboxHandle, model: str
+) -> None:
+    sbd.faults(process_model=model)
+    old = [i["version"] for i in _instances(sbd)]
+    version = _new_version(sbd)
+    sbd.advance(3 * 86400)  # three periodic re-fetches in one jump
+    site = sbd.state()["site"]
+    assert site["resolved_version"] == version
+    held = [i["version"] for i in site["instances"]]
+    assert held == (old if model == "start_only" else [version, version])
+    # The re-fetch clock moved to the last one that came due, not three days back.
+    assert _t(site["resolved_at"]) > _t(sbd.state()["now"]) - timedelta(days=1)
