@@ -41,6 +41,7 @@ from remediation.verify import Prober
 from remediation.watch import last_removal, refresh_never_active, site_left_stopped
 from remediation.workflow import Outcome, Progress, Workflow, WorkflowSettings
 from tenant.errors import TenantError
+from tenant.models import SiteState
 from tenant.ports import TargetClients
 
 log = structlog.get_logger("secretwarden.remediation")
@@ -203,7 +204,7 @@ class Remediator:
             site = await self.targets[target].clients.site.get_site()
         except TenantError:
             return
-        if site.state.value == "Running":
+        if site.state is SiteState.RUNNING:
             self._cleared[target] = self.clock.now()
             self._stopped.discard(target)
             self.metrics.site_stopped.labels(target).set(0)
