@@ -515,7 +515,10 @@ async def test_a_resumed_rollback_does_not_adopt_another_runs_restore(
     run.write("rollback.restore", "begin", {"restore_from": "v1"})
     seen: list[str] = []
     monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, seen))
-    await rollback(run)
+    outcome, detail = await rollback(run)
+    assert outcome == "rolled_back"
+    assert "Key Vault version v-written-1 holds the previous value" in detail
+    assert "new credential new-key pending removal until" in detail
     assert len(vault.writes) == 1
     assert vault.writes[0][ROLLBACK_TAG] == run.rec.run
     assert seen == ["v-written-1"]
@@ -788,3 +791,75 @@ async def test_a_removal_is_followed_by_a_recheck(
     with pytest.raises(StepError, match="after removing the old credential"):
         await rotate(run, force=True)
     assert app.removed == ["old-key"]
+
+
+# -- the paths each safety decision guards, walked once each (make mutate reaches them) ---
+
+
+async def test_compensation_removes_the_orphan_whose_value_never_reached_key_vault(
+    tmp_path: Path,
+) -> None:
+    app = FakeApp()
+    run = make_run(tmp_path, FakeClock(T0), app=app)
+    begun_write(run, "new-key")
+    await remove_orphan(run)
+    assert app.removed == ["new-key"]
+    assert run.rec.is_done("compensate")
+    assert list(run.rec.facts["orphans_removed"]) == ["new-key"]
+
+
+async def test_no_orphan_before_add_password(tmp_path: Path) -> None:
+    app = FakeApp()
+    run = make_run(tmp_path, FakeClock(T0), app=app)
+    await remove_orphan(run)
+    assert app.removed == []
+    assert not run.rec.was_begun("compensate")
+
+
+async def test_recovery_adopts_a_write_of_this_runs_key(tmp_path: Path) -> None:
+    app = FakeApp()
+    vault = FakeVault(version("v-new", {KEY_ID_TAG: "new-key"}))
+    run = make_run(tmp_path, FakeClock(T0), vault=vault, app=app)
+    begun_write(run, "new-key")
+    await recover_lost_value(run)
+    assert app.removed == []
+    assert run.rec.is_done("write_keyvault")
+    assert run.facts.new_version == "v-new"
+
+
+async def test_settling_no_old_credential_removes_nothing(tmp_path: Path) -> None:
+    app = FakeApp()
+    run = make_run(tmp_path, FakeClock(T0), app=app)
+    await settle_old(run, "remove_old", (), "new-key", "v2")
+    assert app.removed == []
+    assert run.rec.is_done("remove_old")
+    assert not run.rec.is_done("pending_removal")
+
+
+async def test_a_cleanup_removes_the_pending_keys_and_rechecks(tmp_path: Path) -> None:
+    app = FakeApp()
+    run = make_run(
+        tmp_path,
+        FakeClock(T0),
+        prober=FakeProber(),
+        action="cleanup",
+        begin=pending_begin(),
+        app=app,
+    )
+    outcome, detail = await cleanup(run)
+    assert outcome == "success"
+    assert detail == "removed ['old'] (window over); the app still works"
+    assert app.removed == ["old"]
+    assert run.rec.is_done("cleanup.remove")
+    assert run.rec.is_done("cleanup.recheck")
+    assert run.rec.facts.get("proof") == "window over"
+    # A resumed cleanup does not remove twice.
+    await cleanup(run)
+    assert app.removed == ["old"]
+
+
+async def test_a_cleanup_with_nothing_pending_does_nothing(tmp_path: Path) -> None:
+    app = FakeApp()
+    run = make_run(tmp_path, FakeClock(T0), action="cleanup", app=app)
+    assert await cleanup(run) == ("nothing_to_do", "nothing pending removal")
+    assert app.removed == []
