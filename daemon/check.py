@@ -63,16 +63,36 @@ async def sign_in_note(clients: TargetClients) -> tuple[bool, str]:
             app_id, datetime.now(UTC) - timedelta(hours=1)
         )
     except TenantError as e:
-        # Not a finding about the log: the operator could not even read the app (the
-        # rows above say why). Until it can, nothing is rotated or removed at all.
-        return False, f"sign-in log not checked: {e}"
+        return False, (
+            f"sign-in log not read ({e}); removal proof falls back to the per-instance "
+            "view or the overlap window"
+        )
     if isinstance(got, SignInsUnreadable):
         return False, (
-            f"sign-in log unreadable ({got.reason}): grant AuditLog.Read.All for the "
-            "strongest removal proof; without it old secrets wait for activeVersion, a "
-            "pinned reference or the overlap window"
+            f"sign-in log unreadable ({got.reason}): grant AuditLog.Read.All for sign-in "
+            "removal proof; without it old secrets wait for the per-instance view or "
+            "the overlap window"
         )
     return True, f"sign-in log readable ({len(got.sign_ins)} sign-in(s) in the last hour)"
+
+
+async def instances_note(clients: TargetClients) -> tuple[bool, str]:
+    """Can ARM's per-instance view be read (instances, processes, start times)? The
+    removal proof's first choice: every worker started after the cache held the new
+    version. Not a failure: without it removal waits for sign-ins or the window."""
+    try:
+        instances = await clients.site.instances()
+        site = await clients.site.get_site()
+    except TenantError as e:
+        return False, (
+            f"per-instance view not read ({e}); removal proof falls back to the app's "
+            "sign-ins or the overlap window"
+        )
+    workers = sum(len(i.workers) for i in instances)
+    return True, (
+        f"{len(instances)} instance(s), {workers} worker process(es); "
+        f"{len(site.outbound_addresses)} outbound address(es) attribute the app's sign-ins"
+    )
 
 
 def print_table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
@@ -99,9 +119,10 @@ async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
         results = await daemon.run_all_once()
         operator = await daemon.check_operator_credential()
         notes = []
-        if config.remediation.use_sign_ins:
-            for t in config.targets:
-                notes.append((t.name, await sign_in_note(daemon.clients(t.name))))
+        for t in config.targets:
+            if config.remediation.use_sign_ins:
+                notes.append((t.name, "sign_ins", await sign_in_note(daemon.clients(t.name))))
+            notes.append((t.name, "instances", await instances_note(daemon.clients(t.name))))
     finally:
         await daemon.stop()
     now = daemon.clock()
@@ -111,8 +132,8 @@ async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
         passed, detail = verdict(observed, now)
         failed += not passed
         rows.append((observed.target, observed.probe, "ok" if passed else "FAIL", detail))
-    for name, (readable, detail) in notes:
-        rows.append((name, "sign_ins", "ok" if readable else "note", detail))
+    for name, what, (readable, detail) in notes:
+        rows.append((name, what, "ok" if readable else "note", detail))
     rows.append(operator_row(operator, now))
     failed += rows[-1][2] == "FAIL"
     print_table(rows, out)

@@ -10,6 +10,7 @@ are read from files named here (``client_secret_file``, ``webhook_token_file``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import tomllib
@@ -318,6 +319,16 @@ class RemediationSection(_Model):
     use_sign_ins: bool = True
     # Triggers repeating a run that just ended settled are answered, not run (issue 9).
     duplicate_window_seconds: Seconds = 60
+    # Issue 13: after any removal the app is watched one token lifetime (its own action
+    # and /health at the interval); the sign-in log's reordering and delay bounds; the
+    # clock skew allowed between the daemon, Entra and ARM; how long a recycle of every
+    # worker may take when ARM's per-instance view cannot be read.
+    post_removal_watch_seconds: Seconds = 5400
+    post_removal_watch_interval_seconds: PositiveSeconds = 60
+    signin_log_reorder_seconds: Seconds = 300
+    signin_log_delay_bound_seconds: PositiveSeconds = 1800
+    clock_skew_seconds: Seconds = 300
+    recycle_allowance_seconds: Seconds = 600
 
     @model_validator(mode="after")
     def _lifetime_outlasts_the_rotation_window(self) -> RemediationSection:
@@ -380,6 +391,19 @@ class TargetSection(_Model):
     pinned_reference: bool = False
     reload_rungs: list[Rung] | None = None  # None: [remediation] reload_rungs
     overlap_window_hours: Hours | None = None
+    # The addresses the app's own outbound calls come from when not the site's
+    # outbound addresses (a NAT gateway): its sign-ins from them count as the app's.
+    app_outbound_addresses: list[str] = Field(default_factory=list)
+
+    @field_validator("app_outbound_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for a in value:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"not an IP address: {a!r}") from None
+        return value
 
     @field_validator("reload_rungs")
     @classmethod

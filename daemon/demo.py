@@ -45,6 +45,17 @@ DEMO_FAULTS: dict[str, Any] = {
     # site answers 409. Sign-ins reach the log after 3 s (Azure: minutes) so the demo
     # shows the old secret removed on sign-in evidence.
     "signin_log_delay_seconds": 3.0,
+    # Issue 13's pessimistic App Service, Entra and sign-in log, on a demo's time scale
+    # (Azure in brackets): two workers that read the reference only when their process
+    # starts, recycled 1 s apart (5 s), a settings PUT that acts 1 s after it answered
+    # (5 s), Graph tokens cached 20-30 s (60-90 min), sign-ins logged 3-5 s late (5-7
+    # min), out of order and twice, Graph reads 1 s behind (10 s).
+    "instance_recycle_stagger_seconds": 1.0,
+    "config_change_delay_seconds": 1.0,
+    "app_token_lifetime_seconds": 25.0,
+    "app_token_lifetime_jitter_seconds": 5.0,
+    "signin_log_jitter_seconds": 2.0,
+    "graph_read_lag_seconds": 1.0,
 }
 DEMO_REMEDIATION: dict[str, bool | int | float] = {
     "enabled": True,
@@ -207,7 +218,10 @@ async def run_demo(
                 print(
                     "secretwarden demo: the daemon is watching a sandbox portal whose "
                     f"in-use secret expires in {DEMO_EXPIRES_IN.days} days; it will rotate "
-                    "it, then heal an expiry the demo injects.\n"
+                    "it, then heal an expiry the demo injects. The sandbox plays Azure's "
+                    "delays on a short clock: 2 app instances recycled 1 s apart, Graph "
+                    "tokens cached 20-30 s (Azure: 60-90 min), sign-ins logged 3-5 s late "
+                    "(Azure: minutes).\n"
                     f"  metrics:        {url}/metrics (with {DEMO_DIRECTORY['applications']} "
                     "more app registrations in the tenant inventory)\n"
                     f"  sandbox admin:  {describe['admin_url'].rstrip('/')}/state\n"

@@ -71,6 +71,13 @@ def workflow_settings(config: Config, target: str | None = None) -> WorkflowSett
         verify_poll=r.verify_poll_seconds,
         grace_period=r.grace_period_seconds,
         step_attempts=r.step_attempts,
+        app_outbound_addresses=tuple(t.app_outbound_addresses) if t else (),
+        signin_log_reorder=r.signin_log_reorder_seconds,
+        signin_log_delay_bound=r.signin_log_delay_bound_seconds,
+        clock_skew=r.clock_skew_seconds,
+        recycle_allowance=r.recycle_allowance_seconds,
+        post_removal_watch=r.post_removal_watch_seconds,
+        post_removal_watch_interval=r.post_removal_watch_interval_seconds,
     )
 
 

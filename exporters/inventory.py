@@ -34,7 +34,8 @@ from exporters.inventory_select import (
     ManagedApps,
     build_view,
 )
-from tenant.directory import Collection, GraphDirectory, Listing
+from tenant.directory import Collection, GraphDirectory, Listing, SyncOutcome
+from tenant.errors import TenantError
 
 APP_EXPIRY = "secretwarden_app_credential_expiry_timestamp_seconds"
 SP_EXPIRY = "secretwarden_service_principal_credential_expiry_timestamp_seconds"
@@ -285,7 +286,7 @@ class Inventory:
             for coll in self.collections():
                 due = self.clock() - self._last_full.get(coll, 0.0) >= self.full_scan_seconds
                 try:
-                    outcome = await directory.sync(coll, self.listings.get(coll), full=due)
+                    outcome = await _sync(directory, coll, self.listings.get(coll), full=due)
                 except Exception as exc:
                     error = describe(f"scan {coll}", exc)
                     break
@@ -320,3 +321,16 @@ class Inventory:
                 removed=removed,
                 error=error,
             )
+
+
+async def _sync(
+    directory: GraphDirectory, coll: Collection, previous: Listing | None, *, full: bool
+) -> SyncOutcome:
+    """``directory.sync``; a delta token Graph no longer knows (400 ``syncStateNotFound``,
+    which Graph answers as well as 410 for an expired token) lists everything again."""
+    try:
+        return await directory.sync(coll, previous, full=full)
+    except TenantError as exc:
+        if full or exc.status != 400 or exc.code != "syncStateNotFound":
+            raise
+    return await directory.sync(coll, previous, full=True)

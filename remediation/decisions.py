@@ -76,30 +76,159 @@ def which_old_credential(
     return (), f"Entra could not check the Key Vault value ({entra.value})"
 
 
+# -- is a credential gone ----------------------------------------------------------------
+
+
+def gone_is_certain(added_at: datetime | None, now: datetime, read_lag: timedelta) -> bool:
+    """Graph refused a removePassword and a fresh read does not list the keyId: gone,
+    unless the keyId was added less than ``read_lag`` ago (Graph answers a removal of
+    so young a keyId as for a missing one, and its reads do not show it yet)."""
+    return added_at is None or now >= added_at + read_lag
+
+
+# -- which credential frees a slot -------------------------------------------------------
+
+
+def slot_to_free(
+    credentials: Sequence[tuple[str, datetime | None]],
+    in_use: Sequence[str],
+    now: datetime,
+    skew: timedelta,
+) -> str | None:
+    """The app holds as many secrets as it may (two for apps that allow personal
+    accounts): which (keyId, end) to remove for the new one. Only a credential expired
+    by more than the clock ``skew`` (it signs nobody in), one nobody uses first; an
+    expired one in use is as dead (the app already fails with it). None: none may go."""
+    dead = [k for k, end in credentials if end is not None and end + skew < now]
+    used = {k.lower() for k in in_use}
+    spare = [k for k in dead if k.lower() not in used]
+    pick = spare or dead
+    return pick[0] if pick else None
+
+
 # -- may the old credential be deleted ---------------------------------------------------
+#
+# What is proven is the app's *running processes*, not the platform's cache: on App
+# Service a Key Vault reference becomes an environment variable when a worker process
+# starts, and a running process keeps the value it started with; activeVersion reports
+# the cache at best. A worker started after the cache held the new version holds it.
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One record of the sign-in log, as the proof needs it."""
+
+    created: datetime
+    key_id: str | None
+    succeeded: bool
+    ip_address: str | None
+    own: bool  # the daemon's own token request (its client-request-id scheme)
 
 
 @dataclass(frozen=True, slots=True)
 class SignInEvidence:
-    """What the sign-in log says since the reload (None fields: nothing recorded)."""
+    """The app's own sign-ins after ``after`` (the last worker start), and how far the
+    log is proven caught up. None fields: nothing recorded (or not known)."""
 
-    new_last: datetime | None  # the app's last successful sign-in with the new keyId
-    old_last: datetime | None  # ... with any old keyId
+    after: datetime
+    new_first: datetime | None  # the app's first success with the new keyId after ``after``
+    old_last: datetime | None  # anyone's (not the daemon's) last success with an old keyId
+    caught_up_to: datetime | None  # every record created up to here has appeared
+
+
+def app_sign_ins(
+    records: Sequence[LogRecord],
+    *,
+    new_key_id: str,
+    old_key_ids: Sequence[str],
+    app_addresses: frozenset[str],
+    after: datetime,
+    now: datetime,
+    reorder: timedelta,
+    delay_bound: timedelta,
+) -> SignInEvidence:
+    """Judge the sign-in log: which sign-ins are the app's, and how far it is complete.
+
+    The app's own: a success from one of ``app_addresses`` (the site's outbound
+    addresses, or the operator's NAT list), never the daemon's own (``own``). Counter-
+    proof is wider: an old keyId used by anyone but the daemon counts (leaving a
+    credential in place breaks nothing). Caught up: a daemon sign-in created at ``M``
+    has appeared, so every record created before ``M - reorder`` has (records arrive
+    out of order by up to ``reorder``), or ``delay_bound`` has passed since. Duplicates
+    change neither a first nor a last time.
+    """
+    new = new_key_id.lower()
+    olds = {k.lower() for k in old_key_ids}
+    new_first: datetime | None = None
+    old_last: datetime | None = None
+    marker: datetime | None = None
+    for r in records:
+        if r.own:
+            marker = r.created if marker is None else max(marker, r.created)
+            continue
+        if not r.succeeded or r.created <= after or r.key_id is None:
+            continue
+        key = r.key_id.lower()
+        if key in olds:
+            old_last = r.created if old_last is None else max(old_last, r.created)
+        elif key == new and r.ip_address in app_addresses:
+            new_first = r.created if new_first is None else min(new_first, r.created)
+    bounds = [now - delay_bound]
+    if marker is not None:
+        bounds.append(marker - reorder)
+    return SignInEvidence(after, new_first, old_last, max(bounds))
+
+
+def workers_started_after(
+    instances: Sequence[Sequence[datetime | None]] | None, t: datetime | None, skew: timedelta
+) -> bool | None:
+    """Did every instance's every worker process start after ``t`` (by more than the
+    clock ``skew``)? None when that cannot be told: no per-instance view, no time,
+    no instance, an instance with no worker, or a start time not reported."""
+    if instances is None or t is None or not instances:
+        return None
+    starts = [s for i in instances for s in i]
+    if any(not i for i in instances) or any(s is None for s in starts):
+        return None
+    return all(s is not None and s > t + skew for s in starts)
 
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """Everything that may prove the app no longer uses the old credential.
+    """Everything that may prove the app's processes no longer use the old credential.
 
-    ``signins`` None: the operator may not read the sign-in log. ``active_version``
-    None: ARM reported no activeVersion (unknown, never proof). ``pinned_version``:
-    the version a pinned reference names while ARM reports it Resolved (None when
-    versionless or not resolved).
+    ``signins`` None: the sign-in log is not readable. ``workers``: every instance's
+    worker start times (None: the per-instance view is not readable).
+    ``active_version`` None: ARM reported none (unknown, never proof). ``pinned_version``:
+    the version a pinned reference names while ARM reports it Resolved. ``old_ends``:
+    the old credentials' end dates (None: unknown).
     """
 
     signins: SignInEvidence | None
     active_version: str | None
     pinned_version: str | None
+    workers: tuple[tuple[datetime | None, ...], ...] | None = None
+    old_ends: tuple[datetime | None, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What the reload ladder established (journaled).
+
+    ``cache_at``: from when the platform's cache is known to hold the new version (the
+    first activeVersion equal to it, or the start of a configuration change, which
+    re-fetches before it recycles the workers); None: never known. ``recycled_at``: the
+    start of the last recycle of every worker that began at or after ``cache_at`` (a
+    configuration change or pin, a Restart or Stop+Start after ``cache_at``); None: no
+    such recycle.
+    """
+
+    cache_at: datetime | None
+    recycled_at: datetime | None
+    # The latest worker start ARM listed while the cache held the new version (or just
+    # before a configuration change), in ARM's own clock: a later start is a process
+    # that started afterwards, whatever the daemon's clock says. None: not listed.
+    mark: datetime | None = None
 
 
 class Verdict(enum.Enum):
@@ -112,63 +241,140 @@ class Removal:
     verdict: Verdict
     proof: str  # why it may go, or why it stays
     until: datetime | None = None  # WAIT: when the overlap window ends
+    # WAIT: the window is over but a worker may predate the cache: recycle the workers
+    # (a configuration change) and decide again.
+    recycle: bool = False
 
 
 def removal(
     *,
     new_version: str,
-    reloaded_at: datetime,
+    reloaded: Reloaded,
     pending_since: datetime,
     now: datetime,
     overlap: timedelta,
     evidence: Evidence,
+    skew: timedelta = timedelta(minutes=5),
+    recycle_allowance: timedelta = timedelta(minutes=10),
     quiet: timedelta = timedelta(hours=2),
 ) -> Removal:
     """May the old credential(s) be deleted now?
 
-    Proof, strongest first: sign-in evidence (the app signed in with the new keyId at
-    or after the reload, and with no old keyId since the reload); ARM's activeVersion
-    equal to the new version; a pinned reference resolved on the new version. Without
-    proof the old credential stays until ``pending_since + overlap`` (the platform
-    re-fetches references at least that often). A sign-in with an old keyId after the
-    reload and within ``quiet`` of now (an app signs in at least as often as its tokens
-    expire, about hourly) is counter-proof: the credential is in use, so it stays even
-    after the window and the reason says so.
+    - An old credential expired (by more than ``skew``) signs nobody in: remove it.
+    - Counter-proof first: an old keyId signed in (not by the daemon) after the last
+      worker start and within ``quiet`` of now: it is in use; it stays.
+    - (b) every instance's worker processes started after the cache held the new
+      version (ARM's per-instance view), or (c) the same after a pinned reference
+      resolved on it: remove.
+    - (a) the app's own sign-ins (see :func:`app_sign_ins`) show the new keyId after
+      the last worker start and no old keyId since, in a log caught up past it; never
+      the only proof while a worker may have started before the cache held the new
+      version, so only after a recycle that began once the cache held it
+      (``reloaded.recycled_at``), ``recycle_allowance`` for every instance to restart.
+    - Otherwise the old credential waits for the overlap window, which itself ends only
+      once no worker may predate the cache; past it, the verdict asks for a recycle.
     """
     until = pending_since + overlap
+    ends = evidence.old_ends
+    if ends and all(e is not None and e + skew < now for e in ends):
+        last = max(e for e in ends if e is not None)
+        return Removal(
+            Verdict.REMOVE,
+            f"the old credential expired at {_ts(last)}: it can sign nobody in",
+        )
+    after_cache = (
+        workers_started_after(evidence.workers, reloaded.mark, timedelta(0))
+        if reloaded.mark is not None
+        else workers_started_after(evidence.workers, reloaded.cache_at, skew)
+    )
     s = evidence.signins
-    if s is not None:
-        old_since = s.old_last is not None and s.old_last >= reloaded_at
-        if old_since and s.old_last is not None and s.old_last > now - quiet:
-            return Removal(
-                Verdict.WAIT,
-                f"the sign-in log shows an old credential in use at {_ts(s.old_last)}, "
-                "after the reload",
-                until,
-            )
-        if not old_since and s.new_last is not None and s.new_last >= reloaded_at:
+    # Past the window the daemon recycles the workers once (the cache has been
+    # re-fetched since, and a configuration change re-fetches again): never in a loop,
+    # which would restart the site over and over for a worker that never comes back.
+    recycle_due = now >= until and reloaded.recycled_at is None and after_cache is not True
+    if s is not None and s.old_last is not None and s.old_last > now - quiet:
+        # In use: it stays (past the window too). Workers that may predate the cache
+        # are recycled once, which moves them off it; the next look decides again.
+        return Removal(
+            Verdict.WAIT,
+            f"the sign-in log shows an old credential in use at {_ts(s.old_last)}, "
+            "after the last worker start" + ("; recycle the workers" if recycle_due else ""),
+            until,
+            recycle=recycle_due,
+        )
+    if after_cache:
+        n = sum(len(i) for i in evidence.workers or ())
+        what = (
+            f"the pinned reference resolved on version {new_version}"
+            if evidence.pinned_version == new_version
+            else f"the cache held version {new_version} at {_ts(reloaded.cache_at)}"
+        )
+        return Removal(
+            Verdict.REMOVE,
+            f"every worker process ({n} on {len(evidence.workers or ())} instance(s)) "
+            f"started after {what}",
+        )
+    # No worker may predate the cache: the per-instance view says so (handled above), or
+    # it cannot be read and every worker was recycled after the cache held the version.
+    recycled = reloaded.recycled_at if evidence.workers is None else None
+    recycled_by = recycled + recycle_allowance if recycled is not None else None
+    if s is not None and recycled is not None and recycled_by is not None:
+        point = max(recycled_by, s.after)
+        if (
+            s.new_first is not None
+            and s.old_last is None
+            and s.new_first > recycled
+            and s.caught_up_to is not None
+            and s.caught_up_to >= point
+        ):
             return Removal(
                 Verdict.REMOVE,
                 f"sign-in evidence: the app signed in with the new credential at "
-                f"{s.new_last:%Y-%m-%dT%H:%M:%SZ} and not with the old one since the reload",
+                f"{_ts(s.new_first)} and not with the old one since the workers were "
+                f"recycled at {_ts(reloaded.recycled_at)} (log caught up to "
+                f"{_ts(s.caught_up_to)})",
             )
-    if evidence.active_version is not None and evidence.active_version == new_version:
-        return Removal(Verdict.REMOVE, f"ARM reports activeVersion {new_version}")
-    if evidence.pinned_version is not None and evidence.pinned_version == new_version:
-        return Removal(Verdict.REMOVE, f"the pinned reference resolved on version {new_version}")
     if now >= until:
+        if recycled_by is not None and now >= recycled_by:
+            return Removal(
+                Verdict.REMOVE,
+                f"no proof, and the overlap window ({_span(overlap)}) ended at {_ts(until)}; "
+                f"every worker was recycled at {_ts(reloaded.recycled_at)}, after the cache "
+                "held the new version",
+            )
+        if recycled_by is not None:  # a recycle is under way: let it finish
+            return Removal(
+                Verdict.WAIT,
+                f"the overlap window ({_span(overlap)}) ended at {_ts(until)}; waiting "
+                f"for the recycle begun at {_ts(recycled)} to finish",
+                until,
+            )
         return Removal(
-            Verdict.REMOVE,
-            f"no proof, and the overlap window ({_span(overlap)}) ended at "
-            f"{until:%Y-%m-%dT%H:%M:%SZ}: the platform has re-fetched the reference since",
+            Verdict.WAIT,
+            f"the overlap window ({_span(overlap)}) ended at {_ts(until)}, but a worker "
+            "may have started before the cache held the new version: "
+            + (
+                "recycle the workers"
+                if recycle_due
+                else f"it did not restart after the recycle at {_ts(reloaded.recycled_at)}"
+            ),
+            until,
+            recycle=recycle_due,
         )
-    why = (
-        f"ARM reports activeVersion {evidence.active_version}"
-        if evidence.active_version is not None
-        else "no proof the app left the old credential (activeVersion unknown"
-        + (", no sign-in with the new one yet)" if s is not None else ", sign-ins unreadable)")
-    )
-    return Removal(Verdict.WAIT, f"{why}; kept until {until:%Y-%m-%dT%H:%M:%SZ}", until)
+    if after_cache is False:
+        why = (
+            f"a worker process started at or before {_ts(reloaded.cache_at)}, "
+            "when the cache first held the new version"
+        )
+    elif reloaded.cache_at is None:
+        why = "the platform's cache is not known to hold the new version"
+    elif evidence.workers is None and reloaded.recycled_at is None:
+        why = "no recycle of the workers after the cache held the new version"
+    elif s is None:
+        why = "the per-instance view proves nothing and the sign-in log is unreadable"
+    else:
+        why = "no sign-in of the app with the new credential in a caught-up log yet"
+    return Removal(Verdict.WAIT, f"{why}; kept until {_ts(until)}", until)
 
 
 def _ts(t: datetime | None) -> str:

@@ -82,6 +82,22 @@ class RemediationMetrics:
             ["target", "key_id"],
             registry=registry,
         )
+        self.pending_until = Gauge(
+            "secretwarden_credential_pending_until_timestamp_seconds",
+            "When the overlap window of a credential pending removal ends (Unix time): "
+            "beside secretwarden_credential_pending_removal, so an alert needs no "
+            "assumed window.",
+            ["target", "key_id"],
+            registry=registry,
+        )
+        self.removal_watch = Gauge(
+            "secretwarden_credential_removal_watch",
+            "1 while the app is watched after a credential removal (one token lifetime, "
+            "post_removal_watch_seconds): its own action and /health at a short interval; "
+            "a failure heals at once.",
+            ["target"],
+            registry=registry,
+        )
         self._targets: set[str] = set()
         for t in targets:
             self.add_target(t)
@@ -110,6 +126,8 @@ class RemediationMetrics:
                 self.step_duration,
                 self.site_stopped,
                 self.pending_removal,
+                self.pending_until,
+                self.removal_watch,
             ),
         )
 
@@ -123,5 +141,6 @@ class RemediationMetrics:
                 self.step_duration.labels(target, action, step)
         self.last_rotation.labels(target)
         self.site_stopped.labels(target).set(0)
+        self.removal_watch.labels(target).set(0)
         for reason in BLOCK_REASONS:
             self.blocked.labels(target, reason).set(0)

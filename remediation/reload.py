@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -36,6 +37,7 @@ from remediation.results import RungApplied, Verified
 from remediation.runner import Run, StepError
 from remediation.settings import WorkflowSettings
 from remediation.verify import Verification, verify_app
+from tenant.errors import TenantError
 from tenant.models import SiteState
 
 RUNGS = ("refresh", "config_change", "restart", "stop_start")
@@ -48,6 +50,15 @@ CLIMB_WHEN_UNKNOWN = frozenset({"refresh"})
 # seconds later): the app still on the old version proves nothing until the rung's
 # timeout, so the ladder does not climb early on them.
 ASYNCHRONOUS_RUNGS = frozenset({"refresh"})
+# Rungs that move only the platform's cache (activeVersion): a running process keeps
+# the value it started with, so a proven refresh is followed by one of FOLLOW_UPS.
+CACHE_ONLY_RUNGS = frozenset({"refresh"})
+FOLLOW_UPS = ("restart", "config_change", "stop_start")
+# Rungs that start every worker process anew (staggered over the instances).
+RECYCLING_RUNGS = frozenset({"config_change", "pin", "restart", "stop_start"})
+# Rungs that re-fetch the reference before they recycle (documented): the cache holds
+# the new version for every worker they start.
+REFETCHING_RUNGS = frozenset({"config_change", "pin"})
 log = structlog.get_logger("secretwarden.remediation")
 
 
@@ -144,6 +155,20 @@ async def reload_app(
         if waited is not None:
             waited(rung, clock.monotonic() - began, v)
         reason = v.reason
+        if v.ok and v.proof is not None and rung in CACHE_ONLY_RUNGS:
+            # activeVersion proves the platform's cache, not a running process: a
+            # worker reads the cache when it starts, so start every worker now.
+            follow = next((r for r in FOLLOW_UPS if r in rungs), None)
+            if follow is None:
+                return LadderResult(True, rung, reason, v.proof)
+            if not await apply(follow):
+                reason = f"{follow} after {rung} failed"
+                continue
+            v = await wait_verified(verify, clock, timeouts[follow], poll, want_proof=False)
+            reason = v.reason
+            if v.ok:
+                return LadderResult(True, follow, reason, v.proof)
+            continue
         if v.ok and (v.proof is not None or not climb):
             return LadderResult(True, rung, reason, v.proof)
         if v.ok and unproven is None:
@@ -232,8 +257,18 @@ async def reload_and_verify(
     verdict as ``{prefix}verify``. A run resumed mid-ladder checks first: the app may
     already be fine."""
 
+    facts = LadderFacts()
+
     async def check() -> Verification:
-        return await verify_app(run.prober, version, health=health, graph=graph, action=action)
+        v = await verify_app(run.prober, version, health=health, graph=graph, action=action)
+        if v.active_seen:
+            facts.active_seen = True
+        if v.proof is not None and v.proof.startswith("ARM") and facts.cache_at is None:
+            # The cache holds the new version from now on (at the latest): list the
+            # workers now, so a later start (ARM's clock) is a process started after.
+            facts.cache_at = run.clock.now()
+            facts.mark = await latest_start(run)
+        return v
 
     t0 = run.clock.monotonic()
     if any(s.startswith(f"{prefix}reload.") for s in run.rec.begun + run.rec.done):
@@ -247,7 +282,17 @@ async def reload_and_verify(
         step = f"{prefix}reload.{rung}"
 
         async def body() -> RungApplied:
+            mark = await latest_start(run) if rung in RECYCLING_RUNGS else None
+            began = run.clock.now()
             await apply_rung(run, step, rung, version)
+            if rung in REFETCHING_RUNGS:
+                facts.cache_at, facts.mark, facts.recycled_at = began, mark, began
+            elif rung in RECYCLING_RUNGS and facts.cache_at is not None:
+                facts.recycled_at = began
+                if mark is not None:
+                    facts.mark = mark
+            if rung in RECYCLING_RUNGS:
+                await wait_recycled(run, step, mark)
             return RungApplied(rung)
 
         try:
@@ -273,8 +318,82 @@ async def reload_and_verify(
         waiting=waiting,
         waited=waited,
     )
+    if result.ok and facts.cache_at is not None and facts.recycled_at is None:
+        # ARM showed the new version only after the last recycle began: the workers
+        # may have started before the cache held it. Start them once more.
+        follow = next((r for r in FOLLOW_UPS if r in run.settings.ladder()), None)
+        if follow is not None and await apply(follow):
+            v = await wait_verified(
+                check,
+                run.clock,
+                run.settings.rung_timeouts()[follow],
+                run.settings.verify_poll,
+                want_proof=False,
+            )
+            if v.ok:
+                result = LadderResult(True, follow, v.reason, v.proof or result.proof)
     run.observe_duration("verify", t0)
     phase: Phase = "done" if result.ok else "failed"
-    run.write(f"{prefix}verify", phase, Verified(result.rung, result.reason, result.proof))
+    run.write(
+        f"{prefix}verify",
+        phase,
+        Verified(
+            result.rung,
+            result.reason,
+            result.proof,
+            _iso(facts.cache_at),
+            _iso(facts.mark),
+            _iso(facts.recycled_at),
+            facts.active_seen,
+        ),
+    )
     run.emit(f"{prefix}verify", phase, result.reason)
     return Verification(result.ok, result.reason, proof=result.proof)
+
+
+@dataclass(slots=True)
+class LadderFacts:
+    """What one climb of the ladder established (see remediation.decisions.Reloaded)."""
+
+    cache_at: datetime | None = None
+    mark: datetime | None = None
+    recycled_at: datetime | None = None
+    active_seen: bool = False
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+async def latest_start(run: Run) -> datetime | None:
+    """The latest worker start ARM lists now (its clock); None when the per-instance
+    view cannot be read or lists no start."""
+    try:
+        instances = await run.clients.site.instances()
+    except TenantError:
+        return None
+    starts = [p.started for i in instances for p in i.workers if p.started is not None]
+    return max(starts) if starts else None
+
+
+async def wait_recycled(run: Run, step: str, mark: datetime | None) -> None:
+    """After a recycling rung: wait until every instance's workers started after
+    ``mark`` (the latest start before the rung), or the cold-start timeout. Without the
+    per-instance view there is nothing to wait on: verification polls as before."""
+    if mark is None:
+        return
+    deadline = run.clock.monotonic() + run.settings.cold_start_timeout
+    while True:
+        try:
+            instances = await run.clients.site.instances()
+        except TenantError as e:
+            run.emit(step, "info", f"per-instance view not read: {e}")
+            return
+        starts = [[p.started for p in i.workers] for i in instances]
+        if instances and all(s and all(t is not None and t > mark for t in s) for s in starts):
+            run.emit(step, "info", f"every worker of {len(instances)} instance(s) restarted")
+            return
+        if run.clock.monotonic() >= deadline:
+            run.emit(step, "info", "not every worker restarted within the cold-start timeout")
+            return
+        await run.clock.sleep(run.settings.verify_poll)

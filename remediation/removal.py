@@ -10,10 +10,11 @@ app's own action and the Graph probe must still pass.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from remediation.decisions import Verdict
-from remediation.proof import decide, gather
+from remediation.proof import decide, gather, reloaded_of
 from remediation.results import PendingRemoval, Rechecked, Removed, RemoveKeys
 from remediation.runner import Run, StepError
 
@@ -30,6 +31,18 @@ def reloaded_at(run: Run, prefix: str = "") -> datetime:
     return run.clock.now()
 
 
+def ladder_facts(run: Run, prefix: str = "") -> tuple[str | None, str | None, str | None]:
+    """(cache_at, cache_mark, recycled_at) as this run's ``{prefix}verify`` journaled
+    them (the rollback's own ladder for the rollback, never the forward one's)."""
+    for e in reversed(run.rec.entries):
+        # done or failed: what a ladder established holds either way
+        if e.phase in ("done", "failed") and e.step == f"{prefix}verify":
+            got = [e.data.get(k) for k in ("cache_at", "cache_mark", "recycled_at")]
+            a, b, c = (str(v) if v else None for v in got)
+            return a, b, c
+    return None, None, None
+
+
 async def settle_old(
     run: Run, step: str, old: tuple[str, ...], keep_key: str, keep_version: str
 ) -> None:
@@ -42,26 +55,9 @@ async def settle_old(
         return
     prefix = step.split(".")[0] + "." if "." in step else ""
     at = reloaded_at(run, prefix)
-    gathered = await gather(
-        run.clients,
-        app_id=run.facts.client_id,
-        keep_key_id=keep_key,
-        keep_version=keep_version,
-        old_key_ids=old,
-        since=at,
-        use_sign_ins=run.settings.use_sign_ins,
-    )
-    for note in gathered.notes:
-        run.emit("proof", "info", note)
+    ladder = ladder_facts(run, prefix)
     now = run.clock.now()
     until = now + run.settings.overlap_window
-    pending = PendingRemoval(
-        old, keep_key, keep_version, at.isoformat(), now.isoformat(), until.isoformat(), ""
-    )
-    verdict = decide(pending, gathered, now)
-    if verdict.verdict is Verdict.REMOVE:
-        await run.step(step, lambda: remove_keys(run, step, old, verdict.proof), RemoveKeys(old))
-        return
     pending = PendingRemoval(
         old,
         keep_key,
@@ -69,8 +65,27 @@ async def settle_old(
         at.isoformat(),
         now.isoformat(),
         until.isoformat(),
-        verdict.proof,
+        "",
+        *ladder,
     )
+    gathered = await gather(
+        run.clients,
+        app_id=run.facts.client_id,
+        keep_key_id=keep_key,
+        keep_version=keep_version,
+        old_key_ids=old,
+        since=at,
+        now=now,
+        reloaded=reloaded_of(pending),
+        settings=run.settings,
+    )
+    for note in gathered.notes:
+        run.emit("proof", "info", note)
+    verdict = decide(pending, gathered, now, run.settings)
+    if verdict.verdict is Verdict.REMOVE:
+        await run.step(step, lambda: remove_keys(run, step, old, verdict.proof), RemoveKeys(old))
+        return
+    pending = replace(pending, pending_why=verdict.proof)
 
     async def keep() -> PendingRemoval:
         return pending
@@ -79,6 +94,7 @@ async def settle_old(
     if run.metrics and not run.dry_run:
         for key in old:
             run.metrics.pending_removal.labels(run.target, key).set(1)
+            run.metrics.pending_until.labels(run.target, key).set(until.timestamp())
 
 
 async def remove_keys(run: Run, step: str, keys: tuple[str, ...], proof: str) -> Removed:
@@ -87,6 +103,7 @@ async def remove_keys(run: Run, step: str, keys: tuple[str, ...], proof: str) ->
     if run.metrics:
         for key_id in keys:
             run.metrics.pending_removal.remove_by_labels({"target": run.target, "key_id": key_id})
+            run.metrics.pending_until.remove_by_labels({"target": run.target, "key_id": key_id})
     return Removed(keys, proof)
 
 

@@ -76,6 +76,15 @@ class Verified:
     rung: str | None
     reason: str
     proof: str | None = None  # what proves the app's version (None: unknown)
+    # What the ladder established about the running processes (ISO times; see
+    # remediation.decisions.Reloaded): from when the cache held the new version, the
+    # latest process start ARM listed at that moment (its own clock), when the last
+    # recycle of every worker after that began; and whether ARM reported any
+    # activeVersion at all (the refresh rung learns from it).
+    cache_at: str | None = None
+    cache_mark: str | None = None
+    recycled_at: str | None = None
+    active_seen: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,9 @@ class PendingRemoval:
     pending_since: str
     pending_until: str
     pending_why: str
+    cache_at: str | None = None  # see Verified
+    cache_mark: str | None = None
+    recycled_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +246,9 @@ class RunFacts:
             self._need("pending_since"),
             self._need("pending_until"),
             self._str("pending_why") or "",
+            self._str("cache_at"),
+            self._str("cache_mark"),
+            self._str("recycled_at"),
         )
 
     def old_keys(self) -> tuple[str, ...]:

@@ -10,10 +10,10 @@ credential is never removed before the app is proven on the new one.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from exporters.expiry import candidates
-from remediation.decisions import EntraVerdict, is_due, which_old_credential
+from remediation.decisions import EntraVerdict, is_due, slot_to_free, which_old_credential
 from remediation.journal import RUN, crash_point
 from remediation.reload import ladder_plan, reload_and_verify
 from remediation.removal import recheck, settle_old
@@ -297,20 +297,23 @@ async def free_slot(run: Run) -> Freed:
     """The app holds as many secrets as it may: drop an expired one nobody uses."""
     now = run.clock.now()
     app = await run.call("free_slot", "read app registration", run.clients.app.get_app)
-    in_use = set(run.facts.old_key_ids)
-    spare = [c for c in app.credentials if c.expired(now) and c.key_id not in in_use]
-    if not spare:
+    victim = slot_to_free(
+        [(c.key_id, c.end) for c in app.credentials],
+        run.facts.old_key_ids,
+        now,
+        timedelta(seconds=run.settings.clock_skew),
+    )
+    if victim is None:
         held = ", ".join(f"{c.key_id} ({c.display_name})" for c in app.credentials)
         raise StepError(
             run.target,
             "add_password",
-            "the app holds the maximum number of client secrets and none is both "
-            f"expired and unused; remove one by hand: {held}",
+            "the app holds the maximum number of client secrets and none has expired; "
+            f"remove one by hand: {held}",
             permanent=True,
         )
-    victim = spare[0]
-    await run.remove_password("free_slot", victim.key_id)
-    return Freed(victim.key_id)
+    await run.remove_password("free_slot", victim)
+    return Freed(victim)
 
 
 async def wait_propagation(run: Run) -> Propagated:

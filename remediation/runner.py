@@ -20,11 +20,13 @@ import functools
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 
 from remediation.clock import Clock
+from remediation.decisions import gone_is_certain
 from remediation.journal import RUN, Entry, Journal, Phase, RunRecord
 from remediation.metrics import RemediationMetrics
 from remediation.results import RunFacts
@@ -261,10 +263,34 @@ class Run:
     async def remove_password(self, step: str, key_id: str) -> RemoveOutcome:
         """removePassword. A credential already gone (a resumed run, or a lost reply,
         removed it) is fine: the tenant layer decides that by a fresh read of the app,
-        never by the wording of Graph's refusal."""
-        return await self.call(
-            step, "removePassword", functools.partial(self.clients.app.remove_password, key_id)
-        )
+        never by the wording of Graph's refusal.
+
+        Except for a keyId this run added less than ``graph_read_lag`` ago: Graph
+        answers a removePassword of it as for a missing keyId, and its reads do not
+        list it yet, so "already gone" is not certain
+        (:func:`remediation.decisions.gone_is_certain`): wait out the lag and remove
+        it again."""
+        remove = functools.partial(self.clients.app.remove_password, key_id)
+        outcome = await self.call(step, "removePassword", remove)
+        added = self.added_at(key_id)
+        lag = timedelta(seconds=self.settings.graph_read_lag)
+        if outcome is RemoveOutcome.ALREADY_GONE and not gone_is_certain(
+            added, self.clock.now(), lag
+        ):
+            assert added is not None
+            left = (added + lag - self.clock.now()).total_seconds()
+            self.emit(step, "info", f"{key_id} was added {lag} ago at most: removing it again")
+            await self.clock.sleep(max(0.0, left) + self.settings.step_backoff)
+            outcome = await self.call(step, "removePassword", remove)
+        return outcome
+
+    def added_at(self, key_id: str) -> datetime | None:
+        """When this run's addPassword of ``key_id`` returned (journaled), or None."""
+        for e in self.rec.entries:
+            added = str(e.data.get("new_key_id") or "").lower()
+            if e.step == "add_password" and e.phase == "done" and added == key_id.lower():
+                return e.ts
+        return None
 
 
 def fmt(data: dict[str, Any] | None) -> str:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,11 +35,13 @@ from remediation.journal import Journal, RunRecord
 from remediation.lock import TargetBusy, TargetLock
 from remediation.metrics import BLOCK_REASONS, RemediationMetrics
 from remediation.policy import Action, Policy
-from remediation.proof import decide, gather, pending_removals
+from remediation.proof import decide, gather, pending_removals, reloaded_of
 from remediation.results import PendingRemoval
 from remediation.verify import Prober
+from remediation.watch import last_removal, refresh_never_active, site_left_stopped
 from remediation.workflow import Outcome, Progress, Workflow, WorkflowSettings
 from tenant.errors import TenantError
+from tenant.models import SiteState
 from tenant.ports import TargetClients
 
 log = structlog.get_logger("secretwarden.remediation")
@@ -123,6 +125,10 @@ class Remediator:
         self._waiting: dict[str, str] = {}  # the last "why it waits" said per target
         self._checks: dict[str, asyncio.Task[Outcome | None]] = {}
         self._parsed: dict[str, tuple[tuple[int, int, int], list[RunRecord]]] = {}
+        self._stopped: set[str] = set()  # targets a Stop+Start left Stopped
+        self._cleared: dict[str, datetime] = {}  # ... seen Running and healthy since
+        self._watched: dict[str, float] = {}  # monotonic time of the last watch check
+        self._watch_checks: dict[str, asyncio.Task[Outcome | None]] = {}
         for name in self.targets:
             self._seed(name)
 
@@ -143,6 +149,97 @@ class Remediator:
         runs = self.journal(name).runs()
         self._update_blocked(name, "rotate", runs)
         self._seed_last_rotation(name, runs)
+        # A site a Stop+Start left Stopped stays said after a restart of the daemon,
+        # until the site runs and is healthy again (see note()).
+        self._show_stopped(name, runs)
+        self._show_watch(name, runs)
+
+    # -- after a removal: watch the app one token lifetime ---------------------------
+
+    def watch_until(self, target: str, runs: list[RunRecord] | None = None) -> datetime | None:
+        """When the post-removal watch of ``target`` ends (None: no removal yet)."""
+        last = last_removal(self._runs(target) if runs is None else runs)
+        if last is None:
+            return None
+        return last + timedelta(seconds=self.settings_for(target).post_removal_watch)
+
+    def _show_watch(self, target: str, runs: list[RunRecord] | None = None) -> bool:
+        until = self.watch_until(target, runs)
+        watching = until is not None and self.clock.now() < until
+        self.metrics.removal_watch.labels(target).set(1 if watching else 0)
+        return watching
+
+    async def watch_check(self, target: str) -> Outcome | None:
+        """During the post-removal watch: the app's own action and /health once. A
+        cached token outlives its removed credential by up to its lifetime, so a
+        failure shows up late: it heals at once (the reload ladder, or a rotation when
+        the Key Vault value is the one that fails). None when nothing ran."""
+        if target not in self.targets or self.running(target) is not None or self.dry_run:
+            return None
+        if not self._show_watch(target):
+            return None
+        prober = self.targets[target].prober
+        self._watched[target] = self.clock.monotonic()
+        problems: list[str] = []
+        action = await prober.app_action()
+        if action is not None and not action.ok:
+            problems.append(f"the app's own action failed (HTTP {action.status})")
+        health = await prober.health()
+        if not health.ok:
+            problems.append(f"/health not OK (status {health.status_code})")
+        if not problems:
+            return None
+        why = "; ".join(problems)
+        log.error("the app failed after a removal; healing at once", target=target, why=why)
+        try:
+            lock = self._lock(target, False)
+        except TargetBusy as e:
+            log.error("heal after a removal not started", target=target, detail=str(e))
+            return None
+        heal = self._workflow(target, None, False)
+        task = asyncio.create_task(
+            heal.run("heal", f"post-removal watch: {why}", force=True),
+            name=f"watch-heal-{target}",
+        )
+        _release_when_done(task, lock)
+        self._running[target] = _Running("heal", task)
+        healed = await task
+        self._account(target, healed)
+        return healed
+
+    def _schedule_watch_check(self, target: str) -> None:
+        busy = self._watch_checks.get(target)
+        if busy is not None and not busy.done():
+            return
+        interval = self.settings_for(target).post_removal_watch_interval
+        last = self._watched.get(target)
+        if last is not None and self.clock.monotonic() - last < interval:
+            return
+        if not self._show_watch(target):
+            return
+        self._watch_checks[target] = asyncio.create_task(
+            self.watch_check(target), name=f"watch-{target}"
+        )
+
+    async def _clear_stopped(self, target: str) -> None:
+        """The site runs and is healthy again: clear secretwarden_remediation_site_stopped."""
+        try:
+            site = await self.targets[target].clients.site.get_site()
+        except TenantError:
+            return
+        if site.state is SiteState.RUNNING:
+            self._cleared[target] = self.clock.now()
+            self._stopped.discard(target)
+            self.metrics.site_stopped.labels(target).set(0)
+
+    def _show_stopped(self, target: str, runs: list[RunRecord] | None = None) -> None:
+        at = site_left_stopped(self._runs(target) if runs is None else runs)
+        cleared = self._cleared.get(target)
+        if at is not None and (cleared is None or cleared < at):
+            self._stopped.add(target)
+            self.metrics.site_stopped.labels(target).set(1)
+        else:
+            self._stopped.discard(target)
 
     def sync_with_journal(self) -> None:
         """Show what other processes (``secretwarden rotate``, ``cleanup``) wrote to the
@@ -174,6 +271,11 @@ class Remediator:
         waiting = pending_removals(self._runs(target) if runs is None else runs)
         keys = {k for p in waiting for k in p.pending_key_ids}
         self.metrics.pending_removal.remove_by_labels({"target": target})
+        self.metrics.pending_until.remove_by_labels({"target": target})
+        for p in waiting:
+            until = datetime.fromisoformat(p.pending_until).timestamp()
+            for k in p.pending_key_ids:
+                self.metrics.pending_until.labels(target, k).set(until)
         for k in sorted(keys):
             self.metrics.pending_removal.labels(target, k).set(1)
 
@@ -209,13 +311,15 @@ class Remediator:
                 keep_version=p.keep_version,
                 old_key_ids=p.pending_key_ids,
                 since=datetime.fromisoformat(p.reloaded_at),
-                use_sign_ins=settings.use_sign_ins,
+                now=self.clock.now(),
+                reloaded=reloaded_of(p),
+                settings=settings,
             )
         except TenantError as e:
             log.warning("pending removal not checked", target=target, error=str(e))
             return None
-        verdict = decide(p, gathered, self.clock.now())
-        if verdict.verdict is not Verdict.REMOVE:
+        verdict = decide(p, gathered, self.clock.now(), settings)
+        if verdict.verdict is not Verdict.REMOVE and not verdict.recycle:
             if self._waiting.get(target) != verdict.proof:
                 log.info(
                     "credential pending removal",
@@ -232,7 +336,9 @@ class Remediator:
         except TargetBusy:
             return None
         wf = self._workflow(target, None, False)
-        task = asyncio.create_task(wf.cleanup(p, verdict.proof), name=f"cleanup-{target}")
+        task = asyncio.create_task(
+            wf.cleanup(p, verdict.proof, recycle=verdict.recycle), name=f"cleanup-{target}"
+        )
         _release_when_done(task, lock)
         self._running[target] = _Running("cleanup", task)
         outcome = await task
@@ -322,8 +428,20 @@ class Remediator:
     def note(self, observed: Observed) -> None:
         """Every probe observation, policy or not: each reference observation looks
         again at a pending removal (finishing a rotation is not a new remediation)."""
-        if observed.probe == "reference" and observed.target in self.targets:
+        if observed.target not in self.targets:
+            return
+        if observed.probe == "reference":
             self._schedule_pending_check(observed.target)
+        self._schedule_watch_check(observed.target)
+        value = observed.value
+        if (
+            observed.probe == "health"
+            and getattr(value, "ok", False)
+            and observed.target in self._stopped
+        ):
+            self._checks[f"stopped-{observed.target}"] = asyncio.create_task(
+                self._clear_stopped(observed.target)
+            )
 
     def _schedule_pending_check(self, target: str) -> None:
         if not self.writes_allowed():
@@ -466,6 +584,7 @@ class Remediator:
             r.task for r in self._running.values() if not r.task.done()
         ]
         tasks += [t for t in self._checks.values() if not t.done()]
+        tasks += [t for t in self._watch_checks.values() if not t.done()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -482,12 +601,19 @@ class Remediator:
 
     def _workflow(self, target: str, progress: Progress | None, dry_run: bool | None) -> Workflow:
         t = self.targets[target]
+        settings = self.settings_for(target)
+        try:
+            learned = refresh_never_active(self._runs(target))
+        except PermissionError:
+            learned = False
+        if learned:
+            settings = replace(settings, refresh_never_active=True)
         return Workflow(
             target,
             t.clients,
             t.prober,
             self.journal(target),
-            self.settings_for(target),
+            settings,
             self.clock,
             metrics=self.metrics,
             progress=progress or self.progress,
@@ -559,6 +685,8 @@ class Remediator:
             return
         self._update_blocked(target, "rotate")  # the run is in the journal now
         self._show_pending(target)
+        self._show_watch(target)
+        self._show_stopped(target)
 
     def _report_blocked(self, target: str, action: str, blocked: Blocked) -> None:
         """A trigger was refused: show the guard and count the refusal."""

@@ -41,6 +41,24 @@ class WorkflowSettings:
     graph_read_lag: float = 30.0
     # Read the sign-in log for proof when the operator may (AuditLog.Read.All).
     use_sign_ins: bool = True
+    # The addresses the app's own sign-ins come from when not the site's outbound
+    # addresses (a NAT gateway): sign-ins from either count as the app's.
+    app_outbound_addresses: tuple[str, ...] = ()
+    # The sign-in log: records may arrive out of order by up to ``signin_log_reorder``;
+    # past ``signin_log_delay_bound`` every record has arrived (docs/remediation.md).
+    signin_log_reorder: float = 300.0
+    signin_log_delay_bound: float = 1800.0
+    # Clocks (the daemon's, Entra's, ARM's) may differ by this much.
+    clock_skew: float = 300.0
+    # How long a recycle of every worker may take when ARM's per-instance view cannot
+    # be read (to see it finish).
+    recycle_allowance: float = 600.0
+    # After any removal the app is watched this long (one token lifetime) at this interval.
+    post_removal_watch: float = 5400.0
+    post_removal_watch_interval: float = 60.0
+    # Learned from the journal: ARM never reported activeVersion for this target, so the
+    # refresh rung is tried with one poll instead of its whole timeout.
+    refresh_never_active: bool = False
 
     def ladder(self) -> tuple[str, ...]:
         """The rungs this target climbs, in order."""
@@ -51,7 +69,9 @@ class WorkflowSettings:
 
     def rung_timeouts(self) -> dict[str, float]:
         return {
-            "refresh": self.refresh_timeout,
+            "refresh": min(self.refresh_timeout, self.verify_poll)
+            if self.refresh_never_active
+            else self.refresh_timeout,
             "config_change": self.cold_start_timeout,
             "pin": self.cold_start_timeout,
             "restart": self.cold_start_timeout,

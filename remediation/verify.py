@@ -71,6 +71,7 @@ class Verification:
     # What proves the app holds the expected version (ARM's activeVersion, or a pinned
     # reference resolved on it); None: unknown. A missing activeVersion is never proof.
     proof: str | None = None
+    active_seen: bool = False  # ARM reported an activeVersion (any)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -106,7 +107,7 @@ async def verify_app(
         what = "app holds" if active else "reference is pinned to"
         reason = f"{what} version {held}, want {expected_version}"
         h = await prober.health()
-        return Verification(False, reason, settled=h.ok)
+        return Verification(False, reason, settled=h.ok, active_seen=active is not None)
     if ref.current_version is not None and ref.current_version != expected_version and not pinned:
         return Verification(False, f"Key Vault moved to {ref.current_version}")
     proof = (
@@ -138,4 +139,6 @@ async def verify_app(
                 )
             checked += ", app action OK"
     where = f"on version {expected_version}" if proof else "version unknown (no proof)"
-    return Verification(True, f"app {where}, {checked}", proof=proof)
+    return Verification(
+        True, f"app {where}, {checked}", proof=proof, active_seen=active is not None
+    )

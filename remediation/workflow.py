@@ -86,11 +86,21 @@ class Workflow:
             self.run_.open(action, trigger, force=force)
             return await self._drive(force=force)
 
-    async def cleanup(self, pending: PendingRemoval, proof: str) -> Outcome:
+    async def cleanup(
+        self, pending: PendingRemoval, proof: str, *, recycle: bool = False
+    ) -> Outcome:
         """Remove credentials a rotation left pending, now that ``proof`` says the app
-        no longer uses them; then check the app once more."""
+        no longer uses them; then check the app once more. ``recycle``: the overlap
+        window is over but a worker may predate the cache: recycle every worker (a
+        configuration change) and journal the pending removal anew instead."""
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
-            self.run_.open("cleanup", f"pending removal: {proof}", proof=proof, **asdict(pending))
+            self.run_.open(
+                "cleanup",
+                f"pending removal: {proof}",
+                proof=proof,
+                recycle=recycle,
+                **asdict(pending),
+            )
             return await self._drive(force=True)
 
     async def resume(self, record: RunRecord, *, blocked: Blocked | None = None) -> Outcome:

@@ -134,6 +134,7 @@ class Admin:
 
     async def refetch(self, request: web.Request) -> web.Response:
         """The platform's periodic re-fetch of the reference, now (as after 24 h)."""
-        reload.resolve(self.portal)
+        reload.refetch(self.portal)
+        reload.tick(self.portal)
         self.on_change()
         return _json({"resolved_version": self.portal.site.resolved_version})

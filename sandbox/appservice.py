@@ -1,11 +1,14 @@
 """The App Service itself: ``/health`` and the portal's Graph-backed "Sync from Intune".
 
-The app signs in with the secret it resolved from its Key Vault reference and calls
-Graph's mobileApps, in-process but through the very rules the HTTP endpoints apply
-(:func:`sandbox.entra.authenticate` and :meth:`sandbox.graph.Graph.mobile_apps`), so it
-fails with a 401 exactly when that secret does not work. It takes a fresh token on every
-call (no token cache), so an expired or revoked secret shows at once. A background loop
-makes the same call every ``app_sync_interval_seconds`` and counts the 401s.
+Each request goes to one of the site's workers (round robin, :mod:`sandbox.instances`).
+The worker signs in with the secret its process read when it started and calls Graph's
+mobileApps, in-process but through the very rules the HTTP endpoints apply
+(:func:`sandbox.entra.authenticate` and :meth:`sandbox.graph.Graph.mobile_apps`). Like
+MSAL, it caches its token for ``app_token_lifetime_seconds`` (+- the jitter) and signs in
+again only when it has none or it expired, so a removed secret shows only then; with
+``app_user_flow_signins`` it also redeems a user's sign-in with the secret, as often.
+A background loop makes the same call every ``app_sync_interval_seconds``; every 401 any
+worker gets counts in ``graph_401_total``.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
-from sandbox import reload
-from sandbox.entra import Refused, authenticate
+from sandbox import instances, reload
+from sandbox.entra import Caller, Granted, Refused, authenticate
 from sandbox.graph import Graph
 from sandbox.portal import Portal
+from sandbox.signins import USER_IP
+from sandbox.site import Worker
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
@@ -91,20 +97,22 @@ class AppService:
         reload.tick(portal)  # the platform may have re-fetched the reference meanwhile
         stats = portal.app
         stats.last_sync_at = portal.now().isoformat()
-        value = portal.site.resolved_value
-        if value is None:
+        worker = instances.pick(portal)
+        value = worker.value if worker is not None else None
+        if worker is None or value is None:
             stats.last_status, stats.last_error = 500, "KeyVaultReferenceNotResolved"
             return 500, {
                 "error": "The app setting's Key Vault reference is not resolved; "
                 "the app has no client secret.",
             }
         stats.graph_calls_total += 1
-        outcome = authenticate(
-            portal, portal.ids.tenant_id, portal.ids.app_client_id, value, GRAPH_SCOPE
-        )
-        if isinstance(outcome, Refused):
-            return self._failed(outcome.status, outcome.error, f"AADSTS{outcome.code}")
-        tok = self.graph.check_token(outcome.access_token)
+        refused = self._user_signin(worker, value)
+        if refused is not None:
+            return self._failed(refused.status, refused.error, f"AADSTS{refused.code}")
+        token = self._token(worker, value)
+        if isinstance(token, Refused):
+            return self._failed(token.status, token.error, f"AADSTS{token.code}")
+        tok = self.graph.check_token(token)
         resp = tok if isinstance(tok, web.Response) else self.graph.mobile_apps(tok, None, None)
         body = _body_of(resp)
         if resp.status != 200:
@@ -114,6 +122,51 @@ class AppService:
         stats.last_status, stats.last_error = 200, None
         apps = [a["displayName"] for a in body.get("value", [])]
         return 200, {"synced": len(apps), "apps": apps}
+
+    def _token(self, worker: Worker, value: str) -> str | Refused:
+        """The worker's cached Graph token, or a new one if it has none or it expired."""
+        portal, now = self.portal, self.portal.now()
+        expires = worker.token_expires_at
+        if worker.token is not None and expires is not None and now < expires:
+            return worker.token
+        lifetime = instances.token_lifetime(portal)
+        outcome = authenticate(
+            portal,
+            portal.ids.tenant_id,
+            portal.ids.app_client_id,
+            value,
+            GRAPH_SCOPE,
+            Caller(ip_address=worker.ip, lifetime=_lifetime(lifetime)),
+        )
+        if isinstance(outcome, Refused):
+            worker.token = worker.token_expires_at = None
+            return outcome
+        if lifetime > 0:
+            worker.token = outcome.access_token
+            worker.token_expires_at = now + timedelta(seconds=outcome.expires_in)
+        return outcome.access_token
+
+    def _user_signin(self, worker: Worker, value: str) -> Refused | None:
+        """A user signs in to the portal on this worker (when its user session expired):
+        the worker redeems the authorization code with its secret."""
+        portal, now = self.portal, self.portal.now()
+        if not portal.faults.app_user_flow_signins:
+            return None
+        expires = worker.user_token_expires_at
+        if expires is not None and now < expires:
+            return None
+        lifetime = instances.token_lifetime(portal)
+        outcome = authenticate(
+            portal,
+            portal.ids.tenant_id,
+            portal.ids.app_client_id,
+            value,
+            GRAPH_SCOPE,
+            Caller(ip_address=USER_IP, kind="interactiveUser", lifetime=_lifetime(lifetime)),
+        )
+        if isinstance(outcome, Granted) and lifetime > 0:
+            worker.user_token_expires_at = now + timedelta(seconds=outcome.expires_in)
+        return outcome if isinstance(outcome, Refused) else None
 
     def _failed(self, status: int, error: str, code: str) -> tuple[int, dict[str, Any]]:
         stats = self.portal.app
@@ -163,3 +216,8 @@ def _body_of(resp: web.Response) -> Any:
     if isinstance(raw, bytes | bytearray) and raw:
         return json.loads(raw)
     return {}
+
+
+def _lifetime(seconds: float) -> int | None:
+    """The issued token's lifetime: the worker's draw, or Entra's default without a cache."""
+    return max(1, round(seconds)) if seconds > 0 else None

@@ -121,6 +121,8 @@ class Arm:
         rest, method = raw_rest.lower(), request.method
         if method == "GET" and rest == "":
             return json_response(self.sites.site_json())
+        if method == "GET" and rest.startswith("/instances"):
+            return self.instances(raw_rest)
         if method == "POST" and rest == "/restart":
             return await self.sites.restart(request)
         if method == "POST" and rest == "/stop":
@@ -137,8 +139,31 @@ class Arm:
             return await self.config.refresh(request)
         if method == "GET" and rest.startswith(REFS + "/"):
             return self.config.reference(raw_rest[len(REFS) + 1 :])
+        return self._no_route(method, request.path)
+
+    def _no_route(self, method: str, path: str) -> web.Response:
         return web_error(
             404,
             "NotFound",
-            f"No route for {method} {request.path} in the sandbox's Microsoft.Web provider.",
+            f"No route for {method} {path} in the sandbox's Microsoft.Web provider.",
         )
+
+    def instances(self, raw_rest: str) -> web.Response:
+        """``/instances``, ``/instances/{id}``, ``/instances/{id}/processes[/{pid}]``."""
+        parts = [p for p in raw_rest.split("/") if p][1:]
+        if not parts:
+            return json_response(self.sites.instances_page())
+        worker = self.sites.find_instance(parts[0])
+        if worker is None:
+            return web_error(
+                404, "NotFound", f"Cannot find an instance with id '{parts[0]}' for this site."
+            )
+        if len(parts) == 1:
+            return json_response(self.sites.instance_json(worker))
+        if parts[1].lower() != "processes" or len(parts) > 3:
+            return self._no_route("GET", raw_rest)
+        if len(parts) == 2:
+            return json_response(self.sites.processes_page(worker))
+        if not worker.running or parts[2] != str(worker.pid):
+            return web_error(404, "NotFound", f"Cannot find process {parts[2]}.")
+        return json_response(self.sites.process_json(worker, full=True))

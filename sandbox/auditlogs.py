@@ -1,15 +1,20 @@
 """Microsoft Graph beta ``GET /beta/auditLogs/signIns``: service principal sign-ins.
 
 Served to the operator while it holds AuditLog.Read.All (fault
-``operator_can_read_signins``); a sign-in is listed ``signin_log_delay_seconds`` after
-it happened. As the beta API does, it lists only interactive user sign-ins unless
-``$filter`` asks for ``signInEventTypes/any(t: t eq 'servicePrincipal')`` (this tenant
-has none of those, so an unfiltered list is empty). Newest first; ``$top`` and
+``operator_can_read_signins``); a sign-in is listed ``signin_log_delay_seconds`` (plus up
+to ``signin_log_jitter_seconds``) after it happened, so out of order, and with
+``signin_log_duplicates`` some twice. As the beta API does, it lists only interactive
+user sign-ins unless ``$filter`` asks for ``signInEventTypes/any(t: t eq
+'servicePrincipal')``; the app's user sign-ins (``app_user_flow_signins``) are the
+interactive ones. Reads are throttled per caller (``signin_reads_per_10s``: 429 with
+Retry-After), and every ``signin_nonpremium_403_every``-th read answers 403
+``Authentication_RequestFromNonPremiumTenantOrB2CTenant``. Newest first; ``$top`` and
 ``@odata.nextLink`` page it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +56,7 @@ class Query:
     clauses: tuple[Callable[[SignIn], bool], ...]
 
     def matches(self, s: SignIn) -> bool:
-        return "serviceprincipal" in self.event_types and all(c(s) for c in self.clauses)
+        return s.kind.lower() in self.event_types and all(c(s) for c in self.clauses)
 
 
 def parse_filter(text: str | None) -> Query:
@@ -113,8 +118,38 @@ class AuditLogs:
         return [web.get("/beta/{tail:.*}", self.dispatch)]
 
     def visible(self, now: datetime) -> list[SignIn]:
-        delay = timedelta(seconds=self.portal.faults.signin_log_delay_seconds)
-        return [s for s in self.portal.signins if s.at + delay <= now]
+        return [s for s in self.portal.signins if s.visible_at <= now]
+
+    def throttled(self, caller: str, now: datetime) -> web.Response | None:
+        """429 with Retry-After once ``caller`` read ``signin_reads_per_10s`` times in
+        the last 10 s (Graph's limit for sign-ins: 5 requests per 10 s per app)."""
+        limit = self.portal.faults.signin_reads_per_10s
+        window = timedelta(seconds=10)
+        recent = [t for t in self.portal.signin_reads.get(caller, []) if t > now - window]
+        if limit is not None and len(recent) >= limit:
+            self.portal.signin_reads[caller] = recent
+            wait = max(1, math.ceil((recent[0] + window - now).total_seconds()))
+            return graph_error(
+                429,
+                "TooManyRequests",
+                "Too many requests. Please try again later.",
+                now,
+                headers={"Retry-After": str(wait)},
+            )
+        self.portal.signin_reads[caller] = [*recent, now]
+        return None
+
+    def nonpremium(self, now: datetime) -> web.Response | None:
+        every = self.portal.faults.signin_nonpremium_403_every
+        self.portal.signin_read_count += 1
+        if every is None or self.portal.signin_read_count % every:
+            return None
+        return graph_error(
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license",
+            now,
+        )
 
     async def dispatch(self, request: web.Request) -> web.Response:
         tok = self.graph.check_token(bearer(request))
@@ -138,6 +173,9 @@ class AuditLogs:
                 "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
                 now,
             )
+        refused = self.throttled(tok.client_id, now) or self.nonpremium(now)
+        if refused is not None:
+            return refused
         try:
             query = parse_filter(request.query.get("$filter"))
             top = int(request.query.get("$top", "1000"))
@@ -148,7 +186,9 @@ class AuditLogs:
             return graph_error(400, "BadRequest", "Invalid $top or $skiptoken value.", now)
         top = max(1, min(top, 1000))
         found = sorted(
-            (s for s in self.visible(now) if query.matches(s)), key=lambda s: s.at, reverse=True
+            (s for s in self.visible(now) if query.matches(s)),
+            key=lambda s: (s.at, s.visible_at),
+            reverse=True,
         )
         page = found[skip : skip + top]
         body: dict[str, Any] = {"@odata.context": _CONTEXT}

@@ -162,6 +162,8 @@ class Collection:
     objects: dict[str, DirObject] = field(default_factory=dict)
     removed: dict[str, Removed] = field(default_factory=dict)
     log: list[tuple[int, str]] = field(default_factory=list)  # (seq, id), seq ascending
+    # The properties an update changed, per seq (absent: a new object, or not known).
+    changed: dict[int, tuple[str, ...]] = field(default_factory=dict)
     _ordered: list[DirObject] | None = None
     _orders: list[int] = field(default_factory=list)
 
@@ -218,22 +220,27 @@ class Directory:
         cutoff = self.now() - timedelta(seconds=lag_seconds)
         return bisect.bisect_right(self.stamps, cutoff)
 
-    def _bump(self, kind: Kind, obj: DirObject) -> None:
+    def _bump(self, kind: Kind, obj: DirObject, changed: tuple[str, ...] | None) -> None:
         obj.seq = self._next_seq()
         obj.rendered.clear()
-        self.collections[kind].log.append((self.seq, obj.id))
+        coll = self.collections[kind]
+        coll.log.append((self.seq, obj.id))
+        if changed is not None:
+            coll.changed[self.seq] = changed
 
-    def put(self, obj: DirObject) -> None:
-        """Add ``obj`` or record that it changed."""
+    def put(self, obj: DirObject, changed: tuple[str, ...] | None = None) -> None:
+        """Add ``obj`` or record that it changed (``changed``: which properties, when
+        known; a delta round may then carry only those)."""
         coll = self.collections[obj.kind]
         if obj.id not in coll.objects:
             coll.objects[obj.id] = obj
             coll.removed.pop(obj.id, None)
             coll._ordered = None
-        self._bump(obj.kind, obj)
+            changed = None
+        self._bump(obj.kind, obj, changed)
 
-    def touch(self, obj: DirObject) -> None:
-        self._bump(obj.kind, obj)
+    def touch(self, obj: DirObject, changed: tuple[str, ...] | None = None) -> None:
+        self._bump(obj.kind, obj, changed)
 
     def delete(self, kind: Kind, object_id: str, *, permanent: bool = False) -> bool:
         coll = self.collections[kind]
@@ -280,10 +287,14 @@ class Directory:
                 order=0,
                 portal=True,
             )
+            changed = None
         else:
+            before = obj.to_json()
             obj.display_name, obj.tags = body["displayName"], list(body.get("tags", []))
             obj.passwords, obj.keys = passwords, keys
-        self.put(obj)
+            after = obj.to_json()
+            changed = tuple(k for k in after if after[k] != before.get(k))
+        self.put(obj, changed)
 
     # -- synthetic objects --------------------------------------------------------
 

@@ -133,8 +133,9 @@ class DirectoryAdmin:
             problems.append("tags must be a list of strings")
         if problems:
             return _problem(400, "; ".join(problems))
+        changed = tuple(f for f in ("displayName", "tags") if f in data)
         obj.display_name, obj.tags = name, list(tags)
-        self.directory.touch(obj)
+        self.directory.touch(obj, changed)
         return json_response(obj.to_json())
 
     async def delete_object(self, request: web.Request) -> web.Response:
@@ -180,7 +181,9 @@ class DirectoryAdmin:
         cred.start, cred.end = start, end
         cred.display_name = name if isinstance(name, str) else cred.display_name
         cred.changed()
-        self.directory.touch(obj)
+        self.directory.touch(
+            obj, ("passwordCredentials",) if kind == "password" else ("keyCredentials",)
+        )
         return json_response(cred.to_json())
 
     async def add_password(self, request: web.Request) -> web.Response:
@@ -200,5 +203,5 @@ class DirectoryAdmin:
         obj.keys = [c for c in obj.keys if c.key_id != key_id]
         if len(obj.passwords) + len(obj.keys) == before:
             return _problem(404, f"{obj.id} has no credential with keyId {key_id!r}")
-        self.directory.touch(obj)
+        self.directory.touch(obj, ("passwordCredentials", "keyCredentials"))
         return _admin_json({"id": obj.id, "keyId": key_id, "removed": True})

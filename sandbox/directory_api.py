@@ -225,12 +225,7 @@ class DirectoryGraph:
                 # ["d", generation, kind, fields, since, issued]
                 state = self._state(q["$deltatoken"], "$deltatoken", "d", kind, 6)
                 if now_ts - int(state[5]) > DELTA_TOKEN_LIFETIME.total_seconds():
-                    raise DirectoryError(
-                        410,
-                        "resyncRequired",
-                        "The delta token is no longer valid (older than 7 days); "
-                        "start a full synchronization again.",
-                    )
+                    raise self._expired("older than 7 days")
                 fields = selected or tuple(state[3])
                 since, upto = int(state[4]), max(visible, int(state[4]))
                 cursor = bisect.bisect_right(
@@ -250,10 +245,13 @@ class DirectoryGraph:
         coll = directory.collections[kind]
         wanted = fields if not fields or "id" in fields else ("id", *fields)
         duplicates = self.portal.faults.graph_delta_duplicates
+        partial = self.portal.faults.graph_delta_partial
         items, cursor, done = (
             _full_round(coll, upto, cursor, size, wanted)
             if mode == "f"
-            else _change_round(coll, upto, cursor, size, wanted, duplicates=duplicates)
+            else _change_round(
+                coll, upto, cursor, size, wanted, duplicates=duplicates, partial=partial
+            )
         )
         skip = (
             None if done else [directory.generation, kind, list(fields), since, upto, mode, cursor]
@@ -265,12 +263,24 @@ class DirectoryGraph:
         if state[0] != tag or len(state) != length or state[2] != kind:
             raise DirectoryError(400, "Request_BadRequest", f"Invalid {what}.")
         if state[1] != self.directory.generation:
-            raise DirectoryError(
-                410,
-                "resyncRequired",
-                "The delta token is no longer valid; start a full synchronization again.",
-            )
+            raise self._expired("the directory was reset")
         return state
+
+    def _expired(self, why: str) -> DirectoryError:
+        """An expired or unknown delta token: 410 Gone ``resyncRequired``, or (fault
+        ``graph_delta_expired_status`` 400, the default) 400 ``syncStateNotFound``."""
+        if self.portal.faults.graph_delta_expired_status == 400:
+            return DirectoryError(
+                400,
+                "syncStateNotFound",
+                f"The sync state for this delta token was not found ({why}); "
+                "start a full synchronization again.",
+            )
+        return DirectoryError(
+            410,
+            "resyncRequired",
+            f"The delta token is no longer valid ({why}); start a full synchronization again.",
+        )
 
     def _max_page_size(self, request: web.Request) -> tuple[int, int | None]:
         """The page size ``Prefer: odata.maxpagesize`` asks for (capped at 999)."""
@@ -328,11 +338,14 @@ def _change_round(
     fields: tuple[str, ...],
     *,
     duplicates: bool,
+    partial: bool = False,
 ) -> tuple[list[bytes], int, bool]:
     """A tracked round: the objects changed in the log from ``cursor`` up to ``upto``,
     each in full if it exists, else as ``@removed``. With ``duplicates`` (Graph's
     documented behaviour) an object comes once per change, each time as it is now;
-    without, once, at its last change (a later one defers it to the next round)."""
+    without, once, at its last change (a later one defers it to the next round). With
+    ``partial`` (and ``duplicates``), an update whose changed properties are known carries
+    only ``id`` and those (Graph: "at least the properties that have been updated")."""
     log = coll.log
     items: list[bytes] = []
     while cursor < len(log) and log[cursor][0] <= upto and len(items) < size:
@@ -341,7 +354,11 @@ def _change_round(
         if not duplicates and coll.last_change(object_id) != seq:
             continue  # a later entry speaks for it
         obj = coll.objects.get(object_id)
-        if obj is not None:
+        changed = coll.changed.get(seq) if partial and duplicates else None
+        if obj is not None and changed is not None:
+            shown = tuple(f for f in (fields or PROPERTIES[obj.kind]) if f in changed)
+            items.append(obj.render(("id", *shown)))
+        elif obj is not None:
             items.append(obj.render(fields))
         else:
             reason = coll.removed[object_id].reason

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from sandbox.assertions import JWT_BEARER, assertion_problem
 from sandbox.portal import Portal
+from sandbox.signins import SignInKind
 from sandbox.wire import entra_error, json_response
 
 GRAPH_AUDIENCES = frozenset(
@@ -70,17 +71,30 @@ def audience_of(scope: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Where a token request came from, as the sign-in log records it."""
+
+    ip_address: str = "127.0.0.1"
+    correlation_id: str | None = None  # the request's client-request-id header, if any
+    lifetime: int | None = None  # the token's lifetime (None: token_lifetime_seconds)
+    kind: SignInKind = "servicePrincipal"
+
+
 def authenticate(
     portal: Portal,
     tenant: str,
     client_id: str,
     client_secret: str,
     scope: str,
+    caller: Caller | None = None,
     *,
     assertion: str | None = None,
 ) -> Granted | Refused:
     """The token endpoint's decision for a client-credentials request: with a client
-    secret, or (the operator only) a certificate's client assertion."""
+    secret, or (the operator only) a certificate's client assertion; with
+    ``caller.kind`` ``interactiveUser``, a user sign-in the app redeems with its secret."""
+    caller = caller or Caller()
     ids = portal.ids
     if tenant.lower() != ids.tenant_id:
         return Refused(
@@ -117,6 +131,9 @@ def authenticate(
             refused.code if refused is not None else 0,
             refused.message if refused is not None else "",
             audience,
+            ip_address=caller.ip_address,
+            correlation_id=caller.correlation_id,
+            kind=caller.kind,
         )
         if refused is not None:
             return refused
@@ -130,7 +147,7 @@ def authenticate(
             "the administrator of the tenant or consented to by any user in the tenant. You "
             "may have sent your authentication request to the wrong tenant.",
         )
-    token, lifetime = portal.issue_token(client_id, audience)
+    token, lifetime = portal.issue_token(client_id, audience, caller.lifetime)
     return Granted(token, lifetime)
 
 
@@ -275,6 +292,10 @@ class Entra:
             client_id,
             client_secret,
             fields.get("scope", ""),
+            Caller(
+                ip_address=request.remote or "127.0.0.1",
+                correlation_id=request.headers.get("client-request-id"),
+            ),
             assertion=assertion,
         )
         if isinstance(outcome, Refused):

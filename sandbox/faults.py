@@ -14,6 +14,10 @@ SERVICES = ("entra", "graph", "keyvault", "arm", "app")
 # How the App Service re-resolves its Key Vault reference (see docs/azure-behaviour.md).
 RELOAD_MODELS = ("documented", "runbook", "optimistic")
 ACTIVE_VERSION = ("absent", "present")
+# What a worker process holds (see docs/azure-behaviour.md): it reads the platform's
+# cache when it starts ("start_only"), or a re-fetch that changes the cache also recycles
+# the workers ("recycle_on_refetch").
+PROCESS_MODELS = ("start_only", "recycle_on_refetch")
 
 
 @dataclass(slots=True)
@@ -41,7 +45,8 @@ class Injection:
 class Faults:
     cold_start_seconds: float = 0.0
     sticky_cache: bool = False
-    propagation_delay_seconds: float = 0.0
+    # A new secret is refused (7000215) this long after addPassword (reports: 4-18 s).
+    propagation_delay_seconds: float = 20.0
     never_healthy: bool = False
     latency_seconds: dict[str, float] = field(default_factory=dict)
     app_sync_interval_seconds: float = 0.0
@@ -78,14 +83,43 @@ class Faults:
     # site_busy_status (409 Conflict, or 429) in Microsoft.Web's shape for this long.
     site_busy_seconds: float = 3.0
     site_busy_status: int = 409
-    # Graph GETs of the application show addPassword/removePassword this long after.
-    graph_read_lag_seconds: float = 0.0
+    # Graph GETs of the application show addPassword/removePassword this long after, and
+    # a removePassword of a keyId younger than this answers as for a missing keyId.
+    graph_read_lag_seconds: float = 10.0
     # Matching requests take effect, then the reply is the status (the reply is lost).
     apply_then_fail: list[Injection] = field(default_factory=list)
     # Sign-in logs: a sign-in is listed this long after it happens; the operator may read
     # them (AuditLog.Read.All) unless this is false.
-    signin_log_delay_seconds: float = 120.0
+    signin_log_delay_seconds: float = 300.0
     operator_can_read_signins: bool = True
+    # Each record arrives up to this much later again (so out of order), and with
+    # signin_log_duplicates every other record arrives twice.
+    signin_log_jitter_seconds: float = 120.0
+    signin_log_duplicates: bool = True
+    # Sign-in reads per caller per 10 s before 429 + Retry-After (None: unthrottled).
+    signin_reads_per_10s: int | None = 5
+    # Every Nth sign-in read answers 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant
+    # (None: never), as reported intermittently for tenants without P1/P2.
+    signin_nonpremium_403_every: int | None = None
+    # The app also redeems user sign-ins (authorization code, on-behalf-of) with its
+    # secret: logged as user sign-ins without a service-principal keyId.
+    app_user_flow_signins: bool = True
+    # The site's workers (docs/azure-behaviour.md, "The running process").
+    process_model: str = "start_only"
+    instances: int = 2
+    instance_recycle_stagger_seconds: float = 5.0
+    config_change_delay_seconds: float = 5.0
+    # Each worker caches its Graph token for lifetime +- jitter (0: no cache).
+    app_token_lifetime_seconds: float = 4500.0
+    app_token_lifetime_jitter_seconds: float = 900.0
+    # How many password credentials addPassword allows (None: no cap; 2 models the apps
+    # that allow personal Microsoft accounts). The lower of this and
+    # max_password_credentials applies.
+    password_credential_limit: int | None = None
+    # A delta round may carry only the properties that changed (with the id).
+    graph_delta_partial: bool = True
+    # An expired or unknown delta token: 400 syncStateNotFound, or 410 Gone.
+    graph_delta_expired_status: int = 400
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +157,11 @@ class Faults:
         if staged is not None:
             for key in self.__dataclass_fields__:
                 setattr(self, key, getattr(staged, key))
+
+    def credential_cap(self) -> int | None:
+        """The most password credentials addPassword allows (None: no cap)."""
+        caps = [c for c in (self.max_password_credentials, self.password_credential_limit) if c]
+        return min(caps) if caps else None
 
     def take_injection(self, service: str, method: str, path: str) -> Injection | None:
         """Consume one matching injection, if any, and return a copy of it."""
@@ -178,11 +217,25 @@ _SECONDS = (
     "site_busy_seconds",
     "graph_read_lag_seconds",
     "signin_log_delay_seconds",
+    "signin_log_jitter_seconds",
+    "instance_recycle_stagger_seconds",
+    "config_change_delay_seconds",
+    "app_token_lifetime_seconds",
+    "app_token_lifetime_jitter_seconds",
+)
+_FLAGS = (
+    "sticky_cache",
+    "never_healthy",
+    "operator_can_read_signins",
+    "graph_delta_duplicates",
+    "signin_log_duplicates",
+    "app_user_flow_signins",
+    "graph_delta_partial",
 )
 
 
 def _set(f: Faults, key: str, value: object) -> None:
-    if key in ("sticky_cache", "never_healthy", "operator_can_read_signins"):
+    if key in _FLAGS:
         if not isinstance(value, bool):
             raise TypeError("expected true or false")
         setattr(f, key, value)
@@ -213,10 +266,21 @@ def _set(f: Faults, key: str, value: object) -> None:
         setattr(f, key, _number(value))
     elif key == "graph_page_size_cap":
         f.graph_page_size_cap = None if value is None else _integer(value, minimum=1)
-    elif key == "graph_delta_duplicates":
-        if not isinstance(value, bool):
-            raise TypeError("expected true or false")
-        f.graph_delta_duplicates = value
+    elif key == "process_model":
+        f.process_model = _choice(value, PROCESS_MODELS)
+    elif key == "instances":
+        f.instances = _integer(value, minimum=1)
+        if f.instances > 20:
+            raise ValueError("must be <= 20")
+    elif key in ("signin_reads_per_10s", "signin_nonpremium_403_every"):
+        setattr(f, key, None if value is None else _integer(value, minimum=1))
+    elif key == "password_credential_limit":
+        f.password_credential_limit = None if value is None else _integer(value, minimum=1)
+    elif key == "graph_delta_expired_status":
+        status = _integer(value, minimum=0)
+        if status not in (400, 410):
+            raise ValueError("expected 400 or 410")
+        f.graph_delta_expired_status = status
     elif key == "latency_seconds":
         if not isinstance(value, dict):
             raise TypeError("expected an object {service: seconds}")

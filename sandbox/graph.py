@@ -207,7 +207,7 @@ class Graph:
             return graph_error(
                 400, "Request_BadRequest", "Invalid value specified for a date property.", now
             )
-        cap = faults.max_password_credentials
+        cap = faults.credential_cap()
         if cap is not None and len(self.portal.credentials) >= cap:
             message = (
                 f"Not allowed to add {len(self.portal.credentials) + 1} passwords. "
@@ -260,7 +260,12 @@ class Graph:
         key_id = (body or {}).get("keyId")
         if not isinstance(key_id, str) or not key_id:
             return graph_error(400, "Request_BadRequest", "keyId is required.", now)
-        if not self.portal.remove_credential(key_id.lower()):
+        # Graph reads lag its writes: a keyId added less than graph_read_lag_seconds ago
+        # is not yet found, and the removal answers as for a missing keyId.
+        cred = self.portal.credential(key_id.lower())
+        lag = timedelta(seconds=self.portal.faults.graph_read_lag_seconds)
+        young = cred is not None and cred.added_at is not None and now < cred.added_at + lag
+        if young or not self.portal.remove_credential(key_id.lower()):
             return graph_error(
                 400,
                 "Request_BadRequest",

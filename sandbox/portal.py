@@ -8,6 +8,7 @@ service of the sandbox shares (which secret is valid, what the app resolved).
 
 from __future__ import annotations
 
+import random
 import secrets
 import string
 import uuid
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox import reload
+from sandbox import instances, reload
 from sandbox.faults import Faults
-from sandbox.signins import SignIn
+from sandbox.signins import SignIn, SignInKind
 from sandbox.site import APP_SETTING, Site, rebase_reference, reference_text
 
 SECRET_NAME = "AzureAdClientSecret"
@@ -152,12 +153,16 @@ class Portal:
     ) -> None:
         self.ids = ids
         self.now = now
+        self.rng = random.Random()  # noqa: S311 -- timing jitter, not secrets
         self.in_use_expires_in = in_use_expires_in
         self.default_faults = default_faults or Faults()
         self.credentials: list[Credential] = []
         # Removed credentials and when: Graph reads still show them for a while.
         self.removed: list[tuple[Credential, datetime]] = []
         self.signins: list[SignIn] = []
+        self.signin_reads: dict[str, list[datetime]] = {}  # per caller, for throttling
+        self.signin_read_count = 0
+        self.signin_seq = 0
         self.signin_totals: dict[str, dict[str, Any]] = {}
         self.vault_url = "https://127.0.0.1"  # where the vault is; set at start
         self.vault: dict[str, list[SecretVersion]] = {}
@@ -189,13 +194,17 @@ class Portal:
         ]
         self.removed = []
         self.signins = []
+        self.signin_reads = {}
+        self.signin_read_count = 0
+        self.signin_seq = 0
         self.signin_totals = {}
         self.vault = {}
         self.set_secret(SECRET_NAME, value, tags={}, content_type=None)
+        self.faults = self.default_faults.copy()
         self.site = Site(settings=self.initial_settings())
         self.resolve_reference()
         self.site.started_at = now - timedelta(days=1)
-        self.faults = self.default_faults.copy()
+        self.start_workers(now - timedelta(days=1))
         self.tokens = {}
         self.app = AppStats()
         self.counters.clear()
@@ -210,6 +219,15 @@ class Portal:
             APP_SETTING: reference_text(self.vault_url, SECRET_NAME),
             "WEBSITE_RUN_FROM_PACKAGE": "1",
         }
+
+    def start_workers(self, at: datetime) -> None:
+        """Every instance's worker, started at ``at`` with the cache as it is now."""
+        self.site.instances = [
+            instances.new_worker(self, i, at) for i in range(self.faults.instances)
+        ]
+        if self.site.state != "Running":
+            for w in self.site.instances:
+                w.stop()
 
     def set_vault_url(self, url: str) -> None:
         """The vault is wherever the sandbox listens: move the references there."""
@@ -245,6 +263,17 @@ class Portal:
         self.removed = [*self.removed, *((c, now) for c in gone)][-50:]
         return bool(gone)
 
+    def key_id_of(self, value: str | None) -> str | None:
+        """The credential (current or removed) a secret value belongs to, or None."""
+        if value is None:
+            return None
+        known = [*self.credentials, *(c for c, _ in self.removed)]
+        return next((c.key_id for c in known if c.secret_text == value), None)
+
+    def worker_holds(self, value: str) -> bool:
+        """Whether any worker process holds ``value`` now."""
+        return any(w.running and w.value == value for w in self.site.instances)
+
     def visible_credentials(self) -> list[Credential]:
         """What a Graph read shows now: writes appear ``graph_read_lag_seconds`` late."""
         now = self.now()
@@ -258,20 +287,51 @@ class Portal:
         return [*shown, *ghosts]
 
     def record_signin(
-        self, key_id: str | None, error_code: int, reason: str, resource: str
+        self,
+        key_id: str | None,
+        error_code: int,
+        reason: str,
+        resource: str,
+        *,
+        ip_address: str = "127.0.0.1",
+        correlation_id: str | None = None,
+        kind: SignInKind = "servicePrincipal",
     ) -> None:
-        """A token request of the backend app: which credential it used, and how it went."""
-        signin = SignIn.new(self, key_id, error_code, reason, resource)
-        self.signins = [*self.signins, signin][-5000:]  # the log keeps the newest
-        if key_id is not None:
+        """A token request of the backend app: which credential it used, and how it went.
+
+        The log lists it ``signin_log_delay_seconds`` (+ up to the jitter) later; with
+        ``signin_log_duplicates`` every other record is listed a second time, later."""
+        f, now = self.faults, self.now()
+        delay = f.signin_log_delay_seconds + self.rng.uniform(0, f.signin_log_jitter_seconds)
+        signin = SignIn.new(
+            now,
+            self.ids.app_client_id,
+            key_id if kind == "servicePrincipal" else None,
+            error_code,
+            reason,
+            resource,
+            ip_address=ip_address,
+            correlation_id=correlation_id,
+            kind=kind,
+            visible_at=now + timedelta(seconds=delay),
+        )
+        copies = [signin]
+        self.signin_seq += 1
+        if f.signin_log_duplicates and self.signin_seq % 2 == 0:
+            again = self.rng.uniform(0, f.signin_log_jitter_seconds) + 1
+            copies.append(signin.again(signin.visible_at + timedelta(seconds=again)))
+        self.signins = [*self.signins, *copies][-5000:]  # the log keeps the newest
+        if key_id is not None and kind == "servicePrincipal":
             entry = self.signin_totals.setdefault(key_id, {"count": 0, "failed": 0, "last": None})
             entry["count"] += 1
             entry["failed"] += 1 if error_code != 0 else 0
             entry["last"] = signin.at.isoformat()
 
-    def issue_token(self, client_id: str, audience: str) -> tuple[str, int]:
+    def issue_token(
+        self, client_id: str, audience: str, lifetime: int | None = None
+    ) -> tuple[str, int]:
         token = secrets.token_urlsafe(32)
-        lifetime = self.faults.token_lifetime_seconds
+        lifetime = lifetime or self.faults.token_lifetime_seconds
         self.tokens[token] = Token(
             client_id=client_id,
             audience=audience,
@@ -342,6 +402,8 @@ class Portal:
         warm = self.warm_at()
         if warm is not None and self.now() < warm:
             return "starting"
+        if not any(w.running for w in self.site.instances):
+            return "starting"  # every worker is between its stop and its start
         if self.faults.never_healthy:
             return "unhealthy"
         return "running"

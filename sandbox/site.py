@@ -65,14 +65,48 @@ def rebase_reference(value: str, vault_url: str) -> str:
 
 
 @dataclass(slots=True)
+class Worker:
+    """One instance's worker process (its rules: :mod:`sandbox.instances`)."""
+
+    id: str
+    ip: str  # the outbound address its calls leave from
+    pid: int
+    started_at: datetime | None  # None: not running (site stopped, or not started yet)
+    version: str | None = None  # the Key Vault version its process read at start
+    value: str | None = None  # that value (never shown in state)
+    recycle_at: datetime | None = None  # a scheduled (re)start, not yet done
+    token: str | None = None  # its cached Graph token (client credentials)
+    token_expires_at: datetime | None = None
+    user_token_expires_at: datetime | None = None  # its cached user (OBO) token
+
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None
+
+    def stop(self) -> None:
+        self.started_at = None
+        self.recycle_at = None
+        self.drop_tokens()
+
+    def drop_tokens(self) -> None:
+        self.token = None
+        self.token_expires_at = self.user_token_expires_at = None
+
+
+@dataclass(slots=True)
 class Site:
     state: str = "Running"  # Running | Stopped, as ARM reports properties.state
     settings: dict[str, str] = field(default_factory=dict)  # the app settings
-    resolved_version: str | None = None  # the Key Vault version the app holds
-    resolved_value: str | None = None  # what the app resolved (never shown in state)
+    # The platform's cache of the reference (what activeVersion reports); a worker
+    # process reads it when it starts (instances).
+    resolved_version: str | None = None
+    resolved_value: str | None = None  # never shown in state
     resolved_at: datetime | None = None  # the last time the platform resolved it
     started_at: datetime | None = None  # the last (re)start; cold start runs from here
     refresh_due_at: datetime | None = None  # a refresh call's re-resolve, not yet done
+    config_due_at: datetime | None = None  # a settings PUT's re-fetch + recycle, not yet done
+    instances: list[Worker] = field(default_factory=list)
+    next_worker: int = -1  # round robin over the running workers
     busy_since: datetime | None = None  # the last transition began
     busy_until: datetime | None = None  # transitions answer 409 until then
     busy_operation: str | None = None

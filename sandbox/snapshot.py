@@ -39,7 +39,7 @@ def state_json(portal: Portal) -> dict[str, Any]:
                 "expired": c.end <= now,
                 "propagated": c.propagated_at <= now,
                 "in_key_vault": bool(main) and main[-1].value == c.secret_text,
-                "in_use_by_app": portal.site.resolved_value == c.secret_text,
+                "in_use_by_app": portal.worker_holds(c.secret_text),
             }
             for c in portal.credentials
         ],
@@ -64,6 +64,8 @@ def state_json(portal: Portal) -> dict[str, Any]:
             "phase": portal.app_phase(),
             "resolved_version": portal.site.resolved_version,
             "started_at": portal.site.started_at.isoformat() if portal.site.started_at else None,
+            "instances": instances_state(portal),
+            "config_due_at": _iso(portal.site.config_due_at),
             "restarts": portal.site.restarts,
             "starts": portal.site.starts,
             "stops": portal.site.stops,
@@ -82,6 +84,24 @@ def state_json(portal: Portal) -> dict[str, Any]:
         "counters_by_method": {s: dict(c) for s, c in portal.methods.items()},
         "faults": portal.faults.to_json(),
     }
+
+
+def instances_state(portal: Portal) -> list[dict[str, Any]]:
+    """Each worker: its instance id, when its process started (null: not running), the
+    Key Vault version and credential its value belongs to, and its token's expiry."""
+    return [
+        {
+            "id": w.id,
+            "started_at": _iso(w.started_at),
+            "version": w.version if w.running else None,
+            "key_id": portal.key_id_of(w.value) if w.running else None,
+            "token_expires_at": _iso(w.token_expires_at),
+            "user_token_expires_at": _iso(w.user_token_expires_at),
+            "recycle_at": _iso(w.recycle_at),
+            "ip_address": w.ip,
+        }
+        for w in portal.site.instances
+    ]
 
 
 def _reference_state(portal: Portal) -> dict[str, Any] | None:
@@ -111,6 +131,10 @@ def to_file_json(portal: Portal) -> dict[str, Any]:
             "refreshes": portal.site.refreshes,
             "config_changes": portal.site.config_changes,
             "settings": portal.site.settings,
+            "instances": [
+                {"id": w.id, "version": w.version, "value": w.value, "started": w.running}
+                for w in portal.site.instances
+            ],
         },
         "faults": {
             k: v
@@ -139,6 +163,13 @@ def load_file_json(portal: Portal, data: dict[str, Any]) -> None:
     )
     portal.faults = Faults.from_json(data.get("faults", {}))
     portal.app = AppStats(**data.get("app", {}))
+    # The sandbox restarted: its workers are the processes the state file describes,
+    # started a day ago as far as anyone can tell.
+    portal.start_workers(portal.now() - timedelta(days=1))
+    for w, saved in zip(portal.site.instances, s.get("instances", []), strict=False):
+        w.version, w.value = saved.get("version"), saved.get("value")
+        if not saved.get("started", True):
+            w.stop()
 
 
 def _iso(t: datetime | None) -> str | None:

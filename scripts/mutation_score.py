@@ -1,8 +1,9 @@
 """Print the mutation score of `make mutate` from mutmut's result files (mutants/*.meta).
 
 Per function: killed (a test failed; a timeout counts as killed), survived, and
-"no tests" (no unit table reaches it: the step modules are exercised by the
-integration suite, which is too slow to run once per mutant). The safety decisions
+"no tests" (no unit test reaches it; the step modules are reached by the fake-port
+tests of tests/unit/test_step_modules.py, the integration suite being too slow to run
+once per mutant). The safety decisions
 are listed first; their survivors are named, to be killed or explained in
 docs/remediation.md.
 """
@@ -30,6 +31,24 @@ SAFETY = (
     "remediation.reload.x_wait_verified",
     "exporters.expiry.x_candidates",
     "exporters.expiry.x__pick",
+    # The step modules' safety decisions (issue 13): what is removed, on what evidence,
+    # and whether a lost reply is settled by this run's own write.
+    "remediation.removal.x_reloaded_at",
+    "remediation.removal.x_settle_old",
+    "remediation.removal.x_recheck",
+    "remediation.cleanup.x_cleanup",
+    "remediation.rollback.x_rollback",
+    "remediation.rollback.x_restore",
+    "remediation.rotation.x_rotate",
+    "remediation.rotation.x_entra_verdict",
+    "remediation.rotation.x_old_credential",
+    "remediation.rotation.x_free_slot",
+    "remediation.rotation.x_write_keyvault",
+    "remediation.rotation.x_write_landed",
+    "remediation.rotation.x_remove_orphan",
+    "remediation.rotation.x_recover_lost_value",
+    "remediation.reload.x_ensure_running",
+    "remediation.reload.x_apply_rung",
 )
 _NAME = re.compile(r"^(?P<fn>.+)__mutmut_\d+$")
 

@@ -18,6 +18,7 @@ import enum
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +37,9 @@ from tenant.models import (
     ReferenceSetting,
     SecretReference,
     Site,
+    SiteInstance,
     SiteState,
+    WorkerProcess,
 )
 from tenant.ports import TargetRef
 from tenant.references import parse_reference
@@ -64,6 +67,23 @@ def _vault_name(key_vault_url: str) -> str | None:
     if host in ("", "localhost"):
         return None
     return host.split(".", 1)[0]
+
+
+def _addresses(*lists: str | None) -> tuple[str, ...]:
+    """ARM's comma-separated address lists, merged (order kept, no repeats)."""
+    out: list[str] = []
+    for raw in lists:
+        for a in (raw or "").split(","):
+            a = a.strip()
+            if a and a not in out:
+                out.append(a)
+    return tuple(out)
+
+
+def _aware(t: object) -> datetime | None:
+    if not isinstance(t, datetime):
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _reference(item: Any) -> KeyVaultReference:
@@ -123,7 +143,37 @@ class ArmAppService:
             name=site.name or self._ref.site_name,
             state=state,
             default_host_name=site.default_host_name,
+            outbound_addresses=_addresses(
+                getattr(site, "outbound_ip_addresses", None),
+                getattr(site, "possible_outbound_ip_addresses", None),
+            ),
         )
+
+    async def instances(self) -> tuple[SiteInstance, ...]:
+        """Every scale-out instance and its processes with their start times
+        (``WebApps_ListInstanceIdentifiers``, ``WebApps_ListInstanceProcesses``)."""
+        rg, name = self._ref.resource_group, self._ref.site_name
+        found: list[SiteInstance] = []
+        try:
+            ids = [
+                str(i.name or (i.id or "").rsplit("/", 1)[-1])
+                async for i in self._client.web_apps.list_instance_identifiers(rg, name)
+            ]
+            for instance_id in ids:
+                processes = [
+                    WorkerProcess(
+                        name=str(p.name or p.id or "?").rsplit("/", 1)[-1],
+                        started=_aware(getattr(p, "start_time", None)),
+                        scm=bool(getattr(p, "is_scm_site", False)),
+                    )
+                    async for p in self._client.web_apps.list_instance_processes(
+                        rg, name, instance_id
+                    )
+                ]
+                found.append(SiteInstance(instance_id, tuple(processes)))
+        except Exception as e:
+            raise self._error(e, "list the instances and processes of") from None
+        return tuple(found)
 
     def _vault_matches(self, vault_name: str | None) -> bool:
         vault = _vault_name(self._ref.key_vault_url)

@@ -29,6 +29,7 @@ from azure.identity.aio import ClientSecretCredential
 from tenant._azure import credential_kwargs
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.models import GraphCallOutcome, SecretValue, TokenFailure, TokenOutcome
+from tenant.requestid import HEADER, new_request_id
 from tenant.transport import on_session
 
 # Inside try_secret a refusal is the answer, not a problem: azure-identity would log
@@ -134,6 +135,9 @@ class EntraTokenIssuer:
 
     async def try_secret(self, client_id: str, secret: SecretValue) -> TokenOutcome:
         kwargs = on_session(credential_kwargs(self._cloud, self._retry), self._session)
+        # Recognizable in the sign-in log as the daemon's own (azure-core's
+        # HeadersPolicy sends ``headers`` on every request of this credential).
+        kwargs["headers"] = {HEADER: new_request_id()}
         try:
             credential = ClientSecretCredential(
                 self._tenant_id, client_id, secret.reveal(), **kwargs

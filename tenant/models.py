@@ -160,9 +160,36 @@ class SiteState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Site:
+    """The site as ARM reports it. ``outbound_addresses`` is the union of its
+    ``outboundIpAddresses`` and ``possibleOutboundIpAddresses`` (comma-separated in
+    ARM): the addresses the app's own sign-ins come from (without a NAT gateway)."""
+
     name: str
     state: SiteState
     default_host_name: str | None
+    outbound_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerProcess:
+    """One process of one scale-out instance (ARM ``instances/{id}/processes``)."""
+
+    name: str
+    started: datetime | None  # ARM's start_time; None: not reported (never "early")
+    scm: bool  # the Kudu (SCM) site's process, not the app's worker
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInstance:
+    """One scale-out instance of the site and its processes, as ARM lists them."""
+
+    id: str
+    processes: tuple[WorkerProcess, ...]
+
+    @property
+    def workers(self) -> tuple[WorkerProcess, ...]:
+        """The app's own processes (the SCM site's left out)."""
+        return tuple(p for p in self.processes if not p.scm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +334,11 @@ class SignIn:
     succeeded: bool
     error_code: int | None
     failure_reason: str | None
+    ip_address: str | None = None  # where the token request came from
+    # Entra's correlationId: the token request's client-request-id header when one
+    # was sent (the daemon sends its own recognizable ones; see tenant.requestid)
+    correlation_id: str | None = None
+    id: str | None = None  # the record's id (the log may hand out duplicates)
 
 
 @dataclass(frozen=True, slots=True)

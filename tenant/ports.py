@@ -30,6 +30,7 @@ from tenant.models import (
     SignInLog,
     SignInsUnreadable,
     Site,
+    SiteInstance,
     TokenOutcome,
 )
 
@@ -145,6 +146,11 @@ class AppService(Protocol):
 
     async def get_site(self) -> Site:
         """The site and its state (Running, Stopped, Unknown)."""
+        ...
+
+    async def instances(self) -> tuple[SiteInstance, ...]:
+        """Every scale-out instance with its processes and their start times. A site
+        whose plan does not serve the per-instance view raises a TenantError."""
         ...
 
     async def key_vault_references(self) -> list[KeyVaultReference]: ...

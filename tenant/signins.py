@@ -79,12 +79,18 @@ def parse_sign_in(item: object) -> SignIn | None:
         return None  # success or failure unknown: unreadable, not "succeeded"
     key_id = item.get("servicePrincipalCredentialKeyId")
     reason = status.get("failureReason")
+    ip = item.get("ipAddress")
+    correlation = item.get("correlationId")
+    record_id = item.get("id")
     return SignIn(
         key_id=key_id if isinstance(key_id, str) and key_id else None,
         created=created,
         succeeded=code == 0,
         error_code=code,
         failure_reason=reason if isinstance(reason, str) else None,
+        ip_address=ip if isinstance(ip, str) and ip else None,
+        correlation_id=correlation if isinstance(correlation, str) and correlation else None,
+        id=record_id if isinstance(record_id, str) and record_id else None,
     )
 
 
@@ -129,6 +135,7 @@ class GraphSignInReader:
             "$top": str(self._page_size),
         }
         found: list[SignIn] = []
+        seen: set[str] = set()
         pages = 0
         while url is not None:
             pages += 1
@@ -164,6 +171,10 @@ class GraphSignInReader:
                 record = parse_sign_in(item)
                 if record is None:
                     raise TenantError(SERVICE, op, "a sign-in record could not be read")
+                if record.id is not None:
+                    if record.id in seen:
+                        continue  # the log may hand out a record twice
+                    seen.add(record.id)
                 if record.created >= since:
                     found.append(record)
             link = body.get("@odata.nextLink")

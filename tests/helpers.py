@@ -58,3 +58,27 @@ def key_and_certificate(path: Path, not_after: datetime) -> None:
         )
         + cert.public_bytes(serialization.Encoding.PEM)
     )
+
+
+# The sandbox before issue 13 (one value that both the platform's cache and the running
+# app use, no token cache, a prompt, ordered, unthrottled sign-in log, Entra and Graph
+# without lag). The sandbox's own defaults are pessimistic (docs/azure-behaviour.md);
+# tests written against the old sandbox keep it through these keys. Tests of the new
+# behaviours use the defaults (tests/integration/test_sandbox_processes.py).
+PRE_ISSUE_13: dict[str, Any] = {
+    "process_model": "recycle_on_refetch",
+    "instance_recycle_stagger_seconds": 0.0,
+    "config_change_delay_seconds": 0.0,
+    "app_token_lifetime_seconds": 0.0,
+    "app_token_lifetime_jitter_seconds": 0.0,
+    "app_user_flow_signins": False,
+    "signin_log_delay_seconds": 120.0,
+    "signin_log_jitter_seconds": 0.0,
+    "signin_log_duplicates": False,
+    "signin_reads_per_10s": None,
+    "propagation_delay_seconds": 0.0,
+    "graph_read_lag_seconds": 0.0,
+    "graph_delta_partial": False,
+    "graph_delta_expired_status": 410,
+}
+KINDER_THAN_AZURE.update(PRE_ISSUE_13)

@@ -167,12 +167,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_cli_passes_then_fails(sb: Any, config_file: Path) -> None:
     ok = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "6/6 checks passed" in ok.stdout
+    assert "7/7 checks passed" in ok.stdout
     # the daemon's own credential: the sandbox's Graph does not show the operator its app
     [own] = [line.split() for line in ok.stdout.splitlines() if line.startswith("- ")]
     assert own[1:3] == ["operator", "note"]
     assert "expiry of the daemon's own credential unknown" in ok.stdout
-    assert "sign-in log readable" in ok.stdout  # said once: the strongest removal proof
+    assert "sign-in log readable" in ok.stdout  # said once: removal proof
+    # ARM's per-instance view: the removal proof's first choice (issue 13)
+    assert any(line.startswith("portal  instances") for line in ok.stdout.splitlines())
     sb.faults(operator_can_read_signins=False)
     note = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert note.returncode == 0, note.stdout + note.stderr  # a note, not a failure

@@ -373,3 +373,55 @@ def test_the_inventory_cli_prints_one_scan(sb: Any, tmp_path: Path) -> None:
     denied = run_cli("inventory", *config)
     assert denied.returncode == 1
     assert "HTTP 403" in denied.stderr
+
+
+async def test_partial_delta_updates_and_a_lost_sync_state_keep_the_inventory_exact(
+    sb: Any, session: TenantSession, sandbox_cloud: Cloud, operator: Identity
+) -> None:
+    """Graph may send an update with only the properties that changed, and answer an
+    expired delta token with 400 syncStateNotFound instead of 410 (issue 13)."""
+    sb.faults(graph_delta_partial=True, graph_delta_expired_status=400)
+    sb.admin("POST", "directory", {"applications": 30, "service_principals": 0, "seed": 5})
+    inventory = Inventory(CollectorRegistry())
+    directory = session.directory()
+    assert (await inventory.scan(directory)).ok
+    objects = list(inventory.listings["applications"].objects.values())
+    renamed, grows = [o for o in objects[1:] if o.credentials][:2]
+    sb.admin("PATCH", f"directory/applications/{renamed.object_id}", {"displayName": "Renamed"})
+    sb.admin(
+        "POST",
+        f"directory/applications/{grows.object_id}/passwords",
+        {"displayName": "partial", "endDateTime": "2099-01-01T00:00:00Z"},
+    )
+    # What the sandbox sends for those two: only id and the changed property.
+    delta_link = inventory.listings["applications"].delta_link
+    token = sb.graph_token()
+    page = sb.client.get(delta_link, headers={"Authorization": f"Bearer {token}"}).json()
+    assert [sorted(i) for i in page["value"]] == [
+        ["displayName", "id"],
+        ["id", "passwordCredentials"],
+    ]
+    report = await inventory.scan(directory)
+    assert report.ok, report.error
+    assert (report.full, report.changed) == (False, 2)
+    series = expiry_series(inventory.exposition.text)
+    truth = the_truth(sb)
+    assert counts(series, truth["now_ts"]) == truth_counts(truth)
+    after = inventory.listings["applications"].objects
+    assert after[renamed.object_id].display_name == "Renamed"
+    assert after[renamed.object_id].credentials == renamed.credentials  # kept, not emptied
+    assert len(after[grows.object_id].credentials) == len(grows.credentials) + 1
+
+    # The sync state is lost (the directory starts a new generation): 400, then a full scan.
+    sb.reset()
+    sb.faults(graph_delta_expired_status=400)
+    sb.admin("POST", "directory", {"applications": 30, "service_principals": 0, "seed": 6})
+    stale = sb.client.get(delta_link, headers={"Authorization": f"Bearer {sb.graph_token()}"})
+    assert (stale.status_code, stale.json()["error"]["code"]) == (400, "syncStateNotFound")
+    async with TenantSession(operator, sandbox_cloud, RetryPolicy.none()) as fresh:
+        report = await inventory.scan(fresh.directory())  # the reset revoked old tokens
+    assert report.ok, report.error
+    assert report.full
+    truth = the_truth(sb)
+    assert counts(expiry_series(inventory.exposition.text), truth["now_ts"]) == truth_counts(truth)
+    assert inventory.view.applications == truth["applications"] == 31

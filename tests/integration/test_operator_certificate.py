@@ -50,7 +50,7 @@ async def test_a_certificate_signs_in_and_its_end_is_exported(sb: Any, tmp_path:
     path = certificate_config(sb, tmp_path, pem)
     out = io.StringIO()
     assert await run_check(load_config(path), out) == 0, out.getvalue()
-    assert "6/6 checks passed" in out.getvalue()
+    assert "7/7 checks passed" in out.getvalue()
     assert "the daemon's own certificate expires in 40.0 days (from certificate_file)" in (
         out.getvalue()
     )

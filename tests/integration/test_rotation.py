@@ -46,7 +46,8 @@ async def test_happy_path_rotates_with_the_least_force(sb: Any, rig: Rig) -> Non
     assert new["displayName"].startswith("secretwarden ")
     assert current(st)["tags"][KEY_ID_TAG] == new["keyId"]
     assert st["site"]["refreshes"] == 1
-    assert st["site"]["restarts"] == before["site"]["restarts"]
+    # activeVersion proves the platform's cache only: a Restart starts the workers on it
+    assert st["site"]["restarts"] == before["site"]["restarts"] + 1
     assert rig.metric("secretwarden_remediation_total", action="rotate", outcome="success") == 1
     assert (rig.metric("secretwarden_rotation_last_success_timestamp_seconds") or 0) > 0
     assert rig.metric("secretwarden_remediation_in_progress", action="rotate") == 0
@@ -57,10 +58,12 @@ async def test_happy_path_rotates_with_the_least_force(sb: Any, rig: Rig) -> Non
     [run] = rig.rem.journal(TARGET).runs()
     assert run.outcome == "success"
     assert run.done[:4] == ["plan", "add_password", "wait_propagation", "write_keyvault"]
-    # the old credential went on proof (ARM's activeVersion), then the app was checked
+    # the old credential went on proof (every worker started after ARM showed the new
+    # version in its cache), then the app was checked
     assert run.done[-2:] == ["remove_old", "recheck"]
     removed = next(e for e in run.entries if e.step == "remove_old" and e.phase == "done")
-    assert "activeVersion" in removed.data["proof"]
+    assert "every worker process" in removed.data["proof"]
+    assert "after the cache held version" in removed.data["proof"]
 
 
 async def test_entra_propagation_delay_of_30s_is_waited_out(sb: Any, rig: Rig) -> None:
@@ -92,14 +95,17 @@ async def test_sticky_cache_climbs_to_stop_and_start(sb: Any, rig_with: RigFacto
     outcome = await rig.rem.run(TARGET, "rotate", "test")
     assert outcome.outcome == "success", outcome.detail
     st = assert_converged(sb, gone=[old])
-    assert st["site"]["restarts"] == 1  # tried and did not help
+    # tried and did not help; then, once ARM showed the new version after Stop+Start,
+    # once more so that every worker started after the cache held it (issue 13)
+    assert st["site"]["restarts"] == 2
     assert st["site"]["stops"] == 1
     [run] = rig.rem.journal(TARGET).runs()
     assert "reload.refresh" in run.failed
     assert "reload.restart" in run.done
     assert "reload.stop_start" in run.done
     verified = next(e for e in run.entries if e.step == "verify")
-    assert verified.data["rung"] == "stop_start"
+    assert verified.data["rung"] == "restart"
+    assert verified.data["recycled_at"] > verified.data["cache_at"]
 
 
 async def test_never_healthy_app_rolls_back_with_the_old_credential_intact(
@@ -233,3 +239,44 @@ async def test_a_key_vault_value_matching_no_credential_removes_none(sb: Any, ri
     outcome = await rig.rem.run(TARGET, "rotate", "test")
     assert outcome.outcome == "success", outcome.detail
     assert_converged(sb, kept=[old, other])
+
+
+async def test_a_two_secret_app_whose_in_use_secret_expired_frees_that_slot(
+    sb: Any, rig: Rig
+) -> None:
+    """Issue 13: an app that allows personal Microsoft accounts holds at most two
+    secrets. The one the app uses has expired (it signs nobody in) and the other is
+    someone else's, valid: the expired one frees the slot (past the clock skew), the
+    other is never touched, and the app ends on the new one."""
+    sb.faults(password_credential_limit=2, app_sync_interval_seconds=0)  # the app is quiet
+    old = sb.in_use_key_id()
+    other = (await rig.clients.app.add_password("someone else's", None)).credential.key_id
+    sb.admin("POST", f"credentials/{old}/expire")
+    rig.clock.offset += 5  # beyond the rig's clock skew (1 s)
+    outcome = await rig.rem.run(TARGET, "heal", "expired")
+    assert outcome.outcome == "success", outcome.detail
+    assert outcome.rotated
+    st = sb.state()
+    creds = {c["keyId"]: c for c in st["credentials"]}
+    assert old not in creds
+    assert other in creds
+    assert len(creds) == 2
+    [held] = [c for c in creds.values() if c["in_use_by_app"]]
+    assert held["in_key_vault"]
+    assert not held["expired"]
+    assert sb.client.get(sb.describe["app_action_url"]).status_code == 200
+    [run] = rig.rem.journal(TARGET).runs()
+    freed = next(e for e in run.entries if e.step == "free_slot" and e.phase == "done")
+    assert freed.data["freed_key_id"] == old
+
+
+async def test_a_two_secret_app_rotates_twice(sb: Any, rig: Rig) -> None:
+    """Two secrets at most: each rotation adds one (two held) and removes the old one
+    on proof, so the next rotation has its slot."""
+    sb.faults(password_credential_limit=2)
+    for _ in range(2):
+        old = sb.in_use_key_id()
+        outcome = await rig.rem.run(TARGET, "rotate", "two-secret")
+        assert outcome.outcome == "success", outcome.detail
+        st = assert_converged(sb, gone=[old])
+        assert len(st["credentials"]) == 1

@@ -2,11 +2,9 @@
 
 reload_model (documented, runbook, optimistic) x active_version (absent, present) x the
 reference (versionless, pinned) x sign-in evidence (readable, not): every cell ends
-either rotated (one credential, the app on it) or safely pending removal (two valid
-credentials, the app healthy, ``secretwarden_credential_pending_removal`` set), and the
-sandbox's app (its background sync and its own action) never gets a 401. A pending cell
-then finishes: on sign-in evidence once the log has caught up, or when the overlap
-window ends.
+rotated (one credential, the app on it), proven by ARM's per-instance view (issue 13),
+and the sandbox's app (its background sync and its own action) never gets a 401. The
+pending path and its finish are tests/integration/test_running_processes.py's.
 """
 
 from __future__ import annotations
@@ -80,34 +78,16 @@ async def test_rotation_matrix(
     assert outcome.outcome == "success", outcome.detail
     st = sb.state()
     assert_app_safe(st)
-    # Proof right away: ARM reports activeVersion, or a pinned reference resolved on the
-    # new version. Otherwise (sign-ins lag 60 s) the old credential waits.
-    expect_pending = active == "absent" and not pinned
-    if not expect_pending:
-        assert_converged(sb, gone=[old])
-        assert pending_metric(rig, old) is None
-        return
-    assert "pending removal" in outcome.detail, outcome.detail
-    assert len(st["credentials"]) == 2
-    assert all(not c["expired"] for c in st["credentials"])
-    assert pending_metric(rig, old) == 1
-    assert [p.pending_key_ids for p in rig.rem.pending(TARGET)] == [(old,)]
-    # the documented re-fetch ran: the app is on the new value already
-    assert st["site"]["resolved_version"] == st["keyvault"]["current_version"]
-
-    # Nothing new yet: the pending removal stays.
-    assert await rig.rem.check_pending(TARGET) is None
-    assert pending_metric(rig, old) == 1
-
-    if signins == "signins":
-        skew.offset += SIGNIN_DELAY + 5  # the sign-in log catches up
-    else:
-        skew.offset += OVERLAP.total_seconds() + 1  # the overlap window ends
-    done = await rig.rem.check_pending(TARGET)
-    assert done is not None
-    assert done.outcome == "success", done.detail
-    expected = "sign-in evidence" if signins == "signins" else "overlap window"
-    assert expected in done.detail
+    # Proof right away (issue 13): every worker started after the cache held the new
+    # version: a configuration change (or the pin) re-fetches and recycles, and a
+    # refresh ARM proves is followed by a Restart; ARM's per-instance view shows it.
     assert_converged(sb, gone=[old])
     assert pending_metric(rig, old) is None
     assert rig.rem.pending(TARGET) == []
+    removed = next(
+        e
+        for r in rig.rem.journal(TARGET).runs()
+        for e in r.entries
+        if e.step == "remove_old" and e.phase == "done"
+    )
+    assert "every worker process" in removed.data["proof"]

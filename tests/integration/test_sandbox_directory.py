@@ -316,6 +316,38 @@ def test_an_object_changed_twice_comes_twice_unless_switched_off(sb: SandboxHand
     assert changes == [{"id": target, "displayName": "fourth"}]
 
 
+def test_a_partial_delta_update_carries_only_the_changed_properties(sb: SandboxHandle) -> None:
+    sb.directory(5, seed=12)
+    h = auth(sb)
+    url = sb.describe["graph_url"] + f"/applications/delta?$select={CREDS}"
+    items, link, _ = delta_round(sb, url, h)
+    target = items[1]["id"]
+    portal_app = sb.describe["app"]["object_id"]
+    sb.faults(graph_delta_partial=True)
+    sb.admin("PATCH", f"directory/applications/{target}", {"tags": ["x"]})
+    sb.admin("POST", f"directory/applications/{target}/passwords", {"displayName": "p"})
+    token = sb.graph_token()
+    added = sb.client.post(
+        f"{sb.describe['graph_url']}/applications/{portal_app}/addPassword",
+        json={"passwordCredential": {"displayName": "n"}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert added.status_code == 200
+    changes, link, _ = delta_round(sb, link, h)
+    assert [sorted(c) for c in changes] == [
+        ["id", "tags"],
+        ["id", "passwordCredentials"],
+        ["id", "passwordCredentials"],  # the portal's app: its new password
+    ]
+    assert [c["id"] for c in changes] == [target, target, portal_app]
+    assert changes[0]["tags"] == ["x"]
+    # Switched off: every update in full (within the $select).
+    sb.faults(graph_delta_partial=False)
+    sb.admin("PATCH", f"directory/applications/{target}", {"displayName": "whole"})
+    [whole], _, _ = delta_round(sb, link, h)
+    assert set(whole) == set(CREDS.split(","))
+
+
 def test_unmodelled_query_options_are_refused(sb: SandboxHandle) -> None:
     h = auth(sb)
     g = sb.describe["graph_url"]
@@ -363,8 +395,13 @@ def test_delta_tokens_expire_after_seven_days(
     assert sb.client.get(link, headers=auth(sb)).status_code == 200
     clock[0] += timedelta(hours=2)
     late = sb.client.get(link, headers=auth(sb))
-    assert late.status_code == 410, late.text
-    assert late.json()["error"]["code"] == "resyncRequired"
+    # By default as 400 syncStateNotFound (issue 13); graph_delta_expired_status: 410 Gone.
+    assert late.status_code == 400, late.text
+    assert late.json()["error"]["code"] == "syncStateNotFound"
+    sb.faults(graph_delta_expired_status=410)
+    gone = sb.client.get(link, headers=auth(sb))
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["error"]["code"] == "resyncRequired"
 
 
 def test_delta_lag_defers_a_change_to_a_later_round_and_loses_nothing(

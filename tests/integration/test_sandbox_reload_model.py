@@ -329,7 +329,11 @@ async def test_a_pinned_reference_and_the_settings_survive_a_restart_on_a_new_po
     tmp_path: Path,
 ) -> None:
     state_file = tmp_path / "tenant.json"
-    first = Sandbox(state_file=state_file, faults={"app_sync_interval_seconds": 0})
+    # The settings PUT's re-fetch at once (config_change_delay_seconds defaults to 5 s).
+    first = Sandbox(
+        state_file=state_file,
+        faults={"app_sync_interval_seconds": 0, "config_change_delay_seconds": 0},
+    )
     await first.start()
     portal = first.portal
     version = portal.set_secret("AzureAdClientSecret", "pinned", tags={}, content_type=None)

@@ -238,6 +238,33 @@ async def test_add_and_remove_a_short_lived_password(live: TargetClients) -> Non
     assert again is RemoveOutcome.ALREADY_GONE
 
 
+async def _worker_starts(live: TargetClients) -> dict[str, tuple[str, ...]] | None:
+    """Every instance's worker start times (ISO), or None when ARM's per-instance view
+    cannot be read (e.g. a plan or OS that does not serve it)."""
+    try:
+        instances = await live.site.instances()
+    except errors.TenantError as e:
+        print(f"  per-instance view not readable: {e}")
+        return None
+    return {
+        i.id: tuple(sorted(p.started.isoformat() if p.started else "?" for p in i.workers))
+        for i in instances
+    }
+
+
+async def test_reports_the_instances_and_the_outbound_addresses(live: TargetClients) -> None:
+    """How many instances the site runs, their worker processes' start times, and the
+    addresses the app's sign-ins come from (the removal proof attributes by them)."""
+    site = await live.site.get_site()
+    print(f"\n{site.name}: {len(site.outbound_addresses)} outbound address(es)")
+    starts = await _worker_starts(live)
+    if starts is None:
+        return
+    print(f"{site.name} runs {len(starts)} instance(s)")
+    for instance, times in starts.items():
+        print(f"  instance {instance[:12]}: worker(s) started {', '.join(times) or 'none'}")
+
+
 async def _reloads(live: TargetClients, lever: str, wait: float) -> str:
     """Write the current value again as a new version, pull ``lever``, and say whether
     ARM then reports the new version active: "reloaded", "kept" or "unknown"."""
@@ -245,6 +272,7 @@ async def _reloads(live: TargetClients, lever: str, wait: float) -> str:
     assert current.value is not None
     tags = {k: v for k, v in current.tags.items() if k != LIVE_TAG}
     tags[LIVE_TAG] = lever
+    before = await _worker_starts(live)
     new = await live.vault.set_value(current.value, tags)  # the same value: the app is safe
     print(f"\n{lever}: wrote version {new.version} (same value)")
     if lever == "restart":
@@ -268,6 +296,23 @@ async def _reloads(live: TargetClients, lever: str, wait: float) -> str:
         f"{lever}: {verdict} after {poll.polls} polls "
         f"(activeVersion={poll.active_version or 'ABSENT'}, status={poll.status})"
     )
+    # A worker reads the reference when its process starts and keeps that value: the
+    # lever reaches a running process only if it started the processes anew.
+    after = await _worker_starts(live)
+    if before is None or after is None:
+        print(f"{lever}: whether it restarted the worker processes: unknown")
+    else:
+        same = [i for i in after if before.get(i) == after[i]]
+        print(
+            f"{lever}: {len(after)} instance(s); worker processes restarted on "
+            f"{len(after) - len(same)}, kept on {len(same)}"
+            + (
+                " -> the cache moved but these running processes still hold the value "
+                "they started with (a restart is needed)"
+                if same and verdict == "reloaded"
+                else ""
+            )
+        )
     return verdict
 
 

@@ -108,8 +108,9 @@ async def test_a_refresh_that_lands_late_is_waited_for_not_climbed_past() -> Non
         apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=2, rungs=OLD
     )
     assert result.ok
-    assert result.rung == "refresh"
-    assert applied == ["refresh"]
+    # activeVersion proves the platform's cache only: a Restart starts the workers on it
+    assert result.rung == "restart"
+    assert applied == ["refresh", "restart"]
 
 
 async def test_an_unknown_version_after_refresh_climbs_to_the_documented_reload() -> None:
@@ -134,7 +135,7 @@ async def test_an_unknown_version_after_refresh_climbs_to_the_documented_reload(
     assert sum(clock.slept) == 10.0  # the refresh's whole poll window, then none
 
 
-async def test_proof_after_refresh_stops_there() -> None:
+async def test_proof_after_refresh_is_followed_by_a_restart() -> None:
     clock = FakeClock()
     applied: list[str] = []
 
@@ -148,9 +149,65 @@ async def test_proof_after_refresh_stops_there() -> None:
 
     result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
     assert result.ok
-    assert result.rung == "refresh"
+    assert result.rung == "restart"
     assert result.proof == "activeVersion"
-    assert applied == ["refresh"]
+    assert applied == ["refresh", "restart"]  # the configuration change is not needed
+
+
+async def test_a_proven_refresh_without_restart_rung_follows_with_the_configuration_change() -> (
+    None
+):
+    clock = FakeClock()
+    applied: list[str] = []
+
+    async def apply(rung: str) -> bool:
+        applied.append(rung)
+        return True
+
+    async def verify() -> Verification:
+        return Verification(True, "ok", proof="activeVersion")
+
+    result = await reload_app(
+        apply=apply,
+        verify=verify,
+        clock=clock,
+        timeouts=TIMEOUTS,
+        poll=5,
+        rungs=("refresh", "config_change"),
+    )
+    assert (result.ok, result.rung) == (True, "config_change")
+    assert applied == ["refresh", "config_change"]
+
+
+async def test_a_failed_restart_after_a_proven_refresh_climbs_on() -> None:
+    clock = FakeClock()
+    applied: list[str] = []
+
+    async def apply(rung: str) -> bool:
+        applied.append(rung)
+        return rung != "restart"  # the site stays busy for the restart
+
+    async def verify() -> Verification:
+        return Verification(True, "ok", proof="activeVersion")
+
+    result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
+    assert (result.ok, result.rung) == (True, "config_change")
+    assert applied == ["refresh", "restart", "config_change"]
+
+
+async def test_a_refresh_with_no_rung_to_follow_is_cache_only() -> None:
+    clock = FakeClock()
+
+    async def apply(rung: str) -> bool:
+        return True
+
+    async def verify() -> Verification:
+        return Verification(True, "ok", proof="activeVersion")
+
+    result = await reload_app(
+        apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5, rungs=("refresh",)
+    )
+    assert (result.ok, result.rung) == (True, "refresh")
 
 
 async def test_unproven_refresh_is_kept_when_no_later_rung_verifies() -> None:
@@ -199,7 +256,7 @@ async def test_the_reason_and_proof_of_the_working_rung_are_kept() -> None:
     result = await reload_app(apply=apply, verify=verify, clock=clock, timeouts=TIMEOUTS, poll=5)
     assert (result.ok, result.rung, result.reason, result.proof) == (
         True,
-        "refresh",
+        "restart",
         "on v2",
         "activeVersion v2",
     )

@@ -87,10 +87,17 @@ def test_promtool_unit_tests_pass() -> None:
             "          secretwarden_health_probe_success == 1\n",
             "",
         ),
-        # A credential pending for less than the overlap window plus two hours alerting.
-        ("[1h] offset 26h)", "[1h] offset 20h)"),
-        # A credential removed long ago alerting because it was pending 26 h ago.
-        ("          secretwarden_credential_pending_removal == 1\n            and\n", ""),
+        # A credential pending for less than its window plus two hours alerting.
+        (
+            "secretwarden_credential_pending_until_timestamp_seconds > 7200)",
+            "secretwarden_credential_pending_until_timestamp_seconds > -7200)",
+        ),
+        # A credential removed long ago alerting on a stale window end.
+        (
+            "          secretwarden_credential_pending_removal == 1\n"
+            "            and on(job, instance, target, key_id)\n",
+            "",
+        ),
     ],
 )
 def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:

@@ -136,6 +136,37 @@ def test_graph_times(raw: object, parsed: datetime | None) -> None:
     assert parse_graph_time(raw) == parsed
 
 
+def test_a_sign_in_record_carries_its_address_correlation_and_id() -> None:
+    """Issue 13: the removal proof attributes sign-ins by ipAddress (the site's outbound
+    addresses) and leaves out the daemon's own by correlationId."""
+    got = parse_sign_in(
+        {
+            "id": "r1",
+            "createdDateTime": "2026-01-02T03:04:05Z",
+            "servicePrincipalCredentialKeyId": "K1",
+            "ipAddress": "20.1.2.3",
+            "correlationId": "5ec1e7a0-de70-4abc-8def-0123456789ab",
+            "status": {"errorCode": 0},
+        }
+    )
+    assert got is not None
+    assert (got.ip_address, got.correlation_id, got.id) == (
+        "20.1.2.3",
+        "5ec1e7a0-de70-4abc-8def-0123456789ab",
+        "r1",
+    )
+    bare = parse_sign_in(
+        {
+            "createdDateTime": "2026-01-02T03:04:05Z",
+            "ipAddress": "",
+            "correlationId": 7,
+            "status": {"errorCode": 0},
+        }
+    )
+    assert bare is not None
+    assert (bare.ip_address, bare.correlation_id, bare.id) == (None, None, None)
+
+
 def test_a_sign_in_record_is_read_and_an_unreadable_one_is_refused() -> None:
     ok = parse_sign_in(
         {
