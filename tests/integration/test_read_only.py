@@ -1,8 +1,8 @@
 """``[remediation] enabled = false`` is read-only, and a running daemon shows what the
 CLI did (issue 15, point 3).
 
-A CLI ``rotate`` leaves the old secret pending removal (no proof: the sandbox reports no
-activeVersion and lists sign-ins late). A read-only daemon then never removes it, even
+A CLI ``rotate`` leaves the old secret pending removal (no proof: ARM refuses the
+per-instance view, reports no activeVersion, and the sign-in log is late). A read-only daemon then never removes it, even
 once the overlap window has ended, refuses the webhook, and still shows the rotation and
 the pending removal exactly as a restarted daemon would; ``secretwarden cleanup``
 finishes the removal."""
@@ -32,6 +32,8 @@ FAST = {
     "propagation_poll_seconds": 0.2,
     "verify_poll_seconds": 0.2,
     "cold_start_timeout_seconds": 10,
+    # without the per-instance view, the recycle the rotation made counts once this passed
+    "recycle_allowance_seconds": 1,
 }
 WATCHED = (
     "secretwarden_credential_pending_removal",
@@ -42,7 +44,11 @@ WATCHED = (
 
 @pytest.fixture
 def config_file(sb: Any, tmp_path: Path) -> Path:
-    sb.faults(active_version="absent", signin_log_delay_seconds=3600)
+    sb.faults(
+        active_version="absent",
+        signin_log_delay_seconds=3600,
+        inject=[{"service": "arm", "status": 403, "count": 100000, "path_contains": "/instances"}],
+    )
     path = tmp_path / "sw.toml"
     write_sandbox_config(
         sb.describe, path, listen_address="127.0.0.1:0", retry_total=0, remediation=FAST
