@@ -5,19 +5,33 @@ injected (a fresh ``CollectorRegistry()`` per test). Label children are created 
 target is added, so every per-target series exists at 0 from the start, except the
 expiry timestamps, which appear once known (an expiry of 0 would read as "expired in
 1970" and fire every alert). Credential series are rebuilt from the latest expiry
-observation on each scrape, so a removed credential's series disappears with it.
+observation, so a removed credential's series disappears with it.
+
+A scrape does not render these families: :meth:`Metrics.exposition` keeps their text,
+rendered again only after something here changed (:meth:`Metrics.refresh`, which the
+daemon runs shortly after probes finish), and the web server prepends it to the rest of
+the registry (issue 16: a scrape is a copy). Reading the registry any other way
+(``get_sample_value``) collects them live as before.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from exporters.exposition import Exposition, serving_prerendered
 from exporters.observations import (
     ExpiryObservation,
     GraphAuthObservation,
@@ -25,6 +39,11 @@ from exporters.observations import (
     Observed,
     ReferenceObservation,
 )
+
+# No `_created` series: one more series per counter child that no rule or panel reads
+# (issue 16). prometheus_client's switch is process-wide; every process that exports
+# secretwarden metrics imports this module.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 PROBES = ("expiry", "health", "graph", "reference")
 # Reasons created at 0 up front so rate() and increase() see the first failure.
@@ -76,6 +95,22 @@ class _ExpiryCollector(Collector):
         return []
 
 
+class _Prerendered(Collector):
+    """The one collector :class:`Metrics` registers in the caller's registry: it yields
+    the metrics' own registry, except while a scrape serves their pre-rendered text."""
+
+    def __init__(self, own: CollectorRegistry) -> None:
+        self._own = own
+
+    def collect(self) -> Iterator[Metric]:
+        if serving_prerendered():
+            return
+        yield from self._own.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 def remove_target_series(target: str, metrics: Iterable[MetricWrapperBase]) -> None:
     """Drop every child of ``metrics`` whose first label is ``target`` (after a reload)."""
     for metric in metrics:
@@ -91,14 +126,19 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
         self.registry = registry
+        # The families live in a registry of their own, rendered as one cached text.
+        own = self._own = CollectorRegistry()
+        registry.register(_Prerendered(own))
         self._expiry = _ExpiryCollector()
-        registry.register(self._expiry)
+        own.register(self._expiry)
+        self._text: Exposition | None = None  # None: changed since the last render
+        self._render_lock = threading.Lock()
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("target",)) -> Gauge:
-            return Gauge(name, doc, list(labels), registry=registry)
+            return Gauge(name, doc, list(labels), registry=own)
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, list(labels), registry=registry)
+            return Counter(name, doc, list(labels), registry=own)
 
         by_probe = ("target", "probe")
         self.matches = gauge(
@@ -194,11 +234,40 @@ class Metrics:
         )
         self._targets: set[str] = set()
 
+    # the cached exposition -------------------------------------------------------
+
+    @property
+    def stale(self) -> bool:
+        """True when something changed since the text was last rendered."""
+        return self._text is None
+
+    def changed(self) -> None:
+        self._text = None
+
+    def refresh(self) -> Exposition:
+        """Render the families' text if anything changed since the last render (safe
+        from a worker thread: prometheus_client's metrics lock their values)."""
+        with self._render_lock:
+            text = self._text
+            if text is None:
+                self._text = None  # a change during the render marks it again
+                text = Exposition.of(generate_latest(self._own))
+                if self._text is None:
+                    self._text = text
+            return text
+
+    def exposition(self) -> Exposition:
+        """The families' text as of the last change: a copy unless a change since the
+        last :meth:`refresh` has not been rendered yet (then rendered now)."""
+        text = self._text
+        return text if text is not None else self.refresh()
+
     # targets ---------------------------------------------------------------------
 
     def add_target(self, target: str) -> None:
         if target in self._targets:
             return
+        self.changed()
         self._targets.add(target)
         for gauge in self._per_target:
             gauge.labels(target=target)
@@ -217,6 +286,7 @@ class Metrics:
             self.add_target(target)
 
     def _remove_target(self, target: str) -> None:
+        self.changed()
         self._targets.discard(target)
         self._expiry.latest.pop(target, None)
         remove_target_series(
@@ -227,6 +297,7 @@ class Metrics:
     # recording -------------------------------------------------------------------
 
     def config_reloaded(self, ok: bool, at: datetime) -> None:
+        self.changed()
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_ts.set(at.timestamp())
@@ -234,6 +305,7 @@ class Metrics:
     def record(self, observed: Observed, duration_seconds: float) -> None:
         target, probe = observed.target, observed.probe
         self.add_target(target)
+        self.changed()
         done = probe_succeeded(observed)
         self.probe_success.labels(target=target, probe=probe).set(1 if done else 0)
         self.probe_duration.labels(target=target, probe=probe).set(duration_seconds)
