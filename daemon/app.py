@@ -49,6 +49,7 @@ from exporters.observations import (
     Observed,
     ReferenceObservation,
 )
+from exporters.reads import Pace, TargetReads, forgetting_on_write
 from exporters.reference import probe_reference
 from remediation.service import Remediator
 from tenant.connect import TenantSession
@@ -146,6 +147,8 @@ class Daemon:
         # Secrets read outside the config proper (the webhook token): read again on reload.
         self.reload_steps: list[ReloadStep] = []
         self._clients: dict[str, TargetClients] = {}
+        # The scheduled probes' shared Azure reads per target (exporters/reads.py).
+        self._reads: dict[str, TargetReads] = {}
         self._stack: AsyncExitStack | None = None
         self._retired: list[AsyncExitStack] = []  # a replaced config's, until unused
         self._http: httpx.AsyncClient | None = None
@@ -161,14 +164,23 @@ class Daemon:
     # lifecycle --------------------------------------------------------------------
 
     def clients(self, target: str) -> TargetClients:
-        """The open tenant clients of a target (for remediation)."""
-        return self._clients[target]
+        """The open tenant clients of a target (for remediation): its Key Vault and
+        app-registration writes make the probes' shared reads forget what they hold."""
+        reads = self._target_reads(target)
+        return forgetting_on_write(self._clients[target], reads)
 
     def health_client(self) -> httpx.AsyncClient:
         """The open HTTP client of the health probe (for remediation's verification);
         replaced on reload like the tenant clients."""
         assert self._http is not None, "the daemon has not started"
         return self._http
+
+    def _target_reads(self, target: str) -> TargetReads:
+        reads = self._reads.get(target)
+        if reads is None:
+            graph = self.config.probes.graph.interval_seconds
+            reads = self._reads[target] = TargetReads(Pace.for_graph_interval(graph))
+        return reads
 
     def ready(self) -> bool:
         """True once every (target, probe) has reported at least once."""
@@ -181,7 +193,12 @@ class Daemon:
         stack = AsyncExitStack()
         try:
             identity = config.identity_value()
-            session = TenantSession(identity, config.cloud_endpoints(), config.retry_policy())
+            session = TenantSession(
+                identity,
+                config.cloud_endpoints(),
+                config.retry_policy(),
+                on_request=self.metrics.count_azure_request,
+            )
             await stack.enter_async_context(session)
             clients = {}
             for target in config.targets:
@@ -401,6 +418,8 @@ class Daemon:
             old, old_stack = self.config, self._stack
             self.config = new
             self._stack, self._clients, self._http = opened
+            for reads in self._reads.values():
+                reads.forget()  # new clients, maybe a new identity or vault
             if old_stack is not None:
                 # Probes and remediation runs already under way keep the old clients.
                 self._retired.append(old_stack)
@@ -423,7 +442,7 @@ class Daemon:
 
     # probes -----------------------------------------------------------------------
 
-    async def _probe(self, target: str, probe: str) -> Any:
+    async def _probe(self, target: str, probe: str, paced: bool) -> Any:
         config = self.config
         section = config.target(target)
         if probe == "health":
@@ -431,12 +450,13 @@ class Daemon:
             timeout = config.probes.health.timeout_seconds
             return await probe_health(self._http, section.health_url, timeout)
         clients = self._clients[target]
+        reads = self._target_reads(target) if paced else None
         if probe == "expiry":
-            return await probe_expiry(clients, self.clock())
+            return await probe_expiry(clients, self.clock(), reads)
         if probe == "graph":
             url = config.graph_probe_url(section)
-            return await probe_graph_auth(clients, url)
-        return await probe_reference(clients)
+            return await probe_graph_auth(clients, url, reads)
+        return await probe_reference(clients, reads)
 
     async def _scheduled_probe(self, target: str, probe: str) -> None:
         """The scheduler's job: one run, which :meth:`stop` may cancel."""
@@ -444,7 +464,7 @@ class Daemon:
         assert task is not None  # APScheduler runs coroutine jobs as tasks
         self._probing.add(task)
         try:
-            await self.run_probe(target, probe)
+            await self.run_probe(target, probe, paced=True)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -452,13 +472,15 @@ class Daemon:
         finally:
             self._probing.discard(task)
 
-    async def run_probe(self, target: str, probe: str) -> Observed:
-        """Run one probe once, record it, log a change, and call the hooks."""
+    async def run_probe(self, target: str, probe: str, *, paced: bool = False) -> Observed:
+        """Run one probe once, record it, log a change, and call the hooks. ``paced``
+        (the scheduler's runs): share the target's Azure reads and reuse a healthy
+        answer for a while (exporters/reads.py); otherwise every read is fresh."""
         seconds = self.config.probes.schedule(probe).timeout_seconds
         started = time.perf_counter()
         try:
             async with asyncio.timeout(seconds):
-                value = await self._probe(target, probe)
+                value = await self._probe(target, probe, paced)
         except TimeoutError:
             value = _timed_out(probe, seconds)
         duration = time.perf_counter() - started

@@ -39,6 +39,7 @@ from exporters.observations import (
     Observed,
     ReferenceObservation,
 )
+from tenant.transport import AZURE_SERVICES
 
 # No `_created` series: one more series per counter child that no rule or panel reads
 # (issue 16). prometheus_client's switch is process-wide; every process that exports
@@ -201,6 +202,14 @@ class Metrics:
             "How often the probe is scheduled to run (alerts measure staleness with it).",
             by_probe,
         )
+        self.azure_requests = counter(
+            "secretwarden_azure_requests",
+            "HTTP requests sent to Azure by the probes and remediation, retries included, "
+            "by service (entra, graph, keyvault, arm).",
+            ("service",),
+        )
+        for service in AZURE_SERVICES:
+            self.azure_requests.labels(service=service)
         self.build_info = gauge(
             "secretwarden_build_info", "The running secretwarden's version.", ("version",)
         )
@@ -295,6 +304,11 @@ class Metrics:
         )
 
     # recording -------------------------------------------------------------------
+
+    def count_azure_request(self, service: str) -> None:
+        """tenant.connect.TenantSession's ``on_request``: one request sent to ``service``."""
+        self.azure_requests.labels(service=service).inc()
+        self.changed()
 
     def config_reloaded(self, ok: bool, at: datetime) -> None:
         self.changed()
