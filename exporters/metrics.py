@@ -132,7 +132,9 @@ class Metrics:
         registry.register(_Prerendered(own))
         self._expiry = _ExpiryCollector()
         own.register(self._expiry)
-        self._text: Exposition | None = None  # None: changed since the last render
+        self._text = Exposition()
+        self._changes = 1  # counts changes; the text is of change number _rendered_change
+        self._rendered_change = 0
         self._render_lock = threading.Lock()
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("target",)) -> Gauge:
@@ -248,28 +250,26 @@ class Metrics:
     @property
     def stale(self) -> bool:
         """True when something changed since the text was last rendered."""
-        return self._text is None
+        return self._rendered_change != self._changes
 
     def changed(self) -> None:
-        self._text = None
+        self._changes += 1
 
     def refresh(self) -> Exposition:
         """Render the families' text if anything changed since the last render (safe
-        from a worker thread: prometheus_client's metrics lock their values)."""
+        from a worker thread: prometheus_client's metrics lock their values). A change
+        made during the render leaves the text stale, to be rendered again."""
         with self._render_lock:
-            text = self._text
-            if text is None:
-                self._text = None  # a change during the render marks it again
-                text = Exposition.of(generate_latest(self._own))
-                if self._text is None:
-                    self._text = text
-            return text
+            if self.stale:
+                seen = self._changes
+                self._text = Exposition.of(generate_latest(self._own))
+                self._rendered_change = seen
+            return self._text
 
     def exposition(self) -> Exposition:
         """The families' text as of the last change: a copy unless a change since the
         last :meth:`refresh` has not been rendered yet (then rendered now)."""
-        text = self._text
-        return text if text is not None else self.refresh()
+        return self.refresh() if self.stale else self._text
 
     # targets ---------------------------------------------------------------------
 
