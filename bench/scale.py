@@ -145,7 +145,7 @@ def measure(targets: int, window: float) -> dict[str, float]:
                 time.sleep(window)
                 cpu1, req1, w1 = cpu_seconds(proc.pid), counted(client, admin), time.monotonic()
                 rss = proc_status(proc.pid, "VmRSS") / 1024
-                body = httpx.get(base + "/metrics").text
+                body = httpx.get(base + "/metrics", timeout=120).text
                 series = sum(len(f.samples) for f in text_string_to_metric_families(body))
                 times = []
                 with httpx.Client(timeout=120) as scraper:
