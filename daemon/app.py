@@ -61,9 +61,14 @@ ObservationHook = Callable[[Observed], Awaitable[None]]
 ReloadStep = Callable[[Config], Callable[[], None]]
 Clock = Callable[[], datetime]
 log = get_logger("secretwarden.daemon")
-# How long after a probe finishes the probes' metrics are rendered again: the probes
-# that finish meanwhile share one render (at 500 targets ~30 finish per second).
+# How long after a probe finishes the probes' metrics are rendered again, at least: the
+# probes that finish meanwhile share one render (at 500 targets ~30 finish per second).
+# With many targets the delay grows to 10 renders' time, so rendering stays under ~10%
+# of a core; and once a render costs more than RENDER_ON_SCRAPE_SECONDS, a scrape copies
+# a text up to two delays old instead of rendering (below that, a scrape after a change
+# renders: it is cheap, and the text is exact).
 METRICS_REFRESH_DELAY = 1.0
+RENDER_ON_SCRAPE_SECONDS = 0.02
 
 
 def utcnow() -> datetime:
@@ -512,7 +517,10 @@ class Daemon:
             if self.metrics.stale:
                 self._spawn(asyncio.to_thread(self.metrics.refresh))
 
-        self._refresh = asyncio.get_running_loop().call_later(METRICS_REFRESH_DELAY, due)
+        delay = max(METRICS_REFRESH_DELAY, 10 * self.metrics.render_seconds)
+        costly = self.metrics.render_seconds > RENDER_ON_SCRAPE_SECONDS
+        self.metrics.fresh_for = 2 * delay if costly else 0.0
+        self._refresh = asyncio.get_running_loop().call_later(delay, due)
 
     async def run_all_once(self) -> list[Observed]:
         """Every probe of every target once, concurrently (for ``check`` and tests)."""

@@ -16,7 +16,9 @@ the registry (issue 16: a scrape is a copy). Reading the registry any other way
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -135,6 +137,10 @@ class Metrics:
         self._text = Exposition()
         self._changes = 1  # counts changes; the text is of change number _rendered_change
         self._rendered_change = 0
+        self.rendered_at = -math.inf  # time.monotonic() of the last render
+        self.render_seconds = 0.0  # how long the last render took
+        # A scrape may copy a stale text this young (0: never; the daemon sets it).
+        self.fresh_for = 0.0
         self._render_lock = threading.Lock()
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("target",)) -> Gauge:
@@ -260,16 +266,30 @@ class Metrics:
         from a worker thread: prometheus_client's metrics lock their values). A change
         made during the render leaves the text stale, to be rendered again."""
         with self._render_lock:
-            if self.stale:
-                seen = self._changes
-                self._text = Exposition.of(generate_latest(self._own))
-                self._rendered_change = seen
-            return self._text
+            return self._render()
+
+    def _render(self) -> Exposition:
+        if self.stale:
+            seen, started = self._changes, time.monotonic()
+            self._text = Exposition.of(generate_latest(self._own))
+            self._rendered_change = seen
+            self.rendered_at = time.monotonic()
+            self.render_seconds = self.rendered_at - started
+        return self._text
 
     def exposition(self) -> Exposition:
-        """The families' text as of the last change: a copy unless a change since the
-        last :meth:`refresh` has not been rendered yet (then rendered now)."""
-        return self.refresh() if self.stale else self._text
+        """The families' text: a copy when nothing changed since the last render, or
+        when the last render is younger than :attr:`fresh_for` seconds (the daemon
+        renders again shortly after probes finish), or while another render is under
+        way; otherwise rendered now."""
+        if not self.stale or time.monotonic() - self.rendered_at < self.fresh_for:
+            return self._text
+        if not self._render_lock.acquire(blocking=False):
+            return self._text  # a worker thread is rendering: never wait for it
+        try:
+            return self._render()
+        finally:
+            self._render_lock.release()
 
     # targets ---------------------------------------------------------------------
 

@@ -277,3 +277,17 @@ def test_counters_have_no_created_series() -> None:
     reg = CollectorRegistry()
     Metrics(reg, "0").add_target("portal")
     assert b"_created" not in generate_latest(reg)
+
+
+def test_a_scrape_copies_a_young_text_and_never_waits_for_a_render() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(reg, "0")
+    m.add_target("portal")
+    first = m.exposition()
+    m.config_reloaded(False, NOW)
+    m.fresh_for = 3600.0  # as the daemon sets it once a render is costly
+    assert m.exposition() is first  # stale but young: copied
+    m.fresh_for = 0.0
+    with m._render_lock:  # a worker thread is rendering
+        assert m.exposition() is first
+    assert b"secretwarden_config_last_reload_successful 0.0" in m.exposition().text
