@@ -204,7 +204,8 @@ def main() -> None:
     computed = graph_calls_per_hour(defaults.graph.interval_seconds) + sum(
         3600 / defaults.schedule(p).interval_seconds * CALLS_PER_RUN[p] for p in CALLS_PER_RUN
     )
-    rows.append(("Azure requests/hour/target, computed", f"{computed:.0f} (+ <= 3 operator tokens per daemon)"))
+    tokens = "(+ <= 3 operator tokens per daemon)"
+    rows.append(("Azure requests/hour/target, computed", f"{computed:.0f} {tokens}"))
 
     scale = 60.0
     run_seconds = 30.0
