@@ -13,6 +13,12 @@ and its latency is measured:
 - while 100 bad logins a second arrive from 100 addresses (127.0.0.2-101), so that
   the per-client throttle does not stop them and the verification queue must.
 
+After the table, a second one (alone: ``--unknown-users``, about 15 s): what an unknown
+username costs, in process against :class:`daemon.webauth.BasicAuth` with real bcrypt,
+with users of cost 10 and one of cost 14 (standing in for the issue's cost-18 user, 16
+times cheaper so that the bench stays short): now (a dummy of the cheapest cost) and
+as main did (the dearest configured hash).
+
 The attacker is a separate process (`--attack`), so its own work does not slow the
 scraper's measurement. The daemon runs with a systemd watchdog of 2 s (``NOTIFY_SOCKET``
 is a socket of this script's), so it pings ``WATCHDOG=1`` every second from its event
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -42,6 +49,7 @@ from pathlib import Path
 
 import bcrypt
 import httpx
+from table import print_table  # bench/table.py: the script's folder is on sys.path
 
 from daemon.config import ProbesSection
 from daemon.sandbox_config import write_sandbox_config
@@ -203,6 +211,50 @@ def run_attacker(url: str, ca: str, addresses: int) -> subprocess.Popen[str]:
     )
 
 
+async def unknown_user_rows() -> list[tuple[str, str]]:
+    """Median time of an unknown name's 401, of a known name's wrong password, and of a
+    correct first login queued behind five unknown names, now and with main's rule."""
+    from daemon import webauth
+    from daemon.webauth import AuthLimits, BasicAuth, Verdict
+
+    def hashed(password: str, cost: int) -> str:
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
+
+    users = {"prom": hashed(PASSWORD, 10), "alice": hashed("a", 10), "dear": hashed("d", 14)}
+    limits = AuthLimits(failure_burst=1e9, failures_per_minute=1e9, max_waiting=1000)
+
+    def basic(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    async def timed(auth: BasicAuth, user: str, password: str) -> float:
+        t = time.perf_counter()
+        await auth.check(basic(user, password), "10.0.0.1")
+        return time.perf_counter() - t
+
+    rows = []
+    for rule in ("now", "as main did"):
+        auth = BasicAuth(users, limits)
+        if rule == "as main did":
+            auth._dummy = max(users.values(), key=webauth._work)  # main's rule, replayed
+        try:
+            unknown = statistics.median([await timed(auth, f"nobody{i}", "x") for i in range(5)])
+            known = statistics.median([await timed(auth, "prom", f"wrong{i}") for i in range(5)])
+            queued = [asyncio.create_task(timed(auth, f"x{i}", "x")) for i in range(5)]
+            await asyncio.sleep(0)  # the five are waiting for the verifier first
+            t = time.perf_counter()
+            assert await auth.check(basic("prom", PASSWORD), "10.0.0.2") is Verdict.OK
+            login = time.perf_counter() - t
+            await asyncio.gather(*queued)
+        finally:
+            auth.close()
+        rows += [
+            (f"unknown name, 401, median ms ({rule})", f"{unknown * 1000:.0f}"),
+            (f"known name, wrong password, median ms ({rule})", f"{known * 1000:.0f}"),
+            (f"right login behind 5 unknown names, ms ({rule})", f"{login * 1000:.0f}"),
+        ]
+    return rows
+
+
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d, SandboxThread(ca_dir=Path(d) / "ca") as sb:
@@ -245,6 +297,8 @@ def main() -> None:
             f"| {name:<33} | {med:16.2f} | {p99:13.2f} | {ratio:12.2f} | {n:7d} | {gap:18.2f} "
             f"| {counts['401']:10d} | {counts['429']:10d} | {counts['503']:10d} | {other:5d} |"
         )
+    print()
+    print_table(asyncio.run(unknown_user_rows()))
 
 
 if __name__ == "__main__":
@@ -252,8 +306,11 @@ if __name__ == "__main__":
     parser.add_argument("--attack", metavar="URL")
     parser.add_argument("--ca")
     parser.add_argument("--addresses", type=int, default=1)
+    parser.add_argument("--unknown-users", action="store_true", help="only the second table")
     args = parser.parse_args()
-    if args.attack:
+    if args.unknown_users:
+        print_table(asyncio.run(unknown_user_rows()))
+    elif args.attack:
         result = asyncio.run(attack(args.attack, args.ca, RATE, args.addresses, SECONDS + 2.0))
         print(json.dumps(result))
     else:

@@ -98,6 +98,8 @@ class Soak:
             listen_address=f"127.0.0.1:{port}",
             intervals={p: HOUR for p in ("expiry", "health", "graph", "reference")},
             remediation={
+                "enabled": True,  # remediation off is read-only: the webhook would be refused
+                "builtin_triggers": False,  # only the soak's webhook calls start runs
                 "max_rotations_per_day": 1_000_000,
                 "backoff_initial_seconds": 0.001,
                 "backoff_max_seconds": 0.001,

@@ -49,10 +49,12 @@ from exporters.observations import (
     Observed,
     ReferenceObservation,
 )
+from exporters.operator import OperatorCredentialMetrics, probe_operator_credential
 from exporters.reads import Pace, TargetReads, forgetting_on_write
 from exporters.reference import probe_reference
 from remediation.service import Remediator
 from tenant.connect import TenantSession
+from tenant.operator import OperatorExpiry
 from tenant.ports import TargetClients
 
 ObservationHook = Callable[[Observed], Awaitable[None]]
@@ -106,6 +108,7 @@ class _Opened(NamedTuple):
     stack: AsyncExitStack
     clients: dict[str, TargetClients]
     http: httpx.AsyncClient
+    session: TenantSession
 
 
 class Daemon:
@@ -132,6 +135,9 @@ class Daemon:
         self.clock = clock
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics(self.registry, __version__)
+        self.operator = OperatorCredentialMetrics(self.registry)
+        self._session: TenantSession | None = None
+        self._operator_said: tuple[str, datetime | None, str] | None = None
         self.observers: list[ObservationHook] = []
         # Called on stop, before the tenant clients close (remediation cancels its runs
         # here; their journal stays unfinished and resumes on the next start).
@@ -214,7 +220,7 @@ class Daemon:
         except BaseException:
             await stack.aclose()
             raise
-        return _Opened(stack, clients, http)
+        return _Opened(stack, clients, http, session)
 
     async def _close_targets(self) -> None:
         for retired in self._retired:
@@ -222,7 +228,7 @@ class Daemon:
         self._retired.clear()
         if self._stack is not None:
             await self._stack.aclose()
-        self._stack, self._clients, self._http = None, {}, None
+        self._stack, self._clients, self._http, self._session = None, {}, None, None
 
     async def _retire(self, stack: AsyncExitStack, config: Config) -> None:
         """Close a replaced config's clients once nothing can still be using them:
@@ -258,6 +264,17 @@ class Daemon:
                     next_run_time=first_run,
                     replace_existing=True,
                 )
+        expiry = config.probes.expiry  # the daemon's own credential, on the expiry schedule
+        self._scheduler.add_job(
+            self.check_operator_credential,
+            IntervalTrigger(seconds=expiry.interval_seconds, jitter=expiry.jitter_seconds),
+            id="operator",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, math.ceil(expiry.interval_seconds)),
+            next_run_time=first_run,
+            replace_existing=True,
+        )
         inv = config.inventory
         if inv.enabled:
             self._scheduler.add_job(
@@ -270,6 +287,36 @@ class Daemon:
                 next_run_time=first_run,
                 replace_existing=True,
             )
+
+    async def check_operator_credential(self) -> OperatorExpiry | None:
+        """Export when the daemon's own credential expires (exporters/operator.py); one
+        log line when what is known about it changes. None before the daemon starts."""
+        if self._session is None:
+            return None
+        task = asyncio.current_task()
+        if task is not None:
+            self._probing.add(task)
+        try:
+            configured = self.config.identity.credential_expires_at
+            got = await probe_operator_credential(self._session, configured, self.operator)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            return None
+        finally:
+            if task is not None:
+                self._probing.discard(task)
+        said = (got.source, got.end, got.why)
+        if said != self._operator_said:
+            self._operator_said = said
+            log.info(
+                "operator credential",
+                kind=got.kind,
+                expires=got.end.isoformat() if got.end else None,
+                source=got.source or None,
+                note=got.why or None,
+            )
+        return got
 
     async def _scheduled_inventory(self) -> None:
         """The scheduler's inventory job (cancelled by :meth:`stop` like a probe)."""
@@ -297,7 +344,7 @@ class Daemon:
         except BaseException:
             await self.web.stop()
             raise
-        self._stack, self._clients, self._http = opened
+        self._stack, self._clients, self._http, self._session = opened
         self.metrics.set_targets(t.name for t in self.config.targets)
         self._export_intervals(self.config)
         self.metrics.config_reloaded(True, self.clock())
@@ -412,17 +459,19 @@ class Daemon:
                 log.warning("web setting changed; it takes effect after a restart", setting=what)
             for commit in commits:
                 commit()
-            if new.remediation.model_copy(update={"enabled": False}) != (
-                self.config.remediation.model_copy(update={"enabled": False})
+            live = {"enabled": False, "builtin_triggers": True}  # read at each observation
+            if new.remediation.model_copy(update=live) != (
+                self.config.remediation.model_copy(update=live)
             ):
                 log.warning(
-                    "remediation settings changed; all but 'enabled' take effect after a restart"
+                    "remediation settings changed; all but 'enabled' and 'builtin_triggers' "
+                    "take effect after a restart"
                 )
             if self._scheduler is not None:
                 self._scheduler.remove_all_jobs()
             old, old_stack = self.config, self._stack
             self.config = new
-            self._stack, self._clients, self._http = opened
+            self._stack, self._clients, self._http, self._session = opened
             for reads in self._reads.values():
                 reads.forget()  # new clients, maybe a new identity or vault
             if old_stack is not None:

@@ -16,6 +16,7 @@ from exporters.observations import (
 )
 from tenant.errors import TenantError
 from tenant.models import SignInsUnreadable
+from tenant.operator import OperatorExpiry
 from tenant.ports import TargetClients
 
 
@@ -62,7 +63,9 @@ async def sign_in_note(clients: TargetClients) -> tuple[bool, str]:
             app_id, datetime.now(UTC) - timedelta(hours=1)
         )
     except TenantError as e:
-        return False, f"sign-in log not read ({e}); removal proof falls back to activeVersion"
+        # Not a finding about the log: the operator could not even read the app (the
+        # rows above say why). Until it can, nothing is rotated or removed at all.
+        return False, f"sign-in log not checked: {e}"
     if isinstance(got, SignInsUnreadable):
         return False, (
             f"sign-in log unreadable ({got.reason}): grant AuditLog.Read.All for the "
@@ -79,11 +82,22 @@ def print_table(rows: list[tuple[str, str, str, str]], out: TextIO) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3], file=out)
 
 
+def operator_row(got: OperatorExpiry | None, now: datetime) -> tuple[str, str, str, str]:
+    """The daemon's own credential (issue 15): FAIL once expired, a note when unknown."""
+    if got is None or got.end is None:
+        why = got.why if got is not None else "not checked"
+        return ("-", "operator", "note", f"expiry of the daemon's own credential unknown: {why}")
+    days = (got.end - now).total_seconds() / 86400
+    detail = f"the daemon's own {got.kind} expires in {days:.1f} days (from {got.source})"
+    return ("-", "operator", "ok" if days > 0 else "FAIL", detail)
+
+
 async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
     daemon = Daemon(config)
     await daemon.start(serve_web=False, schedule=False)
     try:
         results = await daemon.run_all_once()
+        operator = await daemon.check_operator_credential()
         notes = []
         if config.remediation.use_sign_ins:
             for t in config.targets:
@@ -99,6 +113,8 @@ async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
         rows.append((observed.target, observed.probe, "ok" if passed else "FAIL", detail))
     for name, (readable, detail) in notes:
         rows.append((name, "sign_ins", "ok" if readable else "note", detail))
+    rows.append(operator_row(operator, now))
+    failed += rows[-1][2] == "FAIL"
     print_table(rows, out)
     print(f"\n{len(rows) - failed}/{len(rows)} checks passed", file=out)
     return 1 if failed else 0

@@ -1,4 +1,5 @@
-"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, status, inventory).
+"""``secretwarden``: the command line (run, check, demo, sandbox, rotate, cleanup, status,
+inventory).
 
 Flags follow the Prometheus exporters' style (``--config.file``,
 ``--web.listen-address``). A bad config prints every problem with its path and exits
@@ -106,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS"
     )
     demo.add_argument("--describe", type=Path, metavar="FILE", help="write the sandbox's facts")
+    demo.add_argument(
+        "--log.file",
+        dest="log_file",
+        type=Path,
+        metavar="FILE",
+        default=None,
+        help="where the daemon's log goes (JSON lines; default: secretwarden-demo.log in "
+        "the temporary directory); the terminal shows the timeline",
+    )
     _add_logging(demo)
 
     sb = sub.add_parser("sandbox", help="run the local stand-in for the Azure tenant")
@@ -122,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--target", required=True, metavar="NAME")
     rotate.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
     _add_logging(rotate)
+
+    clean = sub.add_parser(
+        "cleanup",
+        help="remove old secrets pending removal whose proof arrived or whose overlap ended",
+    )
+    _add_config(clean)
+    clean.add_argument("--target", metavar="NAME", default=None, help="default: every target")
+    _add_logging(clean)
 
     status = sub.add_parser("status", help="current and recent remediations")
     _add_config(status)
@@ -201,17 +219,26 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if command in ("rotate", "status"):
         return _remediate(command, args)
+    if command == "cleanup":
+        from daemon.cleanup_cli import cleanup
+
+        return cleanup(args)
     if command == "sandbox":
         _logging(args)
         from daemon.sandbox_cmd import run_sandbox
 
         return asyncio.run(run_sandbox(args))
     if command == "demo":
-        _logging(args)
-        from daemon.demo import run_demo
+        from daemon.demo import demo_log_file, run_demo
 
-        return asyncio.run(run_demo(args))
-    config = load_checked_config(args.config_file)
+        log_file = args.log_file or demo_log_file()
+        # The terminal is the timeline's; the daemon's own log goes to a file it names.
+        with log_file.open("w", buffering=1) as stream:
+            configure_logging(args.log_format or "json", args.log_level or "info", stream)
+            return asyncio.run(run_demo(args, log_file=log_file))
+    # `run --config.check` changes nothing on disk (no state directory made).
+    check_only = command == "run" and args.config_check
+    config = load_checked_config(args.config_file, create=not check_only)
     if command == "run":
         web = _web(config, args)
         if args.config_check:

@@ -14,11 +14,14 @@ import os
 import stat
 import tomllib
 from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from daemon import config_checks as checks
+from daemon.config_checks import DAY, HOUR, SECOND, in_unit
 from daemon.logging import REDACTOR
 from daemon.webauth import checked_users
 from tenant.endpoints import CLOUDS, Cloud, RetryPolicy
@@ -50,7 +55,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
+# Durations: a bare number in the key's unit, or Prometheus' notation (30d, 12h, 90m, 2w).
+PositiveSeconds = Annotated[float, BeforeValidator(in_unit(SECOND)), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(in_unit(SECOND)), Field(ge=0)]
+Hours = Annotated[float, BeforeValidator(in_unit(HOUR)), Field(ge=0)]
+PositiveDays = Annotated[float, BeforeValidator(in_unit(DAY)), Field(gt=0)]
+# Azure names these by GUID only; a display name or a subscription name is a mistake.
+ClientId = Annotated[
+    str | None, AfterValidator(checks.guid("the Application (client) ID on its Overview"))
+]
+ObjectId = Annotated[str | None, AfterValidator(checks.guid("the Object ID on its Overview"))]
+SubscriptionId = Annotated[
+    str, AfterValidator(checks.guid("the Subscription ID, not the subscription's name"))
+]
+TenantId = Annotated[str | None, AfterValidator(checks.tenant)]
 
 
 def _https_url(value: str) -> str:
@@ -104,10 +122,35 @@ class WebSection(_Model):
 
 class IdentitySection(_Model):
     kind: Literal["default", "client_secret", "certificate"] = "default"
-    tenant_id: str | None = None
-    client_id: str | None = None
+    tenant_id: TenantId = None
+    client_id: ClientId = None
     client_secret_file: Path | None = None
+    # The operator's certificate (PEM: the certificate and its private key), e.g. handed
+    # over by systemd's LoadCredential= like the secret; ``certificate_file`` is its
+    # older name.
+    client_certificate_file: Path | None = None
     certificate_file: Path | None = None
+    # When the operator's own credential expires, for the expiry metric when neither
+    # the certificate file nor Graph can say (a TOML date or date-time, UTC if naive).
+    credential_expires_at: datetime | None = None
+
+    @field_validator("credential_expires_at", mode="before")
+    @classmethod
+    def _when(cls, value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime(value.year, value.month, value.day)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_certificate_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_certificate_file" in data:
+            if "certificate_file" in data:
+                raise ValueError("set client_certificate_file or certificate_file, not both")
+            data = {**data, "certificate_file": data["client_certificate_file"]}
+        return data
 
     @model_validator(mode="after")
     def _needs(self) -> IdentitySection:
@@ -117,7 +160,7 @@ class IdentitySection(_Model):
         if self.kind == "client_secret" and self.client_secret_file is None:
             missing.append("client_secret_file")
         if self.kind == "certificate" and self.certificate_file is None:
-            missing.append("certificate_file")
+            missing.append("client_certificate_file")
         if missing:
             raise ValueError(f"kind {self.kind!r} needs {', '.join(missing)}")
         return self
@@ -166,7 +209,7 @@ class ProbeSchedule(_Model):
 
     interval_seconds: PositiveSeconds
     timeout_seconds: PositiveSeconds
-    jitter_seconds: Annotated[float, Field(ge=0)]
+    jitter_seconds: Seconds
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> ProbeSchedule:
@@ -185,26 +228,26 @@ class ExpirySchedule(ProbeSchedule):
     # by this daemon makes the shared reads forget (exporters/reads.py).
     interval_seconds: PositiveSeconds = 900
     timeout_seconds: PositiveSeconds = 60
-    jitter_seconds: Annotated[float, Field(ge=0)] = 15
+    jitter_seconds: Seconds = 15
 
 
 class HealthSchedule(ProbeSchedule):
     interval_seconds: PositiveSeconds = 30
     timeout_seconds: PositiveSeconds = 10
-    jitter_seconds: Annotated[float, Field(ge=0)] = 3
+    jitter_seconds: Seconds = 3
 
 
 class GraphSchedule(ProbeSchedule):
     interval_seconds: PositiveSeconds = 60
     timeout_seconds: PositiveSeconds = 30
-    jitter_seconds: Annotated[float, Field(ge=0)] = 5
+    jitter_seconds: Seconds = 5
 
 
 class ReferenceSchedule(ProbeSchedule):
     # 15 min (was 2; issue 16's request budget): remediation verifies its own reloads.
     interval_seconds: PositiveSeconds = 900
     timeout_seconds: PositiveSeconds = 30
-    jitter_seconds: Annotated[float, Field(ge=0)] = 10
+    jitter_seconds: Seconds = 10
 
 
 class ProbesSection(_Model):
@@ -223,7 +266,7 @@ class RetrySection(_Model):
 
     total: Annotated[int, Field(ge=0)] = 3
     backoff_factor: Annotated[float, Field(ge=0)] = 0.8
-    backoff_max: Annotated[float, Field(ge=0)] = 60.0
+    backoff_max: Seconds = 60.0
     timeout_seconds: PositiveSeconds = 30.0
 
     def to_policy(self) -> RetryPolicy:
@@ -240,41 +283,44 @@ RUNGS: tuple[Rung, ...] = ("refresh", "config_change", "restart", "stop_start")
 
 
 class RemediationSection(_Model):
-    """``[remediation]``: see docs/remediation.md. ``enabled`` turns on the built-in
-    policy triggers (probe results); the webhook works when ``webhook_token_file`` is
-    set, and ``secretwarden rotate`` always works."""
+    """``[remediation]``: see docs/remediation.md. ``enabled = false`` is read-only: the
+    daemon writes nothing to Azure (no policy or webhook run, no cleanup, no recovery);
+    ``secretwarden rotate`` and ``secretwarden cleanup`` always work. With ``enabled``,
+    ``builtin_triggers`` (the policy) and the webhook (``webhook_token_file``) start runs."""
 
-    enabled: bool = False
+    enabled: bool = False  # false: read-only, nothing written to Azure (docs/remediation.md)
+    # The probe-driven policy; false: only the webhook (and the CLI) start runs.
+    builtin_triggers: bool = True
     dry_run: bool = False
-    rotate_before_days: Annotated[float, Field(gt=0)] = 30
+    rotate_before_days: PositiveDays = 30
     heal_after_failures: Annotated[int, Field(ge=1)] = 3
     max_rotations_per_day: Annotated[int, Field(ge=0)] = 2
-    secret_lifetime_days: Annotated[int, Field(ge=1, le=730)] = 180
-    grace_period_seconds: Annotated[float, Field(ge=0)] = 0
+    secret_lifetime_days: Annotated[int, BeforeValidator(in_unit(DAY)), Field(ge=1, le=730)] = 180
+    grace_period_seconds: Seconds = 0
     webhook_token_file: Path | None = None
-    backoff_initial_seconds: Annotated[float, Field(gt=0)] = 300
-    backoff_max_seconds: Annotated[float, Field(gt=0)] = 21600
+    backoff_initial_seconds: PositiveSeconds = 300
+    backoff_max_seconds: PositiveSeconds = 21600
     circuit_failures: Annotated[int, Field(ge=1)] = 3
-    circuit_reset_seconds: Annotated[float, Field(gt=0)] = 86400
+    circuit_reset_seconds: PositiveSeconds = 86400
     display_name_prefix: Annotated[str, Field(min_length=1, max_length=60)] = "secretwarden"
-    propagation_timeout_seconds: Annotated[float, Field(gt=0)] = 180
-    propagation_poll_seconds: Annotated[float, Field(gt=0)] = 2
-    refresh_timeout_seconds: Annotated[float, Field(gt=0)] = 60
-    cold_start_timeout_seconds: Annotated[float, Field(gt=0)] = 300
-    verify_poll_seconds: Annotated[float, Field(gt=0)] = 5
+    propagation_timeout_seconds: PositiveSeconds = 180
+    propagation_poll_seconds: PositiveSeconds = 2
+    refresh_timeout_seconds: PositiveSeconds = 60
+    cold_start_timeout_seconds: PositiveSeconds = 300
+    verify_poll_seconds: PositiveSeconds = 5
     step_attempts: Annotated[int, Field(ge=1)] = 5
     # The reload ladder (docs/remediation.md), in order; a target may name its own.
     reload_rungs: list[Rung] = Field(default_factory=lambda: list(RUNGS))
     # Without proof the app left the old credential, it stays this long.
-    overlap_window_hours: Annotated[float, Field(ge=0)] = 24
+    overlap_window_hours: Hours = 24
     # Retries of a site transition answered 409 (busy) or 429.
     transition_attempts: Annotated[int, Field(ge=1)] = 8
     # How long a Graph read may lag a write (addPassword, removePassword).
-    graph_read_lag_seconds: Annotated[float, Field(ge=0)] = 30
+    graph_read_lag_seconds: Seconds = 30
     # Read the sign-in log for proof (needs AuditLog.Read.All; said once when refused).
     use_sign_ins: bool = True
     # Triggers repeating a run that just ended settled are answered, not run (issue 9).
-    duplicate_window_seconds: Annotated[float, Field(ge=0)] = 60
+    duplicate_window_seconds: Seconds = 60
 
     @model_validator(mode="after")
     def _lifetime_outlasts_the_rotation_window(self) -> RemediationSection:
@@ -302,7 +348,7 @@ class InventorySection(ProbeSchedule):
     enabled: bool = False
     interval_seconds: PositiveSeconds = 3600
     timeout_seconds: PositiveSeconds = 900
-    jitter_seconds: Annotated[float, Field(ge=0)] = 60
+    jitter_seconds: Seconds = 60
     service_principals: bool = False
     # A fresh full listing at least this often, whatever the deltas said (default daily).
     full_scan_interval_seconds: PositiveSeconds = 86400
@@ -320,12 +366,12 @@ class InventorySection(ProbeSchedule):
 
 class TargetSection(_Model):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    tenant_id: str | None = None
-    app_object_id: str | None = None
-    app_client_id: str | None = None
+    tenant_id: TenantId = None
+    app_object_id: ObjectId = None
+    app_client_id: ClientId = None
     key_vault_url: str
     secret_name: str = DEFAULT_SECRET_NAME
-    subscription_id: str
+    subscription_id: SubscriptionId
     resource_group: str
     site_name: str
     app_setting: str | None = None
@@ -336,7 +382,7 @@ class TargetSection(_Model):
     # The reference names a version: the rotation writes the new one into it.
     pinned_reference: bool = False
     reload_rungs: list[Rung] | None = None  # None: [remediation] reload_rungs
-    overlap_window_hours: Annotated[float, Field(ge=0)] | None = None
+    overlap_window_hours: Hours | None = None
 
     @field_validator("reload_rungs")
     @classmethod
@@ -348,14 +394,14 @@ class TargetSection(_Model):
     @field_validator("key_vault_url")
     @classmethod
     def _kv(cls, value: str) -> str:
-        return _https_url(value)
+        return checks.key_vault_url(_https_url(value))
 
     @field_validator("health_url", "graph_probe_url", "app_action_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value
+        return checks.not_a_portal_url(value)
 
     @model_validator(mode="after")
     def _app(self) -> TargetSection:
@@ -386,6 +432,10 @@ class Config(_Model):
                 raise ValueError(
                     f"target {target.name!r} needs tenant_id (or set identity.tenant_id)"
                 )
+            if (
+                host := checks.vault_host_problem(target.key_vault_url, self.cloud.name)
+            ) is not None:
+                raise ValueError(f"target {target.name!r}: key_vault_url: {host}")
         return self
 
     # conversions to what tenant/ takes --------------------------------------------
@@ -451,11 +501,25 @@ def secret_file_problem(path: Path, what: str) -> str | None:
     if info.st_mode & 0o077:
         link = f" (through the symlink {path})" if path.is_symlink() else ""
         return (
-            f"{what}: {path.resolve()} is readable by others (mode "
+            f"{what}: {path.resolve()} is {open_to(info.st_mode)} (mode "
             f"{info.st_mode & 0o777:o}){link}; chmod 600 it, or let systemd's "
             "LoadCredential= hand it over"
         )
     return None
+
+
+def open_to(mode: int) -> str:
+    """Who besides the owner may use a file, in words: "readable by its group",
+    "readable by others", "readable by its group and writable by others"..."""
+    said = []
+    for who, shift in (("its group", 3), ("others", 0)):
+        bits = (mode >> shift) & 0o7
+        can = [w for w, b in (("readable", 4), ("writable", 2), ("executable", 1)) if bits & b]
+        if can:
+            said.append((" and ".join(can), who))
+    if len(said) == 2 and said[0][0] == said[1][0]:
+        return f"{said[0][0]} by its group and others"
+    return " and ".join(f"{can} by {who}" for can, who in said)
 
 
 def read_secret_file(path: Path, section: str) -> str:
@@ -492,7 +556,9 @@ def format_errors(exc: ValidationError) -> list[str]:
         loc = [p for p in error["loc"] if not (isinstance(p, str) and "[" in p)]
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = checks.unknown_key_message(Config, loc)
+        elif error["type"] == "list_type" and loc == ["targets"]:
+            message = checks.TARGETS_AS_TABLE
         elif error["type"] == "missing":
             message = "required"
         path = _loc(loc)
@@ -568,10 +634,7 @@ def unreadable_files(config: Config) -> list[str]:
     connection. Secret files: :func:`secret_files`; the web server's files:
     daemon.webconfig.web_settings.
     """
-    named = (
-        ("identity.certificate_file", config.identity.certificate_file),
-        ("cloud.ca_file", config.cloud.ca_file),
-    )
+    named = (("cloud.ca_file", config.cloud.ca_file),)
     problems = []
     for key, path in named:
         if path is None:
@@ -600,31 +663,44 @@ def secret_files(config: Config) -> list[str]:
             read_secret_file(path, key)
         except ConfigError as exc:
             problems += exc.problems
+    # The operator's certificate file holds its private key: a secret file too.
+    if (cert := config.identity.certificate_file) is not None:
+        problem = secret_file_problem(cert, "identity.client_certificate_file")
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
-def preflight(config: Config) -> list[str]:
+def preflight(config: Config, *, create: bool = True) -> list[str]:
     """Everything :func:`load_config` cannot see: the files and the state directory.
     ``run`` and ``run --config.check`` both stop on these (the web server's TLS files
-    are checked by daemon.webconfig.web_settings)."""
+    are checked by daemon.webconfig.web_settings). ``create=False`` (``--config.check``)
+    changes nothing on disk: a missing state directory is judged by its parent."""
     problems = secret_files(config)
     problems += unreadable_files(config)
-    problems += state_directory_problems(config)
+    problems += state_directory_problems(config, create=create)
     return problems
 
 
-def load_checked_config(path: Path) -> Config:
+def load_checked_config(path: Path, *, create: bool = True) -> Config:
     """:func:`load_config` plus :func:`preflight`: what every command that acts needs."""
     config = load_config(path)
-    problems = preflight(config)
+    problems = preflight(config, create=create)
     if problems:
         raise ConfigError(str(path), problems)
     return config
 
 
-def state_directory_problems(config: Config) -> list[str]:
-    """The state directory must be creatable, readable, writable and searchable."""
+def state_directory_problems(config: Config, *, create: bool = True) -> list[str]:
+    """The state directory must be creatable, readable, writable and searchable.
+    ``create=False``: a missing one is not made, only its nearest existing parent
+    checked (so a check run with sudo leaves no root-owned directory behind)."""
     d = config.daemon.state_directory
+    if not create and not d.exists():
+        parent = next((p for p in d.parents if p.exists()), Path("/"))
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return [f"daemon.state_directory: cannot create {d}: {parent} is not writable"]
+        return []
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

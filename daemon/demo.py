@@ -30,7 +30,10 @@ from remediation.workflow import StepEvent
 from sandbox import Sandbox
 from tenant.models import KEY_ID_TAG
 
-DEMO_INTERVALS = {"expiry": 10.0, "health": 3.0, "graph": 3.0, "reference": 5.0}
+# The expiry probe runs once at start (the first rotation) and then only after the
+# injected expiry is healed, so the second repair is always the Graph probe's heal
+# (issue 15: the README's timeline must be what a run shows).
+DEMO_INTERVALS = {"expiry": 60.0, "health": 3.0, "graph": 3.0, "reference": 5.0}
 DEMO_EXPIRES_IN = timedelta(days=3)
 # A real App Service takes minutes to cold-start and Entra seconds to propagate; the
 # demo keeps both visible but short.
@@ -137,8 +140,8 @@ async def _script(
     in_use = version["tags"].get(KEY_ID_TAG)
     hooks.say(f"demo: expiring the in-use secret {in_use} now; Graph will answer 401")
     await _admin(describe, "POST", f"credentials/{in_use}/expire")
-    # Whichever notices first acts: the Graph probe's 401s (heal) or the expiry probe
-    # seeing the in-use credential expired (rotate); both end in a fresh secret.
+    # The Graph probe's 401s notice first (heal); the expiry probe, next due a minute
+    # after the start, would rotate instead: both end in a fresh secret.
     healed = await _next_run_of(finished, None)
     hooks.say(f"{target}: {healed.action} {healed.phase}: {healed.detail}")
     hooks.say("demo: the app is healthy on a fresh secret; still watching (Ctrl-C to stop)")
@@ -155,9 +158,22 @@ async def _admin(
         return response.json() if response.content else None
 
 
+def demo_log_file() -> Path:
+    """Where ``secretwarden demo`` writes the daemon's log unless told (``--log.file``)."""
+    return Path(tempfile.gettempdir()) / "secretwarden-demo.log"
+
+
 async def run_demo(
-    args: argparse.Namespace, hooks: DemoHooks | None = None, out: TextIO = sys.stdout
+    args: argparse.Namespace,
+    hooks: DemoHooks | None = None,
+    out: TextIO = sys.stdout,
+    *,
+    log_file: Path | None = None,
 ) -> int:
+    """Exit 0 after a clean stop; 2 with one line on stderr when the daemon cannot
+    listen (a port in use), like ``secretwarden run``."""
+    from daemon.web import StartError
+
     hooks = hooks or DemoHooks(out)
     with tempfile.TemporaryDirectory(prefix="secretwarden-demo-") as tmp:
         sb = Sandbox(in_use_expires_in=DEMO_EXPIRES_IN, faults=DEMO_FAULTS)
@@ -182,7 +198,11 @@ async def run_demo(
             install(daemon, say=hooks.say)
             script = asyncio.create_task(_script(daemon, describe, hooks))
             try:
-                await daemon.start()
+                try:
+                    await daemon.start()
+                except StartError as exc:
+                    print(f"secretwarden demo: {exc}", file=sys.stderr, flush=True)
+                    return 2
                 url = f"{daemon.web.scheme}://{daemon.listen_address}"
                 print(
                     "secretwarden demo: the daemon is watching a sandbox portal whose "
@@ -193,6 +213,7 @@ async def run_demo(
                     f"  sandbox admin:  {describe['admin_url'].rstrip('/')}/state\n"
                     f"  app health:     {describe['app_service_url'].rstrip('/')}/health\n"
                     f"  daemon config:  {config_file}"
+                    + (f"\n  daemon log:     {log_file} (JSON lines)" if log_file else "")
                     + (f"\n  describe file:  {args.describe}" if args.describe else "")
                     + "\nCtrl-C to stop.",
                     file=out,

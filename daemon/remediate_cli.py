@@ -5,7 +5,7 @@
   unfinished run for the target (the daemon or an earlier ``rotate`` died), that run is
   finished first (resumed or compensated) and no second rotation is started.
 - ``secretwarden status --config.file PATH`` prints the current and recent remediations
-  from the journal (no Azure call).
+  from the journal (no Azure call), and says when remediation is off (read-only).
 - :func:`install` (called by ``secretwarden run`` before the daemon starts) builds the
   :class:`~remediation.service.Remediator`, feeds it every probe observation, resumes
   unfinished runs once the targets are open, and mounts the Alertmanager webhook.
@@ -196,20 +196,26 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
     daemon.reload_steps.append(reread_token)
     daemon.web.add_routes(webhook_routes(remediator, lambda: current[0]))
     recovering: list[asyncio.Task[list[Outcome]]] = []
+    # `[remediation] enabled = false` is read-only: no run, cleanup or recovery writes
+    # to Azure (followed across reloads); the CLI's `rotate` and `cleanup` still act.
+    remediator.writes_allowed = lambda: daemon.config.remediation.enabled
 
     async def observe(observed: Observed) -> None:
-        if not recovering:  # first probe result: the targets are open now
+        section = daemon.config.remediation
+        if not recovering and section.enabled:  # the targets are open now
             recovering.append(asyncio.create_task(remediator.recover()))
         remediator.note(observed)  # pending removals finish whether or not the policy acts
-        if daemon.config.remediation.enabled:
+        if section.enabled and section.builtin_triggers:
             remediator.observe(observed)
 
     daemon.observers.append(observe)
     daemon.stop_hooks.append(remediator.close)
     daemon.remediator = remediator
+    if not config.remediation.enabled:
+        log.info("remediation off: read-only, nothing is written to Azure")
     log.info(
         "remediation installed",
-        policy=config.remediation.enabled,
+        policy=config.remediation.enabled and config.remediation.builtin_triggers,
         webhook=token is not None,
         dry_run=config.remediation.dry_run,
     )
@@ -235,7 +241,7 @@ def _load(args: argparse.Namespace) -> Config:
 class LivePrinter:
     """Prints each step boundary as one readable line, as it happens."""
 
-    MARK = {"begin": "..", "done": "ok", "failed": "!!", "info": "--", "plan": "=>"}
+    MARK = {"begin": "..", "done": "ok", "failed": "!!", "info": "--", "plan": "=>", "wait": ".."}
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -321,6 +327,14 @@ def _run_line(r: RunRecord, holder: int | None = None) -> str:
 def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
     guards = Guards(guard_settings(config))
     now = datetime.now(UTC)
+    read_only = not config.remediation.enabled
+    if read_only:
+        print(
+            "remediation: off ([remediation] enabled = false): read-only, a daemon with this "
+            "config writes nothing to Azure; pending removals are finished by a daemon with "
+            "remediation on or by `secretwarden cleanup`",
+            file=out,
+        )
     for t in config.targets:
         journal = Journal(config.daemon.state_directory, t.name)
         print(f"target {t.name}", file=out)
@@ -341,7 +355,8 @@ def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
             print(
                 f"  pending removal: {', '.join(p.pending_key_ids)} kept until "
                 f"{p.pending_until} unless proof arrives sooner (the app should be on "
-                f"{p.keep_key_id}, Key Vault version {p.keep_version}): {p.pending_why}",
+                f"{p.keep_key_id}, Key Vault version {p.keep_version}): {p.pending_why}"
+                + ("; remediation is off: `secretwarden cleanup` finishes it" if read_only else ""),
                 file=out,
             )
         # A compensated run (a value lost in a crash, its credential removed) is only

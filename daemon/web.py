@@ -13,6 +13,7 @@ remediation webhook is mounted at ``/api/v1/alerts``) before :meth:`start`.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import math
 import socket
 import ssl
@@ -35,6 +36,35 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Paths that answer without basic auth: the webhook checks its own bearer token.
 _OPEN_PREFIXES = ("/api/",)
 log = get_logger("secretwarden.web")
+
+
+# The SAN kinds the exporter-toolkit compares (DNS names, e-mail addresses, IP addresses,
+# URIs), as Python's getpeercert() names them.
+_SAN_KINDS = ("DNS", "email", "IP Address", "URI")
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def san_allowed(sans: Iterable[tuple[str, object]], allowed: Iterable[str]) -> bool:
+    """Whether a certificate's ``subjectAltName`` entries (as getpeercert() gives them)
+    include an allowed one. IP addresses compare as addresses: Python writes an IPv6
+    SAN ``2001:DB8:0:0:0:0:0:1``, the file ``2001:db8::1``; other kinds compare exactly."""
+    allowed = list(allowed)
+    allowed_ips = {ip for a in allowed if (ip := _ip(a)) is not None}
+    for kind, value in sans:
+        if kind not in _SAN_KINDS or not isinstance(value, str):
+            continue
+        if kind == "IP Address":
+            if _ip(value) in allowed_ips:
+                return True
+        elif value in allowed:
+            return True
+    return False
 
 
 class StartError(Exception):
@@ -91,6 +121,18 @@ class WebServer:
 
     @web.middleware
     async def _guard_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every answer carries the configured headers: refusals (401, 403, 429, 503) and
+        aiohttp's own (404, 405) as much as the endpoints' (the exporter-toolkit sets
+        them before its 401 too)."""
+        try:
+            response = await self._guard(request, handler)
+        except web.HTTPException as exc:
+            exc.headers.update(self.settings.headers)
+            raise
+        response.headers.update(self.settings.headers)
+        return response
+
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._limiter is not None and not self._limiter.take(time.monotonic()):
             return _plain(429, "Too Many Requests\n")
         tls = self.settings.tls
@@ -106,16 +148,12 @@ class WebServer:
             if verdict is not Verdict.OK:
                 auth = 'Basic realm="secretwarden"'
                 return _plain(401, "Unauthorized\n", **{"WWW-Authenticate": auth})
-        response = await handler(request)
-        for name, value in self.settings.headers.items():
-            response.headers[name] = value
-        return response
+        return await handler(request)
 
     @staticmethod
     def _san_allowed(request: web.Request, tls: TLSSettings) -> bool:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
-        sans = {value for _kind, value in (peer or {}).get("subjectAltName", ())}
-        return bool(sans & set(tls.allowed_sans))
+        return san_allowed((peer or {}).get("subjectAltName", ()), tls.allowed_sans)
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         extra = self._exposition() if self._exposition is not None else Exposition()

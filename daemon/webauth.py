@@ -15,8 +15,13 @@ event loop that also pings the systemd watchdog and times the probes:
   gives its token back, so a scraper with the right password never runs dry;
 - a verified (user, password) is cached (bounded, keyed by a SHA-256), so a scrape
   every 15 s costs one hash lookup, not a key derivation, even during an attack;
-- an unknown user is verified against a configured user's hash (the most expensive
-  one), so its answer takes as long as a known user's: timing tells no usernames.
+- an unknown user is verified against a dummy hash (:func:`dummy_hash`) of the scheme
+  and cost of the cheapest configured hash, made of random bytes when the users are
+  set, so it never matches. With users of one cost (the usual case) an unknown name
+  takes as long as a known one: timing tells no usernames. The exporter-toolkit uses a
+  fixed cost-10 dummy; the cheapest configured cost is as fast for cost-10 users and
+  tells nothing for users of another cost either. An unknown name never costs more than
+  the cheapest user (a cost-18 user cannot make every guess take 15 s).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -93,6 +98,25 @@ def hash_problem(hashed: str) -> str | None:
         "expected a bcrypt hash ($2y$..., from `htpasswd -nB`) or a pbkdf2_sha256$... hash "
         "(from `secretwarden hash-password`), not a plain password"
     )
+
+
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def dummy_hash(hashes: Iterable[str]) -> str:
+    """A hash no password matches, costing what the cheapest of ``hashes`` costs to
+    verify (same scheme and cost); random salt and digest, so building it hashes nothing."""
+    cheapest = min(hashes, key=_work, default=None)
+    if cheapest is None:
+        return ""
+    if cheapest.startswith(BCRYPT_PREFIXES):
+        cost = int(cheapest[4:6])
+        salt = bcrypt.gensalt(cost).decode()  # "$2b$NN$" + 22 characters: no hashing
+        return salt + "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(31))
+    iterations = int(cheapest.split("$")[1])
+    b64 = base64.b64encode
+    salt, digest = b64(secrets.token_bytes(16)).decode(), b64(secrets.token_bytes(32)).decode()
+    return f"pbkdf2_sha256${iterations}${salt}${digest}"
 
 
 def _work(hashed: str) -> float:
@@ -210,7 +234,7 @@ class BasicAuth:
         """Replace the users (a reload); forgets every cached success."""
         self._users = {u.encode(): h for u, h in users.items()}
         self._good.clear()
-        self._dummy = max(users.values(), key=_work) if users else ""
+        self._dummy = dummy_hash(users.values())
 
     @property
     def enabled(self) -> bool:
@@ -261,7 +285,8 @@ class BasicAuth:
         hashed = self._users.get(user)
         self._waiting += 1
         try:
-            # An unknown user is checked against a real hash: same work, never a match.
+            # An unknown user is checked against the dummy: the cheapest user's work,
+            # never a match (and `hashed is not None` below, whatever bcrypt says).
             matched = await self._verify(password, hashed if hashed is not None else self._dummy)
         finally:
             self._waiting -= 1

@@ -8,6 +8,9 @@ maps to what. When the flag is given, the file alone decides TLS, basic auth, he
 and the rate limit; ``[web]``'s ``tls_*`` and ``basic_auth_users`` are then ignored
 (with a warning). ``web.listen_address`` (or ``--web.listen-address``) still says where
 to listen. Paths in the file are relative to the file, as in the exporter-toolkit.
+The YAML is read as Go's strict YAML reads it (daemon/goyaml.py: duplicate keys refused,
+unquoted numbers kept as text where a string is wanted). What differs from the
+exporter-toolkit, on purpose, is listed in docs/security.md with its reason.
 
 Both sources become one :class:`WebSettings`; :func:`check_web_settings` finds what
 would stop the server (unreadable files, a key others may read, a key that is not a
@@ -27,7 +30,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
+from daemon import goyaml
 from daemon.config import Config, ConfigError, WebSection, format_errors, secret_file_problem
+from daemon.goyaml import GoScalar
 from daemon.webauth import checked_users
 
 TLS_VERSIONS = {
@@ -37,7 +42,6 @@ TLS_VERSIONS = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 # Go's names (crypto/tls.CipherSuites(), what the exporter-toolkit accepts) -> OpenSSL's.
-# TLS 1.3 suites are not configurable, in Go as in OpenSSL's cipher list.
 CIPHER_SUITES = {
     "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
     "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
@@ -54,7 +58,17 @@ CIPHER_SUITES = {
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
 }
-CURVES = ("CurveP256", "CurveP384", "CurveP521", "X25519")
+# TLS 1.3's suites: Go accepts their names in cipher_suites and ignores them there ("TLS
+# 1.3 ciphersuites are not configurable", crypto/tls); so do we. TLS 1.3 connections use
+# OpenSSL's three standard suites, the same three Go uses.
+TLS13_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+# Go's curve names -> OpenSSL's group names (ssl.SSLContext.set_ecdh_curve).
+CURVES = {
+    "CurveP256": "prime256v1",
+    "CurveP384": "secp384r1",
+    "CurveP521": "secp521r1",
+    "X25519": "X25519",
+}
 # The headers the exporter-toolkit lets a file set, and their allowed values (None: any).
 HEADERS: dict[str, tuple[str, ...] | None] = {
     "Strict-Transport-Security": None,
@@ -78,6 +92,7 @@ class TLSSettings:
     max_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
     ciphers: str | None = None  # OpenSSL cipher list for TLS <= 1.2
     prefer_server_ciphers: bool = True
+    curve: str | None = None  # the one key-exchange group allowed (OpenSSL name); None: defaults
 
     def without_files(self) -> tuple[object, ...]:
         """Everything but the certificate and key: what a reload cannot change."""
@@ -90,6 +105,7 @@ class TLSSettings:
             self.max_version,
             self.ciphers,
             self.prefer_server_ciphers,
+            self.curve,
         )
 
 
@@ -137,6 +153,33 @@ def parse_duration(text: str) -> float:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @_model_validator(mode="before")
+    @classmethod
+    def _go_zero_values(cls, data: Any) -> Any:
+        """A key given no value (``key:``) is Go's zero value: false for a bool, the
+        default (unset) for anything else."""
+        if not isinstance(data, dict):
+            return data
+        out = {}
+        for key, value in data.items():
+            if value is None:
+                field = cls.model_fields.get(key)
+                if field is None or field.annotation is not bool:
+                    continue
+                value = False
+            out[key] = value
+        return out
+
+
+def _text_values(value: Any) -> Any:
+    """A name -> string mapping as Go decodes it into map[string]string: an unquoted
+    ``1`` is ``"1"``, an empty value ``""``."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        str(k): "" if v is None else (str(v) if isinstance(v, str) else v) for k, v in value.items()
+    }
+
 
 class _TLSServerConfig(_Model):
     cert: str | None = None
@@ -152,17 +195,29 @@ class _TLSServerConfig(_Model):
         "RequireAndVerifyClientCert",
     ] = "NoClientCert"
     client_ca_file: Path | None = None
-    client_allowed_sans: list[str] = Field(default_factory=list)
+    # None (absent): no SAN check; [] is refused (_consistent)
+    client_allowed_sans: list[str] | None = None
     min_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] = "TLS12"
     max_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] = "TLS13"
     cipher_suites: list[str] = Field(default_factory=list)
     prefer_server_cipher_suites: bool = True
     curve_preferences: list[str] = Field(default_factory=list)
 
+    @_model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        """``cert_file: ""`` is unset, as in Go (then "missing cert_file"), not the
+        directory the file is in."""
+        if not isinstance(data, dict):
+            return data
+        unset = {"cert", "key", "client_ca", "cert_file", "key_file", "client_ca_file"}
+        unset.add("client_auth_type")  # "" is NoClientCert in Go
+        return {k: v for k, v in data.items() if not (k in unset and v == "")}
+
     @field_validator("cipher_suites")
     @classmethod
     def _ciphers(cls, value: list[str]) -> list[str]:
-        unknown = [c for c in value if c not in CIPHER_SUITES]
+        unknown = [c for c in value if c not in CIPHER_SUITES and c not in TLS13_SUITES]
         if unknown:
             raise ValueError(
                 f"unknown cipher suite(s) {', '.join(unknown)} "
@@ -176,6 +231,14 @@ class _TLSServerConfig(_Model):
         unknown = [c for c in value if c not in CURVES]
         if unknown:
             raise ValueError(f"unknown curve(s) {', '.join(unknown)} (known: {', '.join(CURVES)})")
+        if len(set(value)) > 1:
+            # Python's ssl module sets one key-exchange group (set_ecdh_curve), not a
+            # list: honouring only the first would refuse clients the file allows.
+            raise ValueError(
+                "more than one curve is not supported here (Python's ssl module can "
+                "restrict key exchange to one curve only): list one curve, or remove "
+                "curve_preferences for OpenSSL's defaults (X25519, P-256, X448, P-521, P-384)"
+            )
         return value
 
     @_model_validator(mode="after")
@@ -200,10 +263,29 @@ class _TLSServerConfig(_Model):
             problems.append(f"client_auth_type {self.client_auth_type} needs client_ca_file")
         if has_ca and self.client_auth_type == "NoClientCert":
             problems.append("client_ca_file is set but client_auth_type is NoClientCert")
-        if self.client_allowed_sans and self.client_auth_type != "RequireAndVerifyClientCert":
+        if self.client_allowed_sans == []:
+            # The exporter-toolkit starts and then lets no certificate in; a list that
+            # locks every client out is never what was meant, so say it before start.
+            problems.append(
+                "client_allowed_sans is empty: it would let no client certificate in; "
+                "list the allowed SANs, or remove the key to allow every certificate "
+                "client_ca_file trusts"
+            )
+        elif (
+            self.client_allowed_sans is not None
+            and self.client_auth_type != "RequireAndVerifyClientCert"
+        ):
             problems.append("client_allowed_sans needs client_auth_type RequireAndVerifyClientCert")
         if TLS_VERSIONS[self.min_version] > TLS_VERSIONS[self.max_version]:
             problems.append(f"min_version {self.min_version} is above max_version")
+        only_tls13 = self.cipher_suites and all(c in TLS13_SUITES for c in self.cipher_suites)
+        if only_tls13 and self.max_version != "TLS13":
+            # Go: a list of TLS 1.3 suites only leaves TLS <= 1.2 no suite at all
+            problems.append(
+                "cipher_suites lists only TLS 1.3 suites (not configurable, as in Go), so "
+                "no TLS 1.2 suite is left and max_version allows no TLS 1.3: no client "
+                "could connect"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -219,23 +301,33 @@ class _TLSServerConfig(_Model):
         cert, key = rel(self.cert_file), rel(self.key_file)
         assert cert is not None  # checked by _consistent
         assert key is not None
+        tls12 = [CIPHER_SUITES[c] for c in self.cipher_suites if c in CIPHER_SUITES]
+        min_version = TLS_VERSIONS[self.min_version]
+        if self.cipher_suites and not tls12:
+            min_version = ssl.TLSVersion.TLSv1_3  # as in Go: no suite left below TLS 1.3
         return TLSSettings(
             cert_file=cert,
             key_file=key,
             client_auth=auth,
             client_ca_file=rel(self.client_ca_file),
             client_ca_pem=self.client_ca,
-            allowed_sans=tuple(self.client_allowed_sans),
-            min_version=TLS_VERSIONS[self.min_version],
+            allowed_sans=tuple(self.client_allowed_sans or ()),
+            min_version=min_version,
             max_version=TLS_VERSIONS[self.max_version],
-            ciphers=":".join(CIPHER_SUITES[c] for c in self.cipher_suites) or None,
+            ciphers=":".join(tls12) or None,
             prefer_server_ciphers=self.prefer_server_cipher_suites,
+            curve=CURVES[self.curve_preferences[0]] if self.curve_preferences else None,
         )
 
 
 class _HTTPServerConfig(_Model):
     http2: bool = True  # aiohttp speaks HTTP/1.1; Prometheus scrapes over it either way
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _header_text(cls, value: Any) -> Any:
+        return _text_values(value)
 
     @field_validator("headers")
     @classmethod
@@ -250,14 +342,20 @@ class _HTTPServerConfig(_Model):
 
 
 class _RateLimit(_Model):
-    interval: str = "0"
-    burst: int = Field(default=0, ge=0)
+    interval: float = 0.0  # seconds
+    burst: int = Field(default=0, ge=0)  # 0 (the default, as in Go): every request is refused
 
-    @field_validator("interval")
+    @field_validator("interval", mode="before")
     @classmethod
-    def _interval(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    def _interval(cls, value: Any) -> float:
+        if isinstance(value, GoScalar):
+            if isinstance(value.typed, bool) or not isinstance(value.typed, int | float):
+                raise ValueError(f"not a duration: {str(value)!r} (want e.g. 1s, 500ms, 1m30s)")
+            # Go decodes an unquoted number into a time.Duration as nanoseconds
+            return int(value.typed) / 1e9
+        if not isinstance(value, str):
+            raise ValueError(f"not a duration: {value!r} (want e.g. 1s, 500ms, 1m30s)")
+        return parse_duration(value)
 
 
 class _WebConfigFile(_Model):
@@ -265,6 +363,11 @@ class _WebConfigFile(_Model):
     http_server_config: _HTTPServerConfig = _HTTPServerConfig()
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
     rate_limit: _RateLimit | None = None
+
+    @field_validator("basic_auth_users", mode="before")
+    @classmethod
+    def _hash_text(cls, value: Any) -> Any:
+        return _text_values(value)
 
     @field_validator("basic_auth_users")
     @classmethod
@@ -281,7 +384,9 @@ def load_web_config_file(path: Path) -> WebSettings:
         cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(source, [f"web config file: cannot read {path}: {cause}"]) from None
     try:
-        data: Any = yaml.safe_load(text)
+        data: Any = goyaml.load(text)
+    except goyaml.DuplicateKeyError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -296,10 +401,8 @@ def load_web_config_file(path: Path) -> WebSettings:
         raise ConfigError(source, format_errors(exc)) from None
     base = path.resolve().parent
     rate = None
-    if parsed.rate_limit is not None:
-        seconds = parse_duration(parsed.rate_limit.interval)
-        if seconds > 0:
-            rate = RateLimit(seconds, max(1, parsed.rate_limit.burst))
+    if parsed.rate_limit is not None and parsed.rate_limit.interval > 0:
+        rate = RateLimit(parsed.rate_limit.interval, parsed.rate_limit.burst)
     return WebSettings(
         source=source,
         tls=parsed.tls_server_config.settings(base) if parsed.tls_server_config else None,
@@ -320,8 +423,13 @@ def ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     ctx.maximum_version = tls.max_version
     if tls.ciphers:
         ctx.set_ciphers(tls.ciphers)
+    # on by default in Python's server contexts: false must clear it, not leave it on
     if tls.prefer_server_ciphers:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    if tls.curve is not None:
+        ctx.set_ecdh_curve(tls.curve)  # OpenSSL 3: the only group, TLS 1.2 and 1.3 alike
     load_cert_chain(ctx, tls)
     if tls.client_auth != "none":
         try:

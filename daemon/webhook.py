@@ -129,6 +129,10 @@ def webhook_routes(
             return _reply(202, "accepted: coalesced into a run in progress or just ended", results)
         if not alerts or statuses <= {"resolved"}:
             return _reply(200, "nothing to do", results)
+        if "disabled" in statuses:
+            return _reply(
+                409, "remediation is off: read-only ([remediation] enabled = false)", results
+            )
         if statuses & {"blocked", "busy"}:
             return _reply(409, "blocked by a guard or busy in another process", results)
         return _reply(422, "no alert names a known target and remediation", results)

@@ -9,7 +9,7 @@ unknown app or tenant) or a 403 with a valid token is reported, never acted on.
 from __future__ import annotations
 
 from exporters.observations import GraphAuthObservation
-from remediation.reload import RUNGS, reload_and_verify
+from remediation.reload import ladder_plan, reload_and_verify
 from remediation.results import Diagnosis
 from remediation.rotation import rotate
 from remediation.runner import Run, StepError
@@ -29,7 +29,8 @@ async def heal(run: Run) -> tuple[str, str]:
         run.emit(
             "plan",
             "plan",
-            f"the Key Vault value (version {version}) works; reload the app: " + " -> ".join(RUNGS),
+            f"the Key Vault value (version {version}) works; reload the app: "
+            + ladder_plan(run.settings),
         )
         return "dry_run", "dry run: nothing written"
     if not any(s.startswith("reload.") for s in r.begun + r.done):

@@ -34,6 +34,7 @@ from remediation.clock import Clock
 from remediation.journal import Phase
 from remediation.results import RungApplied, Verified
 from remediation.runner import Run, StepError
+from remediation.settings import WorkflowSettings
 from remediation.verify import Verification, verify_app
 from tenant.models import SiteState
 
@@ -81,6 +82,29 @@ async def wait_verified(
         await clock.sleep(min(poll, max(0.0, deadline - clock.monotonic())))
 
 
+# What each rung's wait is for, as the CLI prints it while it waits.
+WAITS_FOR = {
+    "refresh": "ARM to report the new version as activeVersion (the refresh re-resolves "
+    "asynchronously) and the app to verify",
+    "config_change": "the site's restart (a configuration change re-fetches the reference) "
+    "and the app to verify on the new version",
+    "pin": "the site's restart on the pinned version and the app to verify",
+    "restart": "the cold start and the app to verify on the new version",
+    "stop_start": "the cold start and the app to verify on the new version",
+}
+
+
+def wait_line(rung: str, timeout: float) -> str:
+    """``waiting up to 60s for ...``: said when a rung's wait begins."""
+    return f"waiting up to {timeout:g}s for {WAITS_FOR.get(rung, 'the app to verify')}"
+
+
+def ladder_plan(settings: WorkflowSettings) -> str:
+    """The target's rungs, each with how long it waits: ``refresh (up to 60s) -> ...``."""
+    timeouts = settings.rung_timeouts()
+    return " -> ".join(f"{r} (up to {timeouts[r]:g}s)" for r in settings.ladder())
+
+
 async def reload_app(
     *,
     apply: Callable[[str], Awaitable[bool]],
@@ -89,11 +113,15 @@ async def reload_app(
     timeouts: dict[str, float],
     poll: float,
     rungs: Sequence[str] = RUNGS,
+    waiting: Callable[[str, float], None] | None = None,
+    waited: Callable[[str, float, Verification], None] | None = None,
 ) -> LadderResult:
     """Climb the ladder until ``verify`` passes.
 
     ``apply`` runs (and journals) a rung and returns False when the rung itself failed
     (e.g. ARM refused the refresh); the ladder then climbs without waiting.
+    ``waiting(rung, timeout)`` is called as a rung's wait begins, ``waited(rung,
+    seconds, verification)`` when it ends (the CLI prints both as they happen).
     """
     reason = "not tried"
     unproven: LadderResult | None = None
@@ -102,6 +130,9 @@ async def reload_app(
             reason = f"{rung} failed"
             continue
         climb = rung in CLIMB_WHEN_UNKNOWN
+        if waiting is not None:
+            waiting(rung, timeouts[rung])
+        began = clock.monotonic()
         v = await wait_verified(
             verify,
             clock,
@@ -110,6 +141,8 @@ async def reload_app(
             want_proof=climb,
             patient=rung in ASYNCHRONOUS_RUNGS,
         )
+        if waited is not None:
+            waited(rung, clock.monotonic() - began, v)
         reason = v.reason
         if v.ok and (v.proof is not None or not climb):
             return LadderResult(True, rung, reason, v.proof)
@@ -223,6 +256,13 @@ async def reload_and_verify(
             return False  # journaled as failed; climb to the next rung
         return True
 
+    def waiting(rung: str, timeout: float) -> None:
+        run.emit(f"{prefix}reload.{rung}", "wait", wait_line(rung, timeout))
+
+    def waited(rung: str, seconds: float, v: Verification) -> None:
+        proof = f"; proof: {v.proof}" if v.proof else ""
+        run.emit(f"{prefix}reload.{rung}", "info", f"waited {seconds:.1f}s: {v.reason}{proof}")
+
     result = await reload_app(
         apply=apply,
         verify=check,
@@ -230,6 +270,8 @@ async def reload_and_verify(
         timeouts=run.settings.rung_timeouts(),
         poll=run.settings.verify_poll,
         rungs=run.settings.ladder(),
+        waiting=waiting,
+        waited=waited,
     )
     run.observe_duration("verify", t0)
     phase: Phase = "done" if result.ok else "failed"

@@ -15,7 +15,7 @@ from datetime import datetime
 from exporters.expiry import candidates
 from remediation.decisions import EntraVerdict, is_due, which_old_credential
 from remediation.journal import RUN, crash_point
-from remediation.reload import RUNGS, reload_and_verify
+from remediation.reload import ladder_plan, reload_and_verify
 from remediation.removal import recheck, settle_old
 from remediation.results import (
     Added,
@@ -32,6 +32,7 @@ from remediation.results import (
 )
 from remediation.rollback import rollback
 from remediation.runner import Restart, Run, StepError
+from remediation.settings import WorkflowSettings
 from tenant.errors import TenantError, TooManySecrets
 from tenant.models import (
     KEY_ID_TAG,
@@ -177,6 +178,24 @@ async def old_credential(
     return which_old_credential(True, cands, current.tags.get(KEY_ID_TAG), entra_verdict(proof))
 
 
+def old_credential_plan(settings: WorkflowSettings, old: list[str]) -> str:
+    """What the real run will do with the old credential(s): kept pending removal until
+    proof the app left them, for at most the overlap window (remediation/proof.py)."""
+    hours = settings.overlap_window.total_seconds() / 3600
+    if hours == 0:
+        return f"remove the old credential(s) {old} once the app verifies (overlap window 0)"
+    proofs = ["activeVersion on the new version"]
+    if settings.pinned_reference:
+        proofs.append("the pinned reference")
+    if settings.use_sign_ins:
+        proofs.append("the app's sign-ins with the new credential only")
+    return (
+        f"keep the old credential(s) {old} pending removal: removed as soon as there is "
+        f"proof the app left them ({', or '.join(proofs)}), else after the overlap window "
+        f"({hours:g} h)"
+    )
+
+
 def print_plan(run: Run) -> None:
     f = run.facts
     old = f.old_keys()
@@ -185,9 +204,10 @@ def print_plan(run: Run) -> None:
         f"wait up to {run.settings.propagation_timeout:.0f}s until Entra accepts it",
         f"write it to Key Vault as a new version tagged {KEY_ID_TAG}=<new keyId> "
         f"(current version {f.old_version})",
-        "reload the app: " + " -> ".join(RUNGS) + ", verifying after each",
+        "reload the app: " + ladder_plan(run.settings) + "; climbing only while the app "
+        "does not verify",
         "verify: reference on the new version, /health 200, Graph call OK",
-        f"remove the old credential(s) {list(old)}"
+        old_credential_plan(run.settings, list(old))
         if old
         else f"remove no old credential: {f.old_unsure}",
     ]

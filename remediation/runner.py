@@ -47,7 +47,7 @@ class StepEvent:
     run: str
     action: str
     step: str
-    phase: str  # begin | done | failed | info | plan
+    phase: str  # begin | done | failed | info | plan | wait (a rung's wait begins)
     detail: str = ""
 
 

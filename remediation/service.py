@@ -80,6 +80,15 @@ class _Ended:
 # Outcomes after which an identical trigger would only repeat the run's answer.
 SETTLED = ("success", "nothing_to_do")
 
+READ_ONLY = (
+    "remediation is off ([remediation] enabled = false): this daemon writes nothing to "
+    "Azure; pending removals wait for a daemon with remediation on or `secretwarden cleanup`"
+)
+
+
+def _writes_allowed() -> bool:
+    return True
+
 
 @dataclass
 class Remediator:
@@ -95,11 +104,17 @@ class Remediator:
     # After a run of an action ends settled (SETTLED), the same action's automatic
     # triggers for the target within this many seconds are coalesced into its answer.
     duplicate_window: float = 60.0
+    # False while this process may not write to Azure on its own ([remediation] enabled
+    # = false): no automatic run, no cleanup, no recovery. ``run`` (the CLI) still acts.
+    writes_allowed: Callable[[], bool] = _writes_allowed
 
     def __post_init__(self) -> None:
-        self.metrics = RemediationMetrics(
-            self.registry if self.registry is not None else CollectorRegistry(), self.targets
-        )
+        registry = self.registry if self.registry is not None else CollectorRegistry()
+        # Registered before the metrics it updates, so a scrape sees this scrape's state.
+        registry.register(_JournalWatch(self))
+        self.metrics = RemediationMetrics(registry, self.targets)
+        # The journal's (inode, size, mtime) when the metrics were last rebuilt from it.
+        self._synced: dict[str, tuple[int, int, int] | None] = {}
         self.guards = Guards(self.guard_settings)
         self._running: dict[str, _Running] = {}
         self._ended: dict[str, _Ended] = {}
@@ -111,15 +126,38 @@ class Remediator:
         for name in self.targets:
             self._seed(name)
 
+    def _journal_key(self, name: str) -> tuple[int, int, int] | None:
+        try:
+            st = self.journal(name).path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _seed(self, name: str) -> None:
         """A restart forgets neither a guard, nor the last rotation, nor a credential
         pending removal: replay the journal."""
+        self._synced[name] = self._journal_key(name)
         if access.journal_problem(self.journal(name)) is not None:
             self._update_blocked(name, "rotate")  # shows and logs why, and the fix
             return
         runs = self.journal(name).runs()
         self._update_blocked(name, "rotate", runs)
         self._seed_last_rotation(name, runs)
+
+    def sync_with_journal(self) -> None:
+        """Show what other processes (``secretwarden rotate``, ``cleanup``) wrote to the
+        shared journal: the last rotation, pending removals and guards, as a restart
+        would. Cheap when nothing changed (one stat per target); called on each scrape."""
+        for name in list(self.targets):
+            key = self._journal_key(name)
+            if name in self._synced and self._synced[name] == key:
+                continue
+            self._synced[name] = key
+            if key is not None and name in self.metrics.targets:
+                try:
+                    self._seed(name)
+                except OSError as e:  # unreadable now: the guard shows it on the next trigger
+                    log.warning("journal not read", target=name, error=str(e))
 
     def _seed_last_rotation(self, name: str, runs: list[RunRecord]) -> None:
         rotated = [r.finished for r in runs if r.finished and r.facts.get("rotated")]
@@ -153,6 +191,8 @@ class Remediator:
         has ended (a ``cleanup`` run); otherwise leave it. None when nothing ran."""
         if target not in self.targets or self.running(target) is not None or self.dry_run:
             return None
+        if not self.writes_allowed():
+            return None  # read-only: the pending removal waits (status and docs say so)
         waiting = self.pending(target)
         if not waiting:
             self._show_pending(target)
@@ -286,6 +326,8 @@ class Remediator:
             self._schedule_pending_check(observed.target)
 
     def _schedule_pending_check(self, target: str) -> None:
+        if not self.writes_allowed():
+            return
         busy = self._checks.get(target)
         if (busy is not None and not busy.done()) or not self.pending(target):
             return
@@ -302,6 +344,8 @@ class Remediator:
         """
         if target not in self.targets:
             return TriggerResult(target, action, "unknown_target", f"no target named {target!r}")
+        if not self.writes_allowed():
+            return TriggerResult(target, action, "disabled", READ_ONLY)
         running = self._running.get(target)
         if running is not None and not running.task.done():
             return TriggerResult(
@@ -380,6 +424,12 @@ class Remediator:
         """Resume or compensate every run the journal shows unfinished (concurrently,
         one per target); triggers meanwhile are coalesced into these runs."""
         tasks = []
+        if not self.writes_allowed():
+            for name in self.targets:
+                journal = self.journal(name)
+                if access.journal_problem(journal) is None and journal.unfinished() is not None:
+                    log.warning("unfinished remediation left alone", target=name, why=READ_ONLY)
+            return []
         for name in self.targets:
             if access.journal_problem(self.journal(name)) is not None:
                 continue  # blocked and logged: nothing to read, nothing to resume
@@ -540,6 +590,21 @@ class Remediator:
                 detail=blocked.detail,
             )
         self._blocked[target] = blocked.reason if blocked else None
+
+
+class _JournalWatch:
+    """A collector that yields nothing: on each scrape it brings the remediation
+    metrics up to date with the journal (a local stat; never a call to Azure)."""
+
+    def __init__(self, remediator: Remediator) -> None:
+        self._remediator = remediator
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        self._remediator.sync_with_journal()
+        return []
 
 
 async def _holding(

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox import reload
+from sandbox.assertions import thumbprints
 from sandbox.portal import Portal
 from sandbox.snapshot import state_json
 
@@ -51,7 +52,19 @@ class Admin:
             web.post(f"{PREFIX}/keyvault/{{name}}/{{version}}/disable", self.disable),
             web.post(f"{PREFIX}/keyvault/{{name}}/{{version}}/enable", self.enable),
             web.post(f"{PREFIX}/site/refetch", self.refetch),
+            web.post(f"{PREFIX}/operator/certificates", self.add_operator_certificate),
         ]
+
+    async def add_operator_certificate(self, request: web.Request) -> web.Response:
+        """Register a certificate (``{"certificate": PEM}``) the operator may sign in with,
+        as uploading its public part to the app registration does. Not persisted."""
+        try:
+            pem = str(json.loads(await request.read() or b"{}")["certificate"]).encode()
+            s256, s1, key, end = thumbprints(pem)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json({"error": f"operator certificate: {exc}"}, 400)
+        self.portal.operator_certificates.update({s256: (key, end), s1: (key, end)})
+        return _json({"x5t#S256": s256, "x5t": s1, "endDateTime": end.isoformat()})
 
     async def state(self, request: web.Request) -> web.Response:
         return _json(state_json(self.portal))

@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from sandbox.assertions import JWT_BEARER, assertion_problem
 from sandbox.portal import Portal
 from sandbox.wire import entra_error, json_response
 
@@ -70,9 +71,16 @@ def audience_of(scope: str) -> str | None:
 
 
 def authenticate(
-    portal: Portal, tenant: str, client_id: str, client_secret: str, scope: str
+    portal: Portal,
+    tenant: str,
+    client_id: str,
+    client_secret: str,
+    scope: str,
+    *,
+    assertion: str | None = None,
 ) -> Granted | Refused:
-    """The token endpoint's decision for a client-credentials request."""
+    """The token endpoint's decision for a client-credentials request: with a client
+    secret, or (the operator only) a certificate's client assertion."""
     ids = portal.ids
     if tenant.lower() != ids.tenant_id:
         return Refused(
@@ -91,7 +99,13 @@ def authenticate(
             f"The provided value for the input parameter 'scope' is not valid. "
             f"The scope {scope} is not valid.",
         )
-    if client_id == ids.operator_client_id:
+    if client_id == ids.operator_client_id and assertion is not None:
+        problem = assertion_problem(
+            assertion, client_id, portal.operator_certificates, portal.now()
+        )
+        if problem is not None:
+            return Refused(401, "invalid_client", *problem)
+    elif client_id == ids.operator_client_id:
         if not client_secret or not hmac.compare_digest(
             client_secret.encode(), ids.operator_client_secret.encode()
         ):
@@ -243,7 +257,10 @@ class Entra:
                 "The request body must contain the following parameter: 'client_id'.",
                 now,
             )
-        if not client_secret:
+        assertion = fields.get("client_assertion") or None
+        if assertion is not None and fields.get("client_assertion_type") != JWT_BEARER:
+            assertion = None
+        if not client_secret and assertion is None:
             return entra_error(
                 401,
                 "invalid_client",
@@ -258,6 +275,7 @@ class Entra:
             client_id,
             client_secret,
             fields.get("scope", ""),
+            assertion=assertion,
         )
         if isinstance(outcome, Refused):
             return outcome.response(self.portal)

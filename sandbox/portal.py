@@ -164,6 +164,8 @@ class Portal:
         self.site = Site()
         self.faults = self.default_faults.copy()
         self.tokens: dict[str, Token] = {}
+        # The operator's certificates (sandbox/assertions.py): thumbprint -> (key, end).
+        self.operator_certificates: dict[str, tuple[Any, datetime]] = {}
         self.app = AppStats()
         self.counters: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.methods: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

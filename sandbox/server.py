@@ -29,6 +29,7 @@ from sandbox.appservice import AppService
 from sandbox.arm import Arm
 from sandbox.auditlogs import AuditLogs
 from sandbox.certs import ensure_tls
+from sandbox.denials import forbidden
 from sandbox.directory import Directory
 from sandbox.directory_admin import DirectoryAdmin
 from sandbox.directory_api import DirectoryGraph
@@ -224,7 +225,9 @@ class Sandbox:
             injection = faults.take_injection(service, request.method, request.path)
         if injection is not None:
             await request.read()
-            response: web.StreamResponse = self._injected(service, injection)
+            response: web.StreamResponse = self._injected(
+                service, injection, request.method, request.path
+            )
         else:
             try:
                 response = await handler(request)
@@ -241,11 +244,22 @@ class Sandbox:
             self._persist()
         return response
 
-    def _injected(self, service: str, inj: Injection) -> web.Response:
+    def _injected(
+        self, service: str, inj: Injection, method: str = "GET", path: str = ""
+    ) -> web.Response:
         now = self.portal.now()
         headers = {"Retry-After": str(inj.retry_after)} if inj.retry_after is not None else {}
         status = inj.status
         note = "(injected by the sandbox)"
+        if status == 403:  # a missing role or a closed firewall, in each service's words
+            ids = self.portal.ids
+            denied = forbidden(
+                service, inj.code, method=method, path=path, now=now, headers=headers,
+                operator_client_id=ids.operator_client_id, tenant_id=ids.tenant_id,
+                vault_name=f"{ids.site_name}-kv",
+            )  # fmt: skip
+            if denied is not None:
+                return denied
         if service == "graph":
             code = inj.code or GRAPH_CODES.get(status, "UnknownError")
             message = (

@@ -8,17 +8,20 @@ credential, Key Vault and ARM clients all behave the same under a given
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 
+from tenant.advice import aadsts_fix
 from tenant.endpoints import Cloud, RetryPolicy
-from tenant.errors import TenantError, Unavailable, classify
+from tenant.errors import PermissionDenied, SignInRefused, TenantError, Unavailable, classify
 
 
 def client_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
@@ -103,6 +106,65 @@ def credential_kwargs(cloud: Cloud, retry: RetryPolicy) -> dict[str, Any]:
     return kwargs
 
 
+_AADSTS_TEXT = re.compile(r"AADSTS(\d+):\s*(.*?)(?:\s+Trace ID:|'?\nContent:|'?$)", re.DOTALL)
+# azure-identity refuses, before any request, a token for a tenant the credential was
+# not built for: a resource (the vault's challenge) in another tenant than tenant_id.
+_OTHER_TENANT = re.compile(r"not configured to acquire tokens for tenant (\S+?)\.?(?:\s|$)")
+_NO_IDENTITY = (
+    "no identity found: on an Azure VM give it a managed identity (docs/deploy-systemd.md), "
+    "or set identity.kind to client_secret or certificate"
+)
+
+
+def sign_in_error(error: Exception, service: str, operation: str) -> TenantError | None:
+    """The operator's own sign-in failed (azure-identity raised before ``service`` was
+    asked): Entra's AADSTS code and message, and what to fix. None when ``error`` is
+    a refusal by the service itself (a 401 or 403 with the service's own body)."""
+    if not isinstance(error, ClientAuthenticationError):
+        return None
+    text = str(error)
+    try:
+        body = json.loads(error.response.text()) if error.response is not None else None
+    except Exception:  # not JSON, or a body that cannot be read: the text says it too
+        body = None
+    described = body.get("error_description") if isinstance(body, dict) else None
+    match = _AADSTS_TEXT.search(described if isinstance(described, str) else text)
+    status = error.status_code
+    if match is not None and (status == 429 or (status is not None and status >= 500)):
+        # Entra throttled or failed: transient, classified by status like any service's.
+        number = int(match.group(1))
+        return classify(
+            service,
+            f"{operation} (operator sign-in)",
+            match.group(2).strip(),
+            status=status,
+            code=f"AADSTS{number}",
+        )
+    if match is not None:
+        number = int(match.group(1))
+        return SignInRefused(
+            service,
+            operation,
+            f"the operator's sign-in was refused: {match.group(2).strip()}",
+            status=error.status_code,
+            code=f"AADSTS{number}",
+            fix=aadsts_fix(number),
+        )
+    if error.response is not None:
+        return None  # the service's own 401: its body says why (classified below)
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    other = _OTHER_TENANT.search(text)
+    fix = (
+        f"the {service} resource belongs to tenant {other.group(1)}, the operator signs in "
+        "to another: set tenant_id to the resource's tenant"
+        if other
+        else _NO_IDENTITY
+        if type(error).__name__ == "CredentialUnavailableError"
+        else None
+    )
+    return PermissionDenied(service, operation, f"the operator could not sign in: {first}", fix=fix)
+
+
 def map_http_error(
     error: Exception, service: str, operation: str, *, write: bool = False
 ) -> TenantError:
@@ -119,6 +181,8 @@ def map_http_error(
             f"connection failed: {type(error).__name__}",
             maybe_applied=write and isinstance(error, ServiceResponseError),
         )
+    if (signin := sign_in_error(error, service, operation)) is not None:
+        return signin
     if not isinstance(error, HttpResponseError):
         return Unavailable(
             service, operation, f"unexpected error: {type(error).__name__}", maybe_applied=write

@@ -95,6 +95,11 @@ class TenantSession:
             self._azure = None
 
     @property
+    def identity(self) -> Identity:
+        """Who this session signs in as."""
+        return self._identity
+
+    @property
     def credential(self) -> AsyncTokenCredential:
         if self._credential is None:
             raise RuntimeError("TenantSession is not open (use 'async with')")

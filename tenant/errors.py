@@ -25,6 +25,8 @@ from __future__ import annotations
 import enum
 import re
 
+from tenant.advice import service_fix
+
 
 class ErrorKind(enum.Enum):
     """What the caller can do about an error. ``transient`` kinds may succeed later."""
@@ -75,18 +77,25 @@ class TenantError(Exception):
         retry_after: float | None = None,
         permanent: bool | None = None,
         maybe_applied: bool = False,
+        inner_code: str | None = None,
+        fix: str | None = None,
     ) -> None:
         self.service = service
         self.operation = operation
         self.status = status
         self.code = code
+        self.inner_code = inner_code
+        self.fix = fix  # one line saying what to change (tenant.advice), when known
         self.retry_after = retry_after
         self.permanent = self.default_permanent if permanent is None else permanent
         self.maybe_applied = maybe_applied
         self.detail = message
-        what = " ".join(p for p in (f"HTTP {status}" if status else "", code or "") if p)
+        codes = "/".join(c for c in (code, inner_code) if c)
+        what = " ".join(p for p in (f"HTTP {status}" if status else "", codes) if p)
         head = f"{service} {operation} failed" + (f" ({what})" if what else "")
-        super().__init__(f"{head}: {message}")
+        # Azure's messages carry line breaks (Key Vault's, ARM's): one line for a table row.
+        text = " ".join(message.split())
+        super().__init__(f"{head}: {text}" + (f" -- fix: {fix}" if fix else ""))
 
     @property
     def transient(self) -> bool:
@@ -143,6 +152,11 @@ class PermissionDenied(TenantError):
     """401/403: the daemon's own identity may not do this. Not fixed by retrying."""
 
     kind = ErrorKind.PERMISSION_DENIED
+
+
+class SignInRefused(PermissionDenied):
+    """Entra refused the operator's own sign-in (``code`` is ``AADSTS<n>``), so no
+    service was asked at all: every call fails the same way until the identity is fixed."""
 
 
 class SecretDisabled(TenantError):
@@ -230,4 +244,6 @@ def classify(
         code=code,
         retry_after=retry_after,
         maybe_applied=maybe_applied and cls.kind.transient,
+        inner_code=inner_code,
+        fix=service_fix(service, status, code, inner_code),
     )

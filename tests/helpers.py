@@ -4,7 +4,14 @@ root conftest.py; fixtures live there, plain functions here)."""
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
@@ -27,3 +34,27 @@ KINDER_THAN_AZURE: dict[str, Any] = {
     "active_version": "present",
     "site_busy_seconds": 0.0,
 }
+
+
+def key_and_certificate(path: Path, not_after: datetime) -> None:
+    """A PEM file as azure-identity's CertificateCredential takes it: key, then cert."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secretwarden operator")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_after - timedelta(days=365))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )

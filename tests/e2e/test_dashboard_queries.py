@@ -33,10 +33,11 @@ def _queries(dashboard: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return found
 
 
-def _substitute(expr: str, target: str) -> str:
+def _substitute(expr: str, target: str, job: str = ".*", instance: str = ".*") -> str:
     for name, value in SUBSTITUTIONS.items():
         expr = expr.replace(name, value)
     expr = expr.replace("${target}", target).replace("$target", target)
+    expr = expr.replace("$job", job).replace("$instance", instance)
     assert "$" not in expr, f"unsubstituted variable in {expr}"
     return expr
 
@@ -70,6 +71,10 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
             return sorted({s["target"] for s in series})
 
         (target,) = wait_until("the target variable to have a value", targets, timeout=30)
+        # The job and instance variables: label_values(secretwarden_build_info, ...).
+        (info,) = prom.api("series", **{"match[]": "secretwarden_build_info"})
+        job, instance = info["job"], info["instance"]
+        assert instance == daemon
 
         pending: dict[str, str] = {}
 
@@ -78,7 +83,7 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
             pending.clear()
             for path in DASHBOARDS:
                 for where, raw, instant in _queries(json.loads(path.read_text())):
-                    expr = _substitute(raw, target)
+                    expr = _substitute(raw, target, job, instance)
                     result = prom.query(expr) if instant else prom.query_range(expr, 30)
                     if not _has_data(result):
                         pending[f"{path.name}: {where}"] = expr
@@ -97,5 +102,5 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
         for path in DASHBOARDS:
             for ann in json.loads(path.read_text())["annotations"]["list"]:
                 if "expr" in ann:
-                    prom.query_range(_substitute(ann["expr"], target), 30)
+                    prom.query_range(_substitute(ann["expr"], target, job, instance), 30)
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", target)

@@ -61,7 +61,8 @@ def _daemon_config(written: str, listen: str, token_file: Path) -> str:
         text += f"\n[probes.{probe}]\ninterval_seconds = {seconds}\ntimeout_seconds = {seconds}\n"
     text += f"""
 [remediation]
-enabled = false                      # built-in triggers off: only Alertmanager may act
+enabled = true
+builtin_triggers = false             # the policy off: only Alertmanager may act
 webhook_token_file = "{token_file}"
 propagation_poll_seconds = 0.5
 verify_poll_seconds = 0.5

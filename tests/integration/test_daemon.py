@@ -167,7 +167,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_cli_passes_then_fails(sb: Any, config_file: Path) -> None:
     ok = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "5/5 checks passed" in ok.stdout
+    assert "6/6 checks passed" in ok.stdout
+    # the daemon's own credential: the sandbox's Graph does not show the operator its app
+    [own] = [line.split() for line in ok.stdout.splitlines() if line.startswith("- ")]
+    assert own[1:3] == ["operator", "note"]
+    assert "expiry of the daemon's own credential unknown" in ok.stdout
     assert "sign-in log readable" in ok.stdout  # said once: the strongest removal proof
     sb.faults(operator_can_read_signins=False)
     note = run_cli("check", "--config.file", str(config_file), "--log.format", "json")
@@ -199,7 +203,9 @@ async def test_scheduler_runs_every_probe_without_overlap(sb: Any, tmp_path: Pat
     await d.start(serve_web=False)
     assert d._scheduler is not None
     jobs = {job.id: job for job in d._scheduler.get_jobs()}
-    assert sorted(jobs) == [f"portal/{p}" for p in sorted(intervals)]
+    # and the daemon's own credential, on the expiry probe's schedule (issue 15)
+    assert sorted(jobs) == ["operator", *(f"portal/{p}" for p in sorted(intervals))]
+    assert jobs["operator"].trigger.interval.total_seconds() == intervals["expiry"]
     for probe, interval in intervals.items():
         job = jobs[f"portal/{probe}"]
         assert job.max_instances == 1  # never overlaps itself

@@ -218,8 +218,8 @@ def test_sighup_rereads_the_webhook_token_and_the_tls_certificate(tmp_path: Path
     assert "webhook token changed" in [e["event"] for e in events]
     failed = next(e for e in events if e["event"].startswith("config reload failed"))
     assert failed["problems"] == [
-        f"remediation.webhook_token_file: {token_file} is readable by others (mode 644); "
-        "chmod 600 it, or let systemd's LoadCredential= hand it over"
+        f"remediation.webhook_token_file: {token_file} is readable by its group and others "
+        "(mode 644); chmod 600 it, or let systemd's LoadCredential= hand it over"
     ]
     assert not [e for e in events if e.get("exc_info") or e.get("exception")]
     assert old not in text

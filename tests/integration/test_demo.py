@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,12 +24,14 @@ FINAL_LINE = "demo: the app is healthy on a fresh secret"
 
 def test_demo_rotates_then_heals_an_injected_expiry(tmp_path: Path) -> None:
     describe = tmp_path / "sandbox.json"
+    log_file = tmp_path / "demo.log"
     port = free_port()
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "daemon.cli", "demo"),
             *("--web.listen-address", f"127.0.0.1:{port}"),
             *("--describe", str(describe), "--duration", "90"),
+            *("--log.file", str(log_file)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -57,6 +60,15 @@ def test_demo_rotates_then_heals_an_injected_expiry(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-2000:]
     timeline = "\n".join(lines) + out
 
+    # The terminal shows the timeline only; the daemon's JSON log is in the file it names
+    # (issue 15, point 5), and the metrics are on the port it was given.
+    assert f"daemon log:     {log_file} (JSON lines)" in timeline
+    assert f"http://127.0.0.1:{port}/metrics" in timeline
+    assert not [line for line in timeline.splitlines() if line.startswith("{")]
+    assert err == ""
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any(e.get("event") == "remediation step" for e in logged)
+
     # The order of the story: a rotation by the policy, the injected expiry, a repair.
     rotated = timeline.index("rotate run done: rotated")
     injected = timeline.index("demo: expiring the in-use secret")
@@ -77,3 +89,26 @@ def test_demo_rotates_then_heals_an_injected_expiry(tmp_path: Path) -> None:
     for value in secrets:
         assert value not in timeline
         assert value not in err
+        assert value not in log_file.read_text()
+
+
+def test_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "daemon.cli", "demo"),
+                *("--web.listen-address", f"127.0.0.1:{port}"),
+                *("--log.file", str(tmp_path / "demo.log")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"secretwarden demo: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another secretwarden or exporter?)"
+    ]

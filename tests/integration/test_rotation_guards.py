@@ -93,7 +93,7 @@ async def test_dry_run_logs_the_plan_and_writes_nothing(sb: Any, build: Build) -
     plan = [e.detail for e in events if e.phase == "plan"]
     assert len(plan) == 6
     assert "add a client secret" in plan[0]
-    assert any("remove the old credential" in p and sb.in_use_key_id() in p for p in plan)
+    assert any("old credential(s)" in p and sb.in_use_key_id() in p for p in plan)
     assert any(e.get("phase") == "plan" and e.get("dry_run") for e in logs)
 
 

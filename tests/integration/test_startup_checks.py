@@ -32,10 +32,10 @@ pytestmark = pytest.mark.skipif(
 TARGET = """
 [[targets]]
 name = "portal"
-tenant_id = "t1"
+tenant_id = "11111111-1111-4111-8111-111111111111"
 app_object_id = "00000000-0000-0000-0000-000000000001"
-key_vault_url = "https://kv.example"
-subscription_id = "s"
+key_vault_url = "https://kv.vault.azure.net"
+subscription_id = "33333333-3333-4333-8333-333333333333"
 resource_group = "rg"
 site_name = "portal"
 health_url = "https://portal.example/health"
@@ -138,7 +138,9 @@ def test_a_good_config_passes_the_check(world: World) -> None:
 def test_a_token_file_others_may_read_is_refused_by_check_and_run_alike(world: World) -> None:
     token = world.secret("open-token", "wh-token-value-7731", mode=0o644)
     config = world.config(token=token)
-    problem = f"remediation.webhook_token_file: {token} is readable by others (mode 644)"
+    problem = (
+        f"remediation.webhook_token_file: {token} is readable by its group and others (mode 644)"
+    )
     refused(world.check(config), problem)
     refused(world.run("run", "--config.file", str(config)), problem)
 
@@ -148,7 +150,11 @@ def test_a_secret_file_behind_a_symlink_is_judged_by_its_target(world: World) ->
     link = world.base / "token-link"
     link.symlink_to(target)
     world.own(link)
-    refused(world.check(world.config(token=link)), "readable by others", "through the symlink")
+    refused(
+        world.check(world.config(token=link)),
+        "readable by its group and others",
+        "through the symlink",
+    )
     target.chmod(0o600)
     assert world.check(world.config(token=link)).returncode == 0
 
@@ -160,7 +166,10 @@ def test_a_garbage_tls_key_is_refused(world: World) -> None:
 
 def test_a_tls_key_others_may_read_is_refused(world: World) -> None:
     world.key.chmod(0o644)
-    refused(world.check(world.config()), f"web: TLS key: {world.key} is readable by others")
+    refused(
+        world.check(world.config()),
+        f"web: TLS key: {world.key} is readable by its group and others",
+    )
 
 
 def test_an_unreadable_tls_key_is_refused(world: World) -> None:
@@ -248,3 +257,17 @@ def test_a_web_config_file_is_checked_too_and_wins_over_the_web_section(world: W
     result = world.check(config, "--web.config.file", str(web))
     assert result.returncode == 0, result.stderr
     assert f"{web} replaces web.tls_cert_file, web.tls_key_file of {config}" in result.stderr
+
+
+def test_config_check_refuses_a_web_config_file_with_a_duplicate_key(world: World) -> None:
+    """Issue 15: a second, empty tls_server_config served plain HTTP with no auth, and
+    `--config.check` passed it; the peer's strict YAML refuses duplicate keys."""
+    web = world.base / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {world.cert}\n  key_file: {world.key}\n"
+        "tls_server_config:\n"
+    )
+    refused(
+        world.check(world.config(), "--web.config.file", str(web)),
+        "duplicate key 'tls_server_config' at line 4 (first at line 1)",
+    )

@@ -141,31 +141,61 @@ async def test_verifications_beyond_the_queue_are_refused_at_once() -> None:
     assert all(r.headers.get("Retry-After") for r in answers if r.status_code == 503)
 
 
-async def test_unknown_users_cost_what_known_users_cost(verifications: list[str]) -> None:
-    """An unknown user is verified against a configured user's hash: the same work, so
-    response times tell no usernames (today's main answered them 25 times faster)."""
-    cheap = bcrypt.hashpw(b"other", bcrypt.gensalt(4)).decode()
-    dear = bcrypt.hashpw(b"right horse", bcrypt.gensalt(8)).decode()
-    auth = BasicAuth({"alice": cheap, "prom": dear}, NO_THROTTLE)
+# bob's cost-18 hash from the exporter-toolkit's web/testdata/web_config_users.good.yml
+# (Apache-2.0): 15-20 s a verification. Never verified here.
+COST_18 = "$2y$18$4VeFDzXIoPHKnKTU3O3GH.N.vZu06CVqczYZ8WvfzrddFU6tGqjR."
 
-    def header(user: str, password: str) -> str:
-        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+async def test_an_unknown_user_is_checked_against_a_dummy_of_the_cheapest_configured_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Work, not wall-clock: the hash an unknown name is verified against. Today's main
+    took the most expensive configured hash (a cost-18 user: 15-20 s per unknown name,
+    five of them held up a correct login 80 s). Now: a dummy of the cheapest user's
+    scheme and cost, the same for every unknown name, never a user's own hash, and
+    never a success even if it matched."""
+    seen: list[str] = []
+
+    def record(password: str | bytes, hashed: str) -> bool:
+        seen.append(hashed)
+        return True  # as if it matched: an unknown user must still be refused
+
+    monkeypatch.setattr(webauth, "verify_password", record)
+    cheap = bcrypt.hashpw(b"right horse", bcrypt.gensalt(4)).decode()
+    auth = BasicAuth({"alice": cheap, "bob": COST_18}, NO_THROTTLE)
+    try:
+        assert await auth.check(basic(b"mallory:x"), "10.0.0.1") is Verdict.DENIED
+        assert await auth.check(basic(b"eve:right horse"), "10.0.0.1") is Verdict.DENIED
+        assert await auth.check(basic(b"alice:right horse"), "10.0.0.1") is Verdict.OK
+    finally:
+        auth.close()
+    dummy, again, alice = seen
+    assert dummy == again  # one dummy for every unknown name
+    assert dummy.startswith("$2b$04$")  # alice's cost, not bob's 18
+    assert dummy not in (cheap, COST_18)
+    assert alice == cheap
+    assert webauth.hash_problem(dummy) is None  # bcrypt verifies it: the work is done
+    pbkdf2 = {"a": hash_password("p", iterations=2000), "b": hash_password("p", iterations=900)}
+    assert webauth.dummy_hash(pbkdf2.values()).startswith("pbkdf2_sha256$900$")
+    assert webauth.dummy_hash([COST_18, pbkdf2["b"]]).startswith("pbkdf2_sha256$900$")
+
+
+async def test_unknown_users_cost_what_known_users_of_that_cost_cost() -> None:
+    """With users of one cost (the usual case) an unknown name takes as long as a known
+    one with a wrong password (today's main: as long as the dearest user instead)."""
+    users = {u: bcrypt.hashpw(b"right horse", bcrypt.gensalt(8)).decode() for u in ("a", "p")}
+    auth = BasicAuth(users, NO_THROTTLE)
+
+    async def median(user: str) -> float:
+        times = []
+        for i in range(7):
+            t = time.perf_counter()
+            await auth.check(basic(f"{user}:wrong {i}".encode()), "10.0.0.1")
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
 
     try:
-        assert await auth.check(header("mallory", "x"), "10.0.0.1") is Verdict.DENIED
-        # checked against the most expensive configured hash, and never accepted
-        assert verifications == [dear]
-        assert await auth.check(header("mallory", "right horse"), "10.0.0.1") is Verdict.DENIED
-
-        async def median(user: str) -> float:
-            times = []
-            for i in range(7):
-                t = time.perf_counter()
-                await auth.check(header(user, f"wrong {i}"), "10.0.0.1")
-                times.append(time.perf_counter() - t)
-            return statistics.median(times)
-
-        known, unknown = await median("prom"), await median("nobody")
+        known, unknown = await median("p"), await median("nobody")
     finally:
         auth.close()
     assert 0.5 < unknown / known < 2.0, (known, unknown)

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from exporters.inventory import Inventory
 from exporters.metrics import Metrics
 from exporters.observations import ExpiryObservation, GraphAuthObservation, Observed
+from exporters.operator import OperatorCredentialMetrics
 from remediation.metrics import RemediationMetrics
 from tenant.directory import AppCredential, DirectoryObject, Listing
 from tenant.models import PasswordCredential
@@ -34,6 +35,8 @@ def exported_families() -> dict[str, tuple[str, set[str]]]:
         ("graph", GraphAuthObservation(ok=True, token_ok=True, graph_status=200)),
     ):
         metrics.record(Observed("portal", probe, now, value), 0.1)
+    operator = OperatorCredentialMetrics(registry)  # absent until its date is known
+    operator.expiry.labels("client_secret", "graph").set(now.timestamp())
     inventory = Inventory(registry, service_principals=True)
     inventory.enable(True, 3600)
     inventory.count_response(200)

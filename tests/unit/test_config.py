@@ -14,10 +14,10 @@ from daemon.config import ConfigError, load_config, parse_config, preflight, rea
 TARGET = """
 [[targets]]
 name = "portal"
-tenant_id = "t1"
-app_object_id = "obj"
+tenant_id = "11111111-1111-4111-8111-111111111111"
+app_object_id = "22222222-2222-4222-8222-222222222222"
 key_vault_url = "https://kv.vault.azure.net/"
-subscription_id = "sub"
+subscription_id = "33333333-3333-4333-8333-333333333333"
 resource_group = "rg"
 site_name = "site"
 health_url = "https://site.azurewebsites.net/health"
@@ -43,8 +43,8 @@ def test_defaults_fill_everything_but_the_target(tmp_path: Path) -> None:
     assert target.secret_name == "AzureAdClientSecret"
     ref = config.target_ref(target)
     assert (ref.tenant_id, ref.app_object_id, ref.key_vault_url) == (
-        "t1",
-        "obj",
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
         "https://kv.vault.azure.net",
     )
     assert config.graph_probe_url(target) == (
@@ -74,8 +74,8 @@ def test_custom_cloud_and_relative_paths(tmp_path: Path) -> None:
 state_directory = "state"
 [identity]
 kind = "client_secret"
-tenant_id = "t1"
-client_id = "op"
+tenant_id = "11111111-1111-4111-8111-111111111111"
+client_id = "44444444-4444-4444-8444-444444444444"
 client_secret_file = "op.secret"
 [cloud]
 name = "custom"
@@ -84,7 +84,7 @@ graph_url = "https://127.0.0.1:8443/v1.0/"
 arm_url = "https://127.0.0.1:8443"
 ca_file = "ca.pem"
 """
-            + TARGET.replace('tenant_id = "t1"\n', ""),
+            + TARGET.replace('tenant_id = "11111111-1111-4111-8111-111111111111"\n', ""),
         )
     )
     cloud = config.cloud_endpoints()
@@ -95,7 +95,7 @@ ca_file = "ca.pem"
     identity = config.identity_value()
     assert identity.client_secret is not None
     assert identity.client_secret.reveal() == "s3cr3t-value"
-    assert config.target_ref(config.targets[0]).tenant_id == "t1"
+    assert config.target_ref(config.targets[0]).tenant_id == "11111111-1111-4111-8111-111111111111"
 
 
 def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -106,8 +106,8 @@ def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         {
             "identity": {
                 "kind": "client_secret",
-                "tenant_id": "t",
-                "client_id": "c",
+                "tenant_id": "11111111-1111-4111-8111-111111111111",
+                "client_id": "44444444-4444-4444-8444-444444444444",
                 "client_secret_file": str(secret),
             },
             "targets": [],
@@ -117,17 +117,19 @@ def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         config.identity_value()
     [problem] = err.value.problems
-    assert problem.startswith(f"identity: {secret} is readable by others (mode 644); chmod 600")
+    assert problem.startswith(
+        f"identity: {secret} is readable by its group and others (mode 644); chmod 600"
+    )
 
 
 def parse_config_target() -> list[dict[str, str]]:
     return [
         {
             "name": "portal",
-            "tenant_id": "t1",
-            "app_client_id": "app",
+            "tenant_id": "11111111-1111-4111-8111-111111111111",
+            "app_client_id": "55555555-5555-4555-8555-555555555555",
             "key_vault_url": "https://kv.vault.azure.net",
-            "subscription_id": "sub",
+            "subscription_id": "33333333-3333-4333-8333-333333333333",
             "resource_group": "rg",
             "site_name": "site",
             "health_url": "https://site/health",
@@ -144,7 +146,7 @@ BAD = [
         ["targets[0].key_vault_url: must be an https:// URL, got 'http://kv'"],
     ),
     (
-        TARGET.replace('app_object_id = "obj"\n', ""),
+        TARGET.replace('app_object_id = "22222222-2222-4222-8222-222222222222"\n', ""),
         ["targets[0]: set app_object_id or app_client_id"],
     ),
     (
@@ -169,7 +171,7 @@ BAD = [
     ),
     (
         "[identity]\nkind = 'certificate'\n" + TARGET,
-        ["identity: kind 'certificate' needs tenant_id, client_id, certificate_file"],
+        ["identity: kind 'certificate' needs tenant_id, client_id, client_certificate_file"],
     ),
     (
         "[identity]\nkind = 'magic'\n" + TARGET,
@@ -188,7 +190,7 @@ BAD = [
         ["probes.health.interval_seconds: Input should be greater than 0"],
     ),
     (
-        TARGET.replace('tenant_id = "t1"\n', ""),
+        TARGET.replace('tenant_id = "11111111-1111-4111-8111-111111111111"\n', ""),
         ["target 'portal' needs tenant_id (or set identity.tenant_id)"],
     ),
     (TARGET + TARGET, ["target name 'portal' is used twice"]),
@@ -236,8 +238,8 @@ FILES = """
 state_directory = "state"
 [identity]
 kind = "certificate"
-tenant_id = "t"
-client_id = "c"
+tenant_id = "11111111-1111-4111-8111-111111111111"
+client_id = "44444444-4444-4444-8444-444444444444"
 certificate_file = "id.pem"
 [cloud]
 ca_file = "ca.pem"
@@ -247,11 +249,18 @@ ca_file = "ca.pem"
 def test_files_the_config_names_must_be_readable(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FILES + TARGET))
     assert preflight(config) == [
-        f"identity.certificate_file: cannot read {tmp_path}/id.pem: No such file or directory",
+        f"identity.client_certificate_file: cannot read {tmp_path}/id.pem: No such file or "
+        "directory",
         f"cloud.ca_file: cannot read {tmp_path}/ca.pem: No such file or directory",
     ]
     (tmp_path / "id.pem").write_text("-")
     (tmp_path / "ca.pem").write_text("-")
+    # the certificate file holds the operator's private key: a secret file
+    assert preflight(config) == [
+        f"identity.client_certificate_file: {tmp_path}/id.pem is readable by its group and "
+        "others (mode 644); chmod 600 it, or let systemd's LoadCredential= hand it over"
+    ]
+    (tmp_path / "id.pem").chmod(0o600)
     assert preflight(config) == []
 
 
@@ -281,6 +290,7 @@ def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
 def test_config_check_validates_and_exits_without_running(tmp_path: Path) -> None:
     good = write(tmp_path, FILES + TARGET)
     (tmp_path / "id.pem").write_text("-")
+    (tmp_path / "id.pem").chmod(0o600)
     (tmp_path / "ca.pem").write_text("-")
     result = cli("run", "--config.check", "--config.file", str(good))
     assert result.returncode == 0, result.stderr
@@ -303,14 +313,26 @@ def test_a_mistyped_flag_is_refused_not_ignored(tmp_path: Path) -> None:
     assert "unrecognized arguments: --dryrun" in result.stderr
 
 
-@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o660, 0o644])
-def test_a_secret_file_group_or_others_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+@pytest.mark.parametrize(
+    ("mode", "who"),
+    [
+        (0o640, "readable by its group"),  # issue 15: not "others"
+        (0o604, "readable by others"),
+        (0o620, "writable by its group"),
+        (0o660, "readable and writable by its group"),
+        (0o644, "readable by its group and others"),
+        (0o642, "readable by its group and writable by others"),
+    ],
+)
+def test_a_secret_file_group_or_others_may_read_is_refused(
+    tmp_path: Path, mode: int, who: str
+) -> None:
     secret = tmp_path / "token"
     secret.write_text("value-1234")
     secret.chmod(mode)
     with pytest.raises(ConfigError) as err:
         read_secret_file(secret, "remediation.webhook_token_file")
-    assert f"is readable by others (mode {mode:o})" in err.value.problems[0]
+    assert f"is {who} (mode {mode:o})" in err.value.problems[0]
     secret.chmod(0o600)
     assert read_secret_file(secret, "remediation.webhook_token_file") == "value-1234"
 
@@ -389,3 +411,140 @@ def test_status_shows_a_pending_removal(tmp_path: Path) -> None:
     assert "pending removal: old-key kept until 2026-06-02T00:00:00+00:00" in text
     assert "new-key, Key Vault version v2" in text
     assert "no proof yet" in text
+
+
+# -- issue 15, point 2: what can only be wrong, said before anything runs ------------
+
+TENANT = "11111111-1111-4111-8111-111111111111"
+WRONG = [
+    (
+        TARGET.replace(
+            "https://kv.vault.azure.net/",
+            "https://kv.vault.azure.net/secrets/AzureAdClientSecret/0123456789abcdef",
+        ),
+        "targets[0].key_vault_url: must be the vault's URI with no path (the Vault URI on the "
+        "vault's Overview), got 'https://kv.vault.azure.net/secrets/AzureAdClientSecret/"
+        "0123456789abcdef'; use https://kv.vault.azure.net and secret_name = "
+        "'AzureAdClientSecret'",
+    ),
+    (
+        TARGET.replace(
+            "https://kv.vault.azure.net/",
+            "https://portal.azure.com/#@contoso/resource/subscriptions/x/overview",
+        ),
+        "targets[0].key_vault_url: is a portal page, not the service's endpoint: "
+        "'https://portal.azure.com/#@contoso/resource/subscriptions/x/overview'; copy the "
+        "URL the resource's Overview lists",
+    ),
+    (
+        TARGET.replace("https://kv.vault.azure.net/", "https://kv.vault.azure.com"),
+        "target 'portal': key_vault_url: host 'kv.vault.azure.com' is not a Key Vault host "
+        "(vaults are https://kv.vault.azure.net)",
+    ),
+    (
+        "[cloud]\nname = 'public'\n"
+        + TARGET.replace("https://kv.vault.azure.net/", "https://kv.vault.usgovcloudapi.net"),
+        "target 'portal': key_vault_url: host 'kv.vault.usgovcloudapi.net' is a vault of "
+        "cloud 'usgovernment', and cloud.name is 'public'",
+    ),
+    (
+        TARGET.replace(
+            'app_object_id = "22222222-2222-4222-8222-222222222222"',
+            'app_client_id = "AppStore Backend API"',
+        ),
+        "targets[0].app_client_id: must be a GUID (the Application (client) ID on its "
+        "Overview), got 'AppStore Backend API'",
+    ),
+    (
+        TARGET.replace("33333333-3333-4333-8333-333333333333", "Pay-As-You-Go"),
+        "targets[0].subscription_id: must be a GUID (the Subscription ID, not the "
+        "subscription's name), got 'Pay-As-You-Go'",
+    ),
+    (
+        TARGET.replace(TENANT, "Contoso"),
+        "targets[0].tenant_id: must be the Directory (tenant) ID, a GUID, or a domain of the "
+        "tenant like contoso.onmicrosoft.com, got 'Contoso'",
+    ),
+    (
+        "[remediation]\noverlap_window_hour = 12\n" + TARGET,
+        "remediation.overlap_window_hour: unknown key; did you mean 'overlap_window_hours'?",
+    ),
+    (
+        TARGET.replace("site_name", "sitename"),
+        "targets[0].site_name: required",  # and, next line, the suggestion (below)
+    ),
+    (
+        TARGET.replace("[[targets]]", "[targets]"),
+        "targets: write each target as [[targets]] (double brackets: one table per target, "
+        "a list), not [targets]",
+    ),
+    (
+        "[probes.health]\ninterval_seconds = 'soon'\n" + TARGET,
+        "probes.health.interval_seconds: expected a number or a duration like 90s, 5m, 12h, "
+        "30d, 2w; got 'soon' (a bare number is seconds)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), WRONG)
+def test_values_that_can_only_be_wrong_are_refused_with_the_fix(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert problem in err.value.problems
+
+
+def test_a_mistyped_target_key_suggests_the_nearest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, TARGET.replace("site_name", "sitename")))
+    assert "targets[0].sitename: unknown key; did you mean 'site_name'?" in err.value.problems
+
+
+def test_a_tenant_domain_and_the_cloud_s_own_vault_host_are_fine(tmp_path: Path) -> None:
+    text = "[cloud]\nname = 'china'\n" + TARGET.replace(
+        "https://kv.vault.azure.net/", "https://kv.vault.azure.cn"
+    ).replace(TENANT, "contoso.partner.onmschina.cn")
+    assert load_config(write(tmp_path, text)).targets[0].tenant_id == "contoso.partner.onmschina.cn"
+
+
+DURATIONS = [
+    ("[probes.expiry]\ninterval_seconds = '10m'\n", "probes.expiry.interval_seconds", 600),
+    ("[probes.expiry]\ninterval_seconds = 90\n", "probes.expiry.interval_seconds", 90),
+    ("[remediation]\nrotate_before_days = '2w'\n", "remediation.rotate_before_days", 14),
+    ("[remediation]\nrotate_before_days = 30\n", "remediation.rotate_before_days", 30),
+    ("[remediation]\nsecret_lifetime_days = '90d'\n", "remediation.secret_lifetime_days", 90),
+    ("[remediation]\noverlap_window_hours = '90m'\n", "remediation.overlap_window_hours", 1.5),
+    ("[remediation]\noverlap_window_hours = '2d'\n", "remediation.overlap_window_hours", 48),
+    (
+        "[remediation]\nrefresh_timeout_seconds = '1m30s'\n",
+        "remediation.refresh_timeout_seconds",
+        90,
+    ),
+    (
+        "[inventory]\nfull_scan_interval_seconds = '12h'\n",
+        "inventory.full_scan_interval_seconds",
+        43200,
+    ),
+    ("[retry]\ntimeout_seconds = '30s'\n", "retry.timeout_seconds", 30),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "value"), DURATIONS)
+def test_durations_take_prometheus_notation_and_bare_numbers_keep_their_unit(
+    tmp_path: Path, text: str, key: str, value: float
+) -> None:
+    config = load_config(write(tmp_path, text + TARGET))
+    got: object = config
+    for part in key.split("."):
+        got = getattr(got, part)
+    assert got == value
+
+
+def test_config_check_changes_nothing_on_disk(tmp_path: Path) -> None:
+    state = tmp_path / "not" / "yet"
+    good = write(tmp_path, f'[daemon]\nstate_directory = "{state}"\n' + TARGET)
+    result = cli("run", "--config.check", "--config.file", str(good))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "not").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]

@@ -45,6 +45,20 @@ def problems(d: dict[str, Any]) -> list[str]:
     ds = variables.get("datasource", {})
     if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
         out.append("no datasource variable of type datasource")
+    # job and instance first: two daemons' series must not mix (issue 15, point 7)
+    for name, label in (("job", "job"), ("instance", "instance")):
+        v = variables.get(name, {})
+        q = v.get("query", {})
+        text = q.get("query", "") if isinstance(q, dict) else q
+        if v.get("datasource") != DS_REF or not re.fullmatch(
+            rf"label_values\(secretwarden_build_info(\{{[^}}]*\}})?, {label}\)", text
+        ):
+            out.append(f"no {name} variable from label_values on the datasource variable")
+        elif not v.get("includeAll") or v.get("allValue") != ".*":
+            out.append(f"the {name} variable needs All (.*)")
+    for expr in _exprs(d):
+        for selector in unfiltered(expr):
+            out.append(f"not filtered by $job and $instance: {selector} in {expr}")
     tv = variables.get("target", {})
     query = tv.get("query", {})
     query_text = query.get("query", "") if isinstance(query, dict) else query
@@ -93,6 +107,20 @@ def problems(d: dict[str, Any]) -> list[str]:
     return out
 
 
+SELECTOR = re.compile(r"\b(secretwarden_[a-z0-9_]+|ALERTS)\b(\{[^}]*\})?")
+
+
+def unfiltered(expr: str) -> list[str]:
+    """The series selectors of ``expr`` that do not match on both ``$job`` and
+    ``$instance`` (every selector must, or two daemons' series mix)."""
+    return [
+        m.group(0)
+        for m in SELECTOR.finditer(expr)
+        if 'job=~"$job"' not in (m.group(2) or "")
+        or 'instance=~"$instance"' not in (m.group(2) or "")
+    ]
+
+
 def _exprs(d: dict[str, Any]) -> list[str]:
     exprs = [t["expr"] for p in _all_panels(d) for t in p.get("targets", [])]
     exprs += [a["expr"] for a in d["annotations"]["list"] if "expr" in a]
@@ -125,6 +153,14 @@ def test_grafana_can_import_it(path: Path) -> None:
         (lambda d: d["panels"][2]["gridPos"].update(x=0, y=1), "overlaps"),
         (lambda d: d.update(schemaVersion="39"), "schemaVersion"),
         (lambda d: d["templating"]["list"].pop(0), "no datasource variable"),
+        (lambda d: d["templating"]["list"].pop(1), "no job variable"),
+        (lambda d: d["templating"]["list"][2].update(allValue=None), "instance variable needs"),
+        (
+            lambda d: d["panels"][1]["targets"][0].update(
+                expr='secretwarden_keyvault_secret_matches_credential{target=~"$target"}'
+            ),
+            "not filtered by $job and $instance",
+        ),
     ],
 )
 def test_the_checks_notice_a_broken_dashboard(
@@ -250,3 +286,17 @@ def test_it_shows_which_secret_waits_for_removal_and_a_stopped_site(
     # A site started by hand must not stay STOPPED: /health answering clears it, as in
     # the SecretwardenSiteLeftStopped rule.
     assert "secretwarden_health_probe_success" in stopped["targets"][0]["expr"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_query_is_filtered_by_job_and_instance(path: Path) -> None:
+    d = json.loads(path.read_text())
+    exprs = _exprs(d)
+    assert exprs
+    for expr in exprs:
+        assert unfiltered(expr) == [], expr
+    names = [v["name"] for v in d["templating"]["list"]]
+    assert names[:3] == ["datasource", "job", "instance"]  # chained: job, then instance
+    if "target" in names:
+        (target,) = [v for v in d["templating"]["list"] if v["name"] == "target"]
+        assert 'job=~"$job",instance=~"$instance"' in target["query"]["query"]

@@ -107,7 +107,14 @@ def test_the_unit_runs_the_daemon_the_documented_way() -> None:
     assert d["MemoryHigh"] == ["320M"]
     assert d["MemorySwapMax"] == ["0"]
     credentials = {value.split(":", 1)[0] for value in d["LoadCredential"]}
-    assert credentials == {"client-secret", "webhook-token"}
+    assert credentials == {"webhook-token"}  # the managed identity path needs no other
+    # the operator's secret or certificate, handed over the same way (issue 15)
+    unit = UNIT.read_text()
+    assert "#LoadCredential=client-secret:/etc/secretwarden/credentials/client-secret\n" in unit
+    assert (
+        "#LoadCredential=client-certificate:/etc/secretwarden/credentials/client-certificate.pem"
+        in unit
+    )
     assert d["CapabilityBoundingSet"] == [""]
     assert d["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     assert d["SystemCallFilter"][0] == "@system-service"

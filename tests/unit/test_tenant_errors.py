@@ -169,7 +169,9 @@ def test_classify_table(
     assert type(e) is cls
     assert (e.service, e.operation, e.detail, e.retry_after) == (service, "op on x", message, 5.0)
     assert str(e).startswith(f"{service} op on x failed (HTTP {status}")
-    assert str(e).endswith(f": {message}")
+    said, _, fix = str(e).partition(" -- fix: ")
+    assert said.endswith(f": {message}")
+    assert fix == (e.fix or "")  # the advice (tenant.advice), when there is one
     assert e.kind is kind
     assert e.transient is kind.transient
     assert e.permanent is not kind.transient
@@ -350,3 +352,101 @@ def test_an_unexpected_exception_from_an_sdk_is_unavailable_and_may_have_applied
     assert not map_http_error(TypeError("x"), KEYVAULT, "get").maybe_applied
     lost = map_http_error(ServiceResponseError("reset"), ARM, "restart", write=True)
     assert lost.detail == "connection failed: ServiceResponseError"
+
+
+# (service, status, code, inner code, words the advice must hold): issue 15, point 1
+ADVICE = [
+    (GRAPH, 403, "Authorization_RequestDenied", None, "Application.ReadWrite.OwnedBy"),
+    (KEYVAULT, 403, "Forbidden", "ForbiddenByRbac", "secret rotator"),
+    (KEYVAULT, 403, "Forbidden", "AccessDenied", "access policies"),
+    (KEYVAULT, 403, "Forbidden", "ForbiddenByFirewall", "firewall"),
+    (KEYVAULT, 403, "Forbidden", "SecretDisabled", "disabled"),
+    (ARM, 403, "AuthorizationFailed", None, "App Service reloader"),
+    (ARM, 404, "ResourceGroupNotFound", None, "resource_group"),
+]
+
+
+@pytest.mark.parametrize(("service", "status", "code", "inner", "words"), ADVICE)
+def test_a_refusal_an_operator_can_fix_says_how(
+    service: str, status: int, code: str, inner: str | None, words: str
+) -> None:
+    e = classify(service, "op", "refused", status=status, code=code, inner_code=inner)
+    assert e.fix is not None
+    assert words in e.fix
+    assert str(e).endswith(f" -- fix: {e.fix}")
+    assert "/".join(c for c in (code, inner) if c) in str(e)
+
+
+def test_an_unknown_refusal_gets_no_advice_but_keeps_its_code() -> None:
+    e = classify(GRAPH, "op", "odd", status=400, code="Request_Odd")
+    assert e.fix is None
+    assert "Request_Odd" in str(e)
+    assert "fix" not in str(e)
+
+
+# -- the operator's own sign-in (issue 15, point 1) --------------------------------
+
+
+def test_a_credential_for_another_tenant_says_which_tenant_the_resource_is_in() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    e = map_http_error(
+        ClientAuthenticationError(
+            message="The current credential is not configured to acquire tokens for tenant "
+            "0b1f0e5c-1111-4222-8333-444455556666. To enable acquiring tokens ..."
+        ),
+        KEYVAULT,
+        "get secret",
+    )
+    assert isinstance(e, errors.PermissionDenied)
+    assert e.fix is not None
+    assert "belongs to tenant 0b1f0e5c-1111-4222-8333-444455556666" in e.fix
+
+
+def test_no_identity_at_all_points_at_the_managed_identity() -> None:
+    from azure.identity import CredentialUnavailableError
+
+    e = map_http_error(
+        CredentialUnavailableError(message="DefaultAzureCredential failed to retrieve a token"),
+        GRAPH,
+        "get app",
+    )
+    assert e.fix is not None
+    assert "managed identity" in e.fix
+    assert "could not sign in: DefaultAzureCredential failed" in str(e)
+
+
+def test_an_entra_refusal_in_the_text_keeps_its_code_and_message_not_the_trace() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    text = (
+        "Microsoft Entra ID error '(invalid_client) AADSTS7000222: The provided client secret "
+        "keys for app 'x' are expired. Trace ID: t Correlation ID: c Timestamp: 2026-01-01'"
+    )
+    e = map_http_error(ClientAuthenticationError(message=text), ARM, "list references")
+    assert isinstance(e, errors.SignInRefused)
+    assert e.code == "AADSTS7000222"
+    assert (
+        e.detail
+        == "the operator's sign-in was refused: The provided client secret keys for app 'x' "
+        "are expired."
+    )
+    assert e.fix is not None
+    assert "expired" in e.fix
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(503, ErrorKind.UNAVAILABLE), (429, ErrorKind.THROTTLED)]
+)
+def test_entra_down_or_throttling_stays_transient(status: int, kind: ErrorKind) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    error = ClientAuthenticationError(
+        message="Microsoft Entra ID error '(temporarily_unavailable) AADSTS90033: busy. "
+        "Trace ID: t'",
+        response=_Reply(status, json.dumps({"error": "temporarily_unavailable"})),
+    )
+    e = map_http_error(error, GRAPH, "get app")
+    assert e.kind is kind
+    assert e.transient
+    assert e.code == "AADSTS90033"
