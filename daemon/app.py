@@ -65,8 +65,8 @@ Clock = Callable[[], datetime]
 log = get_logger("secretwarden.daemon")
 # How long after a probe finishes the probes' metrics are rendered again, at least: the
 # probes that finish meanwhile share one render (at 500 targets ~30 finish per second).
-# With many targets the delay grows to 10 renders' time, so rendering stays under ~10%
-# of a core; and once a render costs more than RENDER_ON_SCRAPE_SECONDS, a scrape copies
+# With many targets the delay grows to 50 renders' time, so rendering stays under ~2%
+# of a core (at 500 targets a render is ~160 ms: every 8 s); and once a render costs more than RENDER_ON_SCRAPE_SECONDS, a scrape copies
 # a text up to two delays old instead of rendering (below that, a scrape after a change
 # renders: it is cheap, and the text is exact).
 METRICS_REFRESH_DELAY = 1.0
@@ -566,7 +566,7 @@ class Daemon:
             if self.metrics.stale:
                 self._spawn(asyncio.to_thread(self.metrics.refresh))
 
-        delay = max(METRICS_REFRESH_DELAY, 10 * self.metrics.render_seconds)
+        delay = max(METRICS_REFRESH_DELAY, 50 * self.metrics.render_seconds)
         costly = self.metrics.render_seconds > RENDER_ON_SCRAPE_SECONDS
         self.metrics.fresh_for = 2 * delay if costly else 0.0
         self._refresh = asyncio.get_running_loop().call_later(delay, due)
