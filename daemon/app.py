@@ -66,9 +66,10 @@ log = get_logger("secretwarden.daemon")
 # How long after a probe finishes the probes' metrics are rendered again, at least: the
 # probes that finish meanwhile share one render (at 500 targets ~30 finish per second).
 # With many targets the delay grows to 50 renders' time, so rendering stays under ~2%
-# of a core (at 500 targets a render is ~160 ms: every 8 s); and once a render costs more than RENDER_ON_SCRAPE_SECONDS, a scrape copies
-# a text up to two delays old instead of rendering (below that, a scrape after a change
-# renders: it is cheap, and the text is exact).
+# of a core (at 500 targets a render is ~160 ms: every 8 s); and once a render costs
+# more than RENDER_ON_SCRAPE_SECONDS, a scrape copies a text up to two delays old
+# instead of rendering (below that, a scrape after a change renders: it is cheap, and
+# the text is exact).
 METRICS_REFRESH_DELAY = 1.0
 RENDER_ON_SCRAPE_SECONDS = 0.02
 
