@@ -36,7 +36,8 @@ test: lint
 
 ## bench: the benchmark tables (exporter, sandbox start-up and directory, repair times,
 ## the 10,000-app inventory, scrapes under a basic-auth attack, the journal, and the
-## 1,000-run memory soak); about 20 minutes, most of it the soak
+## 1,000-run memory soak, the cost of 1 to 500 targets); about 35 minutes, most of it the
+## soak and the 500-target case of bench/scale.py
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py
@@ -46,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/auth_attack.py
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/scale.py
 
 ## mutate: mutmut over the safety decisions and the credential matching (minutes; not in CI)
 mutate: setup

@@ -12,3 +12,17 @@ def print_table(rows: Sequence[tuple[str, str]]) -> None:
     print(f"{'-' * width}  {'-' * value_width}")
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
+
+
+def print_columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table of several columns (one row per measured case), right-aligned values."""
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    first, *rest = range(len(header))
+    print(
+        "  ".join([header[first].ljust(widths[first]), *(header[i].rjust(widths[i]) for i in rest)])
+    )
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(
+            "  ".join([row[first].ljust(widths[first]), *(row[i].rjust(widths[i]) for i in rest)])
+        )

@@ -50,6 +50,7 @@ from exporters.observations import (
     ReferenceObservation,
 )
 from exporters.operator import OperatorCredentialMetrics, probe_operator_credential
+from exporters.reads import Pace, TargetReads, forgetting_on_write
 from exporters.reference import probe_reference
 from remediation.service import Remediator
 from tenant.connect import TenantSession
@@ -62,6 +63,15 @@ ObservationHook = Callable[[Observed], Awaitable[None]]
 ReloadStep = Callable[[Config], Callable[[], None]]
 Clock = Callable[[], datetime]
 log = get_logger("secretwarden.daemon")
+# How long after a probe finishes the probes' metrics are rendered again, at least: the
+# probes that finish meanwhile share one render (at 500 targets ~30 finish per second).
+# With many targets the delay grows to 50 renders' time, so rendering stays under ~2%
+# of a core (at 500 targets a render is ~160 ms: every 8 s); and once a render costs
+# more than RENDER_ON_SCRAPE_SECONDS, a scrape copies a text up to two delays old
+# instead of rendering (below that, a scrape after a change renders: it is cheap, and
+# the text is exact).
+METRICS_REFRESH_DELAY = 1.0
+RENDER_ON_SCRAPE_SECONDS = 0.02
 
 
 def utcnow() -> datetime:
@@ -144,10 +154,13 @@ class Daemon:
             ready=self.ready,
             settings=web or from_section(config.web),
             exposition=self.inventory.exposition,
+            prerendered=self.metrics.exposition,
         )
         # Secrets read outside the config proper (the webhook token): read again on reload.
         self.reload_steps: list[ReloadStep] = []
         self._clients: dict[str, TargetClients] = {}
+        # The scheduled probes' shared Azure reads per target (exporters/reads.py).
+        self._reads: dict[str, TargetReads] = {}
         self._stack: AsyncExitStack | None = None
         self._retired: list[AsyncExitStack] = []  # a replaced config's, until unused
         self._http: httpx.AsyncClient | None = None
@@ -158,18 +171,28 @@ class Daemon:
         self._probing: set[asyncio.Task[Any]] = set()  # scheduled probe runs under way
         self._stopping = False
         self._reload_lock = asyncio.Lock()
+        self._refresh: asyncio.TimerHandle | None = None  # the metrics' next render
 
     # lifecycle --------------------------------------------------------------------
 
     def clients(self, target: str) -> TargetClients:
-        """The open tenant clients of a target (for remediation)."""
-        return self._clients[target]
+        """The open tenant clients of a target (for remediation): its Key Vault and
+        app-registration writes make the probes' shared reads forget what they hold."""
+        reads = self._target_reads(target)
+        return forgetting_on_write(self._clients[target], reads)
 
     def health_client(self) -> httpx.AsyncClient:
         """The open HTTP client of the health probe (for remediation's verification);
         replaced on reload like the tenant clients."""
         assert self._http is not None, "the daemon has not started"
         return self._http
+
+    def _target_reads(self, target: str) -> TargetReads:
+        reads = self._reads.get(target)
+        if reads is None:
+            graph = self.config.probes.graph.interval_seconds
+            reads = self._reads[target] = TargetReads(Pace.for_graph_interval(graph))
+        return reads
 
     def ready(self) -> bool:
         """True once every (target, probe) has reported at least once."""
@@ -182,7 +205,12 @@ class Daemon:
         stack = AsyncExitStack()
         try:
             identity = config.identity_value()
-            session = TenantSession(identity, config.cloud_endpoints(), config.retry_policy())
+            session = TenantSession(
+                identity,
+                config.cloud_endpoints(),
+                config.retry_policy(),
+                on_request=self.metrics.count_azure_request,
+            )
             await stack.enter_async_context(session)
             clients = {}
             for target in config.targets:
@@ -219,6 +247,7 @@ class Daemon:
             for probe in PROBE_NAMES:
                 seconds = config.probes.schedule(probe).interval_seconds
                 self.metrics.probe_interval.labels(target=target.name, probe=probe).set(seconds)
+        self.metrics.changed()
 
     def _schedule(self, config: Config, first_run: datetime) -> None:
         assert self._scheduler is not None
@@ -336,6 +365,9 @@ class Daemon:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._refresh is not None:
+            self._refresh.cancel()
+            self._refresh = None
         self.notifier.stopping()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
@@ -441,6 +473,8 @@ class Daemon:
             old, old_stack = self.config, self._stack
             self.config = new
             self._stack, self._clients, self._http, self._session = opened
+            for reads in self._reads.values():
+                reads.forget()  # new clients, maybe a new identity or vault
             if old_stack is not None:
                 # Probes and remediation runs already under way keep the old clients.
                 self._retired.append(old_stack)
@@ -463,7 +497,7 @@ class Daemon:
 
     # probes -----------------------------------------------------------------------
 
-    async def _probe(self, target: str, probe: str) -> Any:
+    async def _probe(self, target: str, probe: str, paced: bool) -> Any:
         config = self.config
         section = config.target(target)
         if probe == "health":
@@ -471,12 +505,13 @@ class Daemon:
             timeout = config.probes.health.timeout_seconds
             return await probe_health(self._http, section.health_url, timeout)
         clients = self._clients[target]
+        reads = self._target_reads(target) if paced else None
         if probe == "expiry":
-            return await probe_expiry(clients, self.clock())
+            return await probe_expiry(clients, self.clock(), reads)
         if probe == "graph":
             url = config.graph_probe_url(section)
-            return await probe_graph_auth(clients, url)
-        return await probe_reference(clients)
+            return await probe_graph_auth(clients, url, reads)
+        return await probe_reference(clients, reads)
 
     async def _scheduled_probe(self, target: str, probe: str) -> None:
         """The scheduler's job: one run, which :meth:`stop` may cancel."""
@@ -484,7 +519,7 @@ class Daemon:
         assert task is not None  # APScheduler runs coroutine jobs as tasks
         self._probing.add(task)
         try:
-            await self.run_probe(target, probe)
+            await self.run_probe(target, probe, paced=True)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -492,13 +527,15 @@ class Daemon:
         finally:
             self._probing.discard(task)
 
-    async def run_probe(self, target: str, probe: str) -> Observed:
-        """Run one probe once, record it, log a change, and call the hooks."""
+    async def run_probe(self, target: str, probe: str, *, paced: bool = False) -> Observed:
+        """Run one probe once, record it, log a change, and call the hooks. ``paced``
+        (the scheduler's runs): share the target's Azure reads and reuse a healthy
+        answer for a while (exporters/reads.py); otherwise every read is fresh."""
         seconds = self.config.probes.schedule(probe).timeout_seconds
         started = time.perf_counter()
         try:
             async with asyncio.timeout(seconds):
-                value = await self._probe(target, probe)
+                value = await self._probe(target, probe, paced)
         except TimeoutError:
             value = _timed_out(probe, seconds)
         duration = time.perf_counter() - started
@@ -509,6 +546,7 @@ class Daemon:
             return observed
         self.latest[(target, probe)] = observed
         self.metrics.record(observed, duration)
+        self._refresh_metrics_soon()
         self._log_change(observed)
         for hook in list(self.observers):
             try:
@@ -516,6 +554,23 @@ class Daemon:
             except Exception:
                 log.exception("observation hook failed", target=target, probe=probe)
         return observed
+
+    def _refresh_metrics_soon(self) -> None:
+        """Render the probes' metrics once, in a worker thread, shortly after a probe
+        finished (every probe that finishes meanwhile shares the render), so that the
+        next scrape copies text instead of rendering it."""
+        if self._refresh is not None or self._stopping:
+            return
+
+        def due() -> None:
+            self._refresh = None
+            if self.metrics.stale:
+                self._spawn(asyncio.to_thread(self.metrics.refresh))
+
+        delay = max(METRICS_REFRESH_DELAY, 50 * self.metrics.render_seconds)
+        costly = self.metrics.render_seconds > RENDER_ON_SCRAPE_SECONDS
+        self.metrics.fresh_for = 2 * delay if costly else 0.0
+        self._refresh = asyncio.get_running_loop().call_later(delay, due)
 
     async def run_all_once(self) -> list[Observed]:
         """Every probe of every target once, concurrently (for ``check`` and tests)."""

@@ -225,7 +225,9 @@ class ProbeSchedule(_Model):
 
 
 class ExpirySchedule(ProbeSchedule):
-    interval_seconds: PositiveSeconds = 300
+    # 15 min (was 5; issue 16's request budget): an expiry is days away, and a rotation
+    # by this daemon makes the shared reads forget (exporters/reads.py).
+    interval_seconds: PositiveSeconds = 900
     timeout_seconds: PositiveSeconds = 60
     jitter_seconds: Seconds = 15
 
@@ -243,7 +245,8 @@ class GraphSchedule(ProbeSchedule):
 
 
 class ReferenceSchedule(ProbeSchedule):
-    interval_seconds: PositiveSeconds = 120
+    # 15 min (was 2; issue 16's request budget): remediation verifies its own reloads.
+    interval_seconds: PositiveSeconds = 900
     timeout_seconds: PositiveSeconds = 30
     jitter_seconds: Seconds = 10
 

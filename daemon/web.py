@@ -1,6 +1,8 @@
 """The daemon's HTTP server: ``/metrics``, ``/-/healthy``, ``/-/ready``.
 
-A scrape serialises the registry and nothing else (probes fill it). Optional TLS,
+A scrape serialises the registry and nothing else (probes fill it); families that come
+pre-rendered (the probes' metrics, re-rendered when probes finish, and the inventory's,
+once per scan) are copied, and only the rest of the registry is rendered per scrape. Optional TLS,
 client certificates, basic auth, response headers and a rate limit, as the Prometheus
 exporters' web config has them (daemon/webconfig.py). Basic auth is verified off the
 event loop (daemon/webauth.py), so no request can stall the probes or the watchdog.
@@ -26,7 +28,7 @@ from daemon.config import ConfigError
 from daemon.logging import get_logger
 from daemon.webauth import AuthLimits, BasicAuth, TokenBucket, Verdict
 from daemon.webconfig import TLSSettings, WebSettings, load_cert_chain, ssl_context
-from exporters.exposition import Exposition
+from exporters.exposition import Exposition, prerendered_served
 
 ReadyCheck = Callable[[], bool]
 ExpositionSource = Callable[[], Exposition]
@@ -83,12 +85,17 @@ class WebServer:
         basic_auth_users: dict[str, str] | None = None,
         auth_limits: AuthLimits | None = None,
         exposition: ExpositionSource | None = None,
+        prerendered: ExpositionSource | None = None,
     ) -> None:
-        """``basic_auth_users`` is shorthand for ``settings=WebSettings(users=...)``."""
+        """``basic_auth_users`` is shorthand for ``settings=WebSettings(users=...)``.
+        ``exposition``: the inventory's text; ``prerendered``: the text of registry
+        families whose collectors yield nothing inside
+        :func:`~exporters.exposition.prerendered_served` (exporters.metrics.Metrics)."""
         if settings is None:
             settings = WebSettings(users=dict(basic_auth_users or {}))
         self._registry = registry
         self._exposition = exposition
+        self._prerendered = prerendered
         self._ready = ready
         self.settings = settings
         self._auth = BasicAuth(settings.users, auth_limits)
@@ -149,8 +156,16 @@ class WebServer:
         return san_allowed((peer or {}).get("subjectAltName", ()), tls.allowed_sans)
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        body = generate_latest(self._registry)
         extra = self._exposition() if self._exposition is not None else Exposition()
+        if self._prerendered is not None:
+            cached = self._prerendered()
+            with prerendered_served():
+                body = generate_latest(self._registry)
+            if not extra.text:
+                return self._with_exposition(request, body, cached)
+            body = cached.text + body  # the inventory's stays the pre-compressed part
+        else:
+            body = generate_latest(self._registry)
         if extra.text:
             return self._with_exposition(request, body, extra)
         response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

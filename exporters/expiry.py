@@ -4,6 +4,8 @@ The Key Vault value is matched to a credential in three steps: the ``secretwarde
 tag (written by a rotation) names it; otherwise Graph's ``hint`` (the first three
 characters) narrows the candidates; a token request with the value settles whether it
 is live at all (Entra answers AADSTS7000222 for an expired one, 7000215 for none).
+With ``reads`` the Key Vault read and an acceptance are shared with the other probes
+(exporters/reads.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 
 from exporters._errors import describe
 from exporters.observations import ExpiryObservation
+from exporters.reads import TargetReads
 from tenant.models import KEY_ID_TAG, PasswordCredential, SecretValue, TokenFailure
 from tenant.ports import TargetClients
 
@@ -37,14 +40,19 @@ def _pick(cands: list[PasswordCredential], now: datetime, live: bool) -> Passwor
     return min(pool, key=lambda c: (c.end is None, c.end or now))
 
 
-async def probe_expiry(clients: TargetClients, now: datetime) -> ExpiryObservation:
+async def probe_expiry(
+    clients: TargetClients, now: datetime, reads: TargetReads | None = None
+) -> ExpiryObservation:
     try:
         app = await clients.app.get_app()
     except Exception as exc:
         return ExpiryObservation(ok=False, error=describe("read app registration", exc))
     creds = app.credentials
     try:
-        current = await clients.vault.get_current()
+        if reads is None:
+            current = await clients.vault.get_current()
+        else:
+            current = await reads.current_secret(clients.vault)
     except Exception as exc:
         return ExpiryObservation(
             ok=False, credentials=creds, error=describe("read Key Vault secret", exc)
@@ -58,7 +66,10 @@ async def probe_expiry(clients: TargetClients, now: datetime) -> ExpiryObservati
         )
     cands = candidates(creds, current.value, current.tags)
     try:
-        outcome = await clients.entra.try_secret(app.client_id, current.value)
+        if reads is None:
+            outcome = await clients.entra.try_secret(app.client_id, current.value)
+        else:
+            outcome = await reads.try_secret(clients.entra, app.client_id, current)
     except Exception as exc:
         return ExpiryObservation(
             ok=False,

@@ -3,8 +3,11 @@ plain or as the first blocks of a gzip stream (see :meth:`Exposition.gzip_with`)
 
 from __future__ import annotations
 
+import contextvars
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 GZIP_LEVEL = 6
@@ -50,3 +53,26 @@ class Exposition:
         size = (len(self.text) + len(tail)) & 0xFFFFFFFF
         trailer = struct.pack("<II", crc, size)
         return b"".join((_GZIP_HEADER, self.deflated, _deflate(tail, final=True), trailer))
+
+
+# Set while a scrape renders the registry after prepending pre-rendered text: a collector
+# whose families are in that text (exporters.metrics.Metrics) yields nothing then, so
+# they are neither collected nor formatted twice. Any other reader of the registry
+# (get_sample_value, a test, a bench) sees every family as usual.
+_prerendered_served: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "_prerendered_served", default=False
+)
+
+
+@contextmanager
+def prerendered_served() -> Iterator[None]:
+    """Within this block, collectors that serve pre-rendered text yield nothing."""
+    token = _prerendered_served.set(True)
+    try:
+        yield
+    finally:
+        _prerendered_served.reset(token)
+
+
+def serving_prerendered() -> bool:
+    return _prerendered_served.get()

@@ -5,19 +5,35 @@ injected (a fresh ``CollectorRegistry()`` per test). Label children are created 
 target is added, so every per-target series exists at 0 from the start, except the
 expiry timestamps, which appear once known (an expiry of 0 would read as "expired in
 1970" and fire every alert). Credential series are rebuilt from the latest expiry
-observation on each scrape, so a removed credential's series disappears with it.
+observation, so a removed credential's series disappears with it.
+
+A scrape does not render these families: :meth:`Metrics.exposition` keeps their text,
+rendered again only after something here changed (:meth:`Metrics.refresh`, which the
+daemon runs shortly after probes finish), and the web server prepends it to the rest of
+the registry (issue 16: a scrape is a copy). Reading the registry any other way
+(``get_sample_value``) collects them live as before.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from exporters.exposition import Exposition, serving_prerendered
 from exporters.observations import (
     ExpiryObservation,
     GraphAuthObservation,
@@ -25,6 +41,12 @@ from exporters.observations import (
     Observed,
     ReferenceObservation,
 )
+from tenant.transport import AZURE_SERVICES
+
+# No `_created` series: one more series per counter child that no rule or panel reads
+# (issue 16). prometheus_client's switch is process-wide; every process that exports
+# secretwarden metrics imports this module.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 PROBES = ("expiry", "health", "graph", "reference")
 # Reasons created at 0 up front so rate() and increase() see the first failure.
@@ -76,6 +98,22 @@ class _ExpiryCollector(Collector):
         return []
 
 
+class _Prerendered(Collector):
+    """The one collector :class:`Metrics` registers in the caller's registry: it yields
+    the metrics' own registry, except while a scrape serves their pre-rendered text."""
+
+    def __init__(self, own: CollectorRegistry) -> None:
+        self._own = own
+
+    def collect(self) -> Iterator[Metric]:
+        if serving_prerendered():
+            return
+        yield from self._own.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 def remove_target_series(target: str, metrics: Iterable[MetricWrapperBase]) -> None:
     """Drop every child of ``metrics`` whose first label is ``target`` (after a reload)."""
     for metric in metrics:
@@ -91,14 +129,25 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
         self.registry = registry
+        # The families live in a registry of their own, rendered as one cached text.
+        own = self._own = CollectorRegistry()
+        registry.register(_Prerendered(own))
         self._expiry = _ExpiryCollector()
-        registry.register(self._expiry)
+        own.register(self._expiry)
+        self._text = Exposition()
+        self._changes = 1  # counts changes; the text is of change number _rendered_change
+        self._rendered_change = 0
+        self.rendered_at = -math.inf  # time.monotonic() of the last render
+        self.render_seconds = 0.0  # how long the last render took
+        # A scrape may copy a stale text this young (0: never; the daemon sets it).
+        self.fresh_for = 0.0
+        self._render_lock = threading.Lock()
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("target",)) -> Gauge:
-            return Gauge(name, doc, list(labels), registry=registry)
+            return Gauge(name, doc, list(labels), registry=own)
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, list(labels), registry=registry)
+            return Counter(name, doc, list(labels), registry=own)
 
         by_probe = ("target", "probe")
         self.matches = gauge(
@@ -161,6 +210,14 @@ class Metrics:
             "How often the probe is scheduled to run (alerts measure staleness with it).",
             by_probe,
         )
+        self.azure_requests = counter(
+            "secretwarden_azure_requests",
+            "HTTP requests sent to Azure by the probes and remediation, retries included, "
+            "by service (entra, graph, keyvault, arm).",
+            ("service",),
+        )
+        for service in AZURE_SERVICES:
+            self.azure_requests.labels(service=service)
         self.build_info = gauge(
             "secretwarden_build_info", "The running secretwarden's version.", ("version",)
         )
@@ -194,11 +251,52 @@ class Metrics:
         )
         self._targets: set[str] = set()
 
+    # the cached exposition -------------------------------------------------------
+
+    @property
+    def stale(self) -> bool:
+        """True when something changed since the text was last rendered."""
+        return self._rendered_change != self._changes
+
+    def changed(self) -> None:
+        self._changes += 1
+
+    def refresh(self) -> Exposition:
+        """Render the families' text if anything changed since the last render (safe
+        from a worker thread: prometheus_client's metrics lock their values). A change
+        made during the render leaves the text stale, to be rendered again."""
+        with self._render_lock:
+            return self._render()
+
+    def _render(self) -> Exposition:
+        if self.stale:
+            seen, started = self._changes, time.monotonic()
+            self._text = Exposition.of(generate_latest(self._own))
+            self._rendered_change = seen
+            self.rendered_at = time.monotonic()
+            self.render_seconds = self.rendered_at - started
+        return self._text
+
+    def exposition(self) -> Exposition:
+        """The families' text: a copy when nothing changed since the last render, or
+        when the last render is younger than :attr:`fresh_for` seconds (the daemon
+        renders again shortly after probes finish), or while another render is under
+        way; otherwise rendered now."""
+        if not self.stale or time.monotonic() - self.rendered_at < self.fresh_for:
+            return self._text
+        if not self._render_lock.acquire(blocking=False):
+            return self._text  # a worker thread is rendering: never wait for it
+        try:
+            return self._render()
+        finally:
+            self._render_lock.release()
+
     # targets ---------------------------------------------------------------------
 
     def add_target(self, target: str) -> None:
         if target in self._targets:
             return
+        self.changed()
         self._targets.add(target)
         for gauge in self._per_target:
             gauge.labels(target=target)
@@ -217,6 +315,7 @@ class Metrics:
             self.add_target(target)
 
     def _remove_target(self, target: str) -> None:
+        self.changed()
         self._targets.discard(target)
         self._expiry.latest.pop(target, None)
         remove_target_series(
@@ -226,7 +325,13 @@ class Metrics:
 
     # recording -------------------------------------------------------------------
 
+    def count_azure_request(self, service: str) -> None:
+        """tenant.connect.TenantSession's ``on_request``: one request sent to ``service``."""
+        self.azure_requests.labels(service=service).inc()
+        self.changed()
+
     def config_reloaded(self, ok: bool, at: datetime) -> None:
+        self.changed()
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_ts.set(at.timestamp())
@@ -234,6 +339,7 @@ class Metrics:
     def record(self, observed: Observed, duration_seconds: float) -> None:
         target, probe = observed.target, observed.probe
         self.add_target(target)
+        self.changed()
         done = probe_succeeded(observed)
         self.probe_success.labels(target=target, probe=probe).set(1 if done else 0)
         self.probe_duration.labels(target=target, probe=probe).set(duration_seconds)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from exporters._errors import describe
 from exporters.observations import ReferenceObservation
+from exporters.reads import TargetReads
 from tenant.ports import TargetClients
 
 
-async def probe_reference(clients: TargetClients) -> ReferenceObservation:
+async def probe_reference(
+    clients: TargetClients, reads: TargetReads | None = None
+) -> ReferenceObservation:
+    """With ``reads`` the Key Vault version comes from the shared read; a reference
+    that looks stale against it is compared with a fresh read before it is reported."""
     ref = clients.ref
     try:
         refs = await clients.site.key_vault_references()
@@ -26,7 +31,13 @@ async def probe_reference(clients: TargetClients) -> ReferenceObservation:
         )
         return ReferenceObservation(ok=False, error=f"read Key Vault references: {what}")
     try:
-        current = await clients.vault.get_current()
+        if reads is None:
+            current = await clients.vault.get_current()
+        else:
+            current = await reads.current_secret(clients.vault)
+            held = found.active_version or found.secret_version
+            if found.resolved and held is not None and held != current.version:
+                current = await reads.current_secret(clients.vault, fresh=True)
     except Exception as exc:
         return ReferenceObservation(
             ok=False,

@@ -1,7 +1,10 @@
 """The remediation metrics (names are a contract, see issue 4).
 
-Registered on the same injected ``CollectorRegistry`` as the exporters' metrics, with
-every label child created at start so each series exists at 0 before anything happens.
+Registered on the same injected ``CollectorRegistry`` as the exporters' metrics. The
+children an alert must see at 0 before the first event (``increase()`` misses a counter
+that appears at 1) are created when a target is added; the rest appear on first use, so
+an idle target costs ~15 series here instead of ~660 (issue 16: the step histogram alone
+was 630 series per target before anything had happened).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from remediation.policy import ACTIONS
 # removal, started by the Remediator when proof arrives).
 RUN_ACTIONS = (*ACTIONS, "cleanup")
 OUTCOMES = ("success", "failed", "rolled_back", "nothing_to_do", "blocked", "dry_run")
+# The outcomes an alert takes increase() of (SecretwardenRemediationFailed): at 0 up front.
+ALERTED_OUTCOMES = ("failed", "rolled_back")
 BLOCK_REASONS = ("rotation_cap", "backoff", "circuit_open", "journal_unreadable")
 STEPS = (
     "plan",
@@ -135,10 +140,8 @@ class RemediationMetrics:
         self._targets.add(target)
         for action in RUN_ACTIONS:
             self.in_progress.labels(target, action).set(0)
-            for outcome in OUTCOMES:
+            for outcome in ALERTED_OUTCOMES:
                 self.total.labels(target, action, outcome)
-            for step in STEPS:
-                self.step_duration.labels(target, action, step)
         self.last_rotation.labels(target)
         self.site_stopped.labels(target).set(0)
         self.removal_watch.labels(target).set(0)

@@ -38,7 +38,7 @@ from tenant.graph import (
 from tenant.keyvault import KeyVaultSecretStore
 from tenant.ports import Identity, TargetClients, TargetRef
 from tenant.signins import GraphSignInReader
-from tenant.transport import azure_session, on_session
+from tenant.transport import CountingTransport, RequestHook, azure_session, on_session
 
 
 class TenantSession:
@@ -49,8 +49,13 @@ class TenantSession:
         identity: Identity,
         cloud: Cloud,
         retry: RetryPolicy | None = None,
+        *,
+        on_request: RequestHook | None = None,
     ) -> None:
+        """``on_request``: told the Azure service of every request any client of the
+        session sends, retries included (tenant.transport.azure_service)."""
         self.cloud = cloud
+        self._on_request = on_request
         self.retry = retry or RetryPolicy()
         self._identity = identity
         self._credential: AsyncTokenCredential | None = None
@@ -58,12 +63,15 @@ class TenantSession:
         self._azure: aiohttp.ClientSession | None = None  # every SDK client's one pool
 
     async def __aenter__(self) -> TenantSession:
-        self._azure = azure_session(self.cloud)
+        self._azure = azure_session(self.cloud, self._on_request)
         self._credential = operator_credential(
             self._identity, self.cloud, self.retry, session=self._azure
         )
         self._http = httpx.AsyncClient(
-            verify=self.cloud.ssl_context(), timeout=httpx.Timeout(self.retry.timeout_seconds)
+            transport=CountingTransport(
+                self.cloud, self._on_request, verify=self.cloud.ssl_context()
+            ),
+            timeout=httpx.Timeout(self.retry.timeout_seconds),
         )
         return self
 
@@ -121,7 +129,7 @@ class TenantSession:
         async with AsyncExitStack() as stack:
             vault_kwargs = on_session(kwargs, self._azure)  # a transport per client
             arm_kwargs = on_session(kwargs, self._azure)
-            graph_http = graph_http_client(self.cloud, self.retry)
+            graph_http = graph_http_client(self.cloud, self.retry, self._on_request)
             stack.push_async_callback(graph_http.aclose)
             graph = graph_service_client(credential, graph_http, self.cloud)
 

@@ -63,6 +63,7 @@ from tenant.models import (
     RemoveOutcome,
     SecretValue,
 )
+from tenant.transport import CountingTransport, RequestHook
 
 _ByIdQuery = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters
 _ByAppIdQuery = (
@@ -80,14 +81,17 @@ def single_shot() -> RequestConfiguration[Any]:
     )
 
 
-def graph_http_client(cloud: Cloud, retry: RetryPolicy) -> httpx.AsyncClient:
+def graph_http_client(
+    cloud: Cloud, retry: RetryPolicy, on_request: RequestHook | None = None
+) -> httpx.AsyncClient:
     """An httpx client carrying msgraph's middleware, retrying as ``retry`` says.
 
     msgraph's retry handler retries 429/503/504 and waits Retry-After when given.
+    ``on_request`` hears every request sent, retries included (tenant.transport).
     """
     client = httpx.AsyncClient(
         base_url=cloud.graph_url,
-        verify=cloud.ssl_context(),
+        transport=CountingTransport(cloud, on_request, verify=cloud.ssl_context()),
         timeout=httpx.Timeout(retry.timeout_seconds),
     )
     options: dict[str, Any] = {

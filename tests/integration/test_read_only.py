@@ -2,8 +2,8 @@
 CLI did (issue 15, point 3).
 
 A CLI ``rotate`` leaves the old secret pending removal (no proof: ARM refuses the
-per-instance view, reports no activeVersion, and the sign-in log is late). A read-only daemon then never removes it, even
-once the overlap window has ended, refuses the webhook, and still shows the rotation and
+per-instance view, reports no activeVersion, and the sign-in log is late). A read-only
+daemon then never removes it, even once the overlap window has ended, refuses the webhook, and still shows the rotation and
 the pending removal exactly as a restarted daemon would; ``secretwarden cleanup``
 finishes the removal."""
 

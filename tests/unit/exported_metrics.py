@@ -28,6 +28,7 @@ def exported_families() -> dict[str, tuple[str, set[str]]]:
     rem = RemediationMetrics(registry, ["portal"])
     rem.pending_removal.labels("portal", "key-id").set(1)  # only exists while one waits
     rem.pending_until.labels("portal", "key-id").set(1)  # beside it (issue 13)
+    rem.step_duration.labels("portal", "rotate", "verify").observe(1)  # on first use
     now = datetime.now(UTC)
     cred = PasswordCredential("k1", "secretwarden", "abc", now, now + timedelta(days=90))
     for probe, value in (

@@ -33,10 +33,10 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_fill_everything_but_the_target(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, TARGET))
     assert config.web.listen_address == "127.0.0.1:9877"
-    assert config.probes.expiry.interval_seconds == 300
+    assert config.probes.expiry.interval_seconds == 900  # issue 16: the request budget
     assert config.probes.health.interval_seconds == 30
     assert config.probes.graph.interval_seconds == 60
-    assert config.probes.reference.interval_seconds == 120
+    assert config.probes.reference.interval_seconds == 900
     assert config.remediation.rotate_before_days == 30
     assert config.remediation.heal_after_failures == 3
     target = config.targets[0]

@@ -241,3 +241,53 @@ def test_config_reload_metrics() -> None:
         reg.get_sample_value("secretwarden_config_last_reload_success_timestamp_seconds")
         == NOW.timestamp()
     )
+
+
+def test_the_exposition_is_rendered_once_per_change_and_matches_the_registry() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(reg, "0")
+    m.record(observe("graph", GraphAuthObservation(ok=True, token_ok=True, graph_status=200)), 1)
+    first = m.exposition()
+    assert m.exposition() is first  # nothing changed: the same bytes, not a render
+    assert first.text == generate_latest(reg)  # the registry holds only these
+    m.record(observe("graph", GraphAuthObservation(ok=False, token_ok=False)), 2)
+    assert m.stale
+    second = m.exposition()
+    assert second is not first
+    assert b'secretwarden_probe_errors_total{probe="graph",target="portal"} 1.0' in second.text
+
+
+def test_prerendered_families_are_served_once_and_readable_as_usual() -> None:
+    from exporters.exposition import prerendered_served
+
+    reg = CollectorRegistry()
+    m = Metrics(reg, "0")
+    m.add_target("portal")
+    assert (
+        reg.get_sample_value("secretwarden_probe_success", {"target": "portal", "probe": "graph"})
+        == 0
+    )
+    with prerendered_served():
+        assert list(reg.collect()) == []  # the scrape copies their text instead
+    names = {f.name for f in text_string_to_metric_families(m.exposition().text.decode())}
+    assert "secretwarden_probe_success" in names
+
+
+def test_counters_have_no_created_series() -> None:
+    reg = CollectorRegistry()
+    Metrics(reg, "0").add_target("portal")
+    assert b"_created" not in generate_latest(reg)
+
+
+def test_a_scrape_copies_a_young_text_and_never_waits_for_a_render() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(reg, "0")
+    m.add_target("portal")
+    first = m.exposition()
+    m.config_reloaded(False, NOW)
+    m.fresh_for = 3600.0  # as the daemon sets it once a render is costly
+    assert m.exposition() is first  # stale but young: copied
+    m.fresh_for = 0.0
+    with m._render_lock:  # a worker thread is rendering
+        assert m.exposition() is first
+    assert b"secretwarden_config_last_reload_successful 0.0" in m.exposition().text
