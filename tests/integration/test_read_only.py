@@ -3,9 +3,9 @@ CLI did (issue 15, point 3).
 
 A CLI ``rotate`` leaves the old secret pending removal (no proof: ARM refuses the
 per-instance view, reports no activeVersion, and the sign-in log is late). A read-only
-daemon then never removes it, even once the overlap window has ended, refuses the webhook, and still shows the rotation and
-the pending removal exactly as a restarted daemon would; ``secretwarden cleanup``
-finishes the removal."""
+daemon then never removes it, even once the overlap window has ended, refuses the
+webhook, and still shows the rotation and the pending removal exactly as a restarted
+daemon would; ``secretwarden cleanup`` finishes the removal."""
 
 from __future__ import annotations
 
