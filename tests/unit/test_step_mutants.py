@@ -1,0 +1,129 @@
+"""More one-line mutations of the step modules' safety decisions, each killed here:
+the lost-reply addPassword (its orphan is found and removed, waiting out Graph's read
+lag) and the runner's removePassword of a keyId this run added moments ago ("already
+gone" is not believed within the read lag). Fakes of the ports and a FakeClock, as in
+test_step_modules.py; fast, so ``make mutate`` runs them once per mutant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_step_modules import T0, make_run
+
+from remediation.clock import FakeClock
+from remediation.rotation import add_password, remove_by_name
+from tenant.errors import Unavailable
+from tenant.models import NewPassword, PasswordCredential, RemoveOutcome, SecretValue
+
+
+@dataclass
+class LaggingApp:
+    """Graph over a lost reply: the first addPassword creates a credential but its reply
+    is lost; a listing shows a new credential only ``lag_reads`` reads later."""
+
+    lag_reads: int = 1
+    lose_first_reply: bool = True
+    creds: list[PasswordCredential] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reads: int = 0
+
+    async def add_password(self, name: str, end: datetime | None) -> NewPassword:
+        cred = PasswordCredential(f"key-{len(self.creds) + 1}", name, "abc", T0, end)
+        self.creds.append(cred)
+        if self.lose_first_reply and len(self.creds) == 1:
+            raise Unavailable("graph", "addPassword", "reply lost", maybe_applied=True)
+        return NewPassword(cred, SecretValue("v"))
+
+    async def find_credentials(self, name: str) -> tuple[PasswordCredential, ...]:
+        self.reads += 1
+        if self.reads <= self.lag_reads:
+            return ()
+        return tuple(
+            c for c in self.creds if c.display_name == name and c.key_id not in self.removed
+        )
+
+    async def remove_password(self, key_id: str) -> RemoveOutcome:
+        self.removed.append(key_id)
+        return RemoveOutcome.REMOVED
+
+
+async def test_a_lost_reply_addpassword_leaves_no_credential_nobody_holds(tmp_path: Path) -> None:
+    """addPassword's reply was lost but the credential exists: before the retry adds
+    another, the first is found by this run's display name and removed (mutant: the
+    retry without removing it leaves a credential whose value nobody holds)."""
+    app = LaggingApp(lag_reads=0)
+    run = make_run(tmp_path, FakeClock(T0), app=app)
+    added = await add_password(run)
+    assert app.removed == ["key-1"]
+    assert added.new_key_id == "key-2"
+    assert [c.key_id for c in app.creds] == ["key-1", "key-2"]
+
+
+async def test_a_lost_replys_credential_is_looked_for_until_the_read_lag_passed(
+    tmp_path: Path,
+) -> None:
+    """Graph lists the lost reply's credential only on the third read: the search goes
+    on (sleeping, within graph_read_lag) and removes it (mutant: one empty read taken
+    as "none was created" leaves it behind)."""
+    app = LaggingApp(lag_reads=2)
+    app.creds.append(PasswordCredential("orphan", "secretwarden x", "abc", T0, None))
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock, app=app)
+    assert await remove_by_name(run, "add_password", "secretwarden x") == ("orphan",)
+    assert app.removed == ["orphan"]
+    assert app.reads == 3
+    assert sum(clock.slept) < run.settings.graph_read_lag
+
+
+async def test_a_lost_replys_search_gives_up_after_the_read_lag(tmp_path: Path) -> None:
+    """Nothing is ever listed: the search ends once the read lag has passed."""
+    app = LaggingApp(lag_reads=10**6)
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock, app=app)
+    assert await remove_by_name(run, "add_password", "secretwarden x") == ()
+    assert app.removed == []
+    assert sum(clock.slept) >= run.settings.graph_read_lag
+
+
+@dataclass
+class GoneFirstApp:
+    """removePassword answers ALREADY_GONE first (Graph's answer for a keyId it does
+    not list yet), REMOVED after."""
+
+    calls: list[str] = field(default_factory=list)
+
+    async def remove_password(self, key_id: str) -> RemoveOutcome:
+        self.calls.append(key_id)
+        return RemoveOutcome.ALREADY_GONE if len(self.calls) == 1 else RemoveOutcome.REMOVED
+
+
+@pytest.mark.parametrize(
+    ("added_ago", "calls"),
+    [
+        (timedelta(seconds=1), 2),  # added just now: "gone" is not certain, remove again
+        (timedelta(seconds=31), 1),  # past graph_read_lag (30 s): gone is gone
+        (None, 1),  # not this run's keyId: gone is gone
+    ],
+)
+async def test_already_gone_is_believed_only_past_the_read_lag(
+    tmp_path: Path, added_ago: timedelta | None, calls: int
+) -> None:
+    """The runner's removePassword of a keyId this run added less than graph_read_lag
+    ago waits the lag out and removes it again (mutant: "already gone" believed at
+    once leaves the young credential in place, or a certain one removed twice)."""
+    app = GoneFirstApp()
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock, app=app)
+    if added_ago is not None:
+        run.write("add_password", "done", {"new_key_id": "new-key"})
+        clock.advance(added_ago.total_seconds())
+    else:
+        clock.advance(1)
+    await run.remove_password("compensate", "new-key")
+    assert app.calls == ["new-key"] * calls
+    if calls == 2:
+        assert sum(clock.slept) >= run.settings.graph_read_lag - 1
