@@ -7,16 +7,19 @@ test_step_modules.py; fast, so ``make mutate`` runs them once per mutant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from test_step_modules import T0, make_run
 
 from remediation.clock import FakeClock
+from remediation.reload import reload_and_verify
 from remediation.rotation import add_password, remove_by_name
-from tenant.errors import Unavailable
+from tenant.errors import NotFound, Unavailable
 from tenant.models import NewPassword, PasswordCredential, RemoveOutcome, SecretValue
 
 
@@ -127,3 +130,55 @@ async def test_already_gone_is_believed_only_past_the_read_lag(
     assert app.calls == ["new-key"] * calls
     if calls == 2:
         assert sum(clock.slept) >= run.settings.graph_read_lag - 1
+
+
+# -- reload: a recycle counts only once the cache held the new version ---------------------
+
+
+@dataclass
+class RestartSite:
+    """A site whose reference shows the new version only after the first restart."""
+
+    restarts: list[datetime] = field(default_factory=list)
+
+    async def restart(self) -> None:
+        self.restarts.append(self.clock.now())
+
+    async def instances(self) -> tuple[()]:
+        raise NotFound("arm", "list the instances of site", "not served")
+
+    clock: FakeClock = field(default_factory=lambda: FakeClock(T0))
+
+
+@dataclass
+class ArmProber:
+    site: RestartSite
+
+    async def reference(self) -> Any:
+        active = "v2" if self.site.restarts else "v1"
+        ref = SimpleNamespace(active_version=active, secret_version=None, status="Resolved")
+        return SimpleNamespace(ok=True, resolved=True, reference=ref, current_version="v2")
+
+    async def health(self) -> Any:
+        return SimpleNamespace(ok=True, status_code=200, error=None)
+
+
+async def test_a_restart_before_the_cache_held_the_new_version_is_not_the_recycle(
+    tmp_path: Path,
+) -> None:
+    """ARM shows the new version only after the restart: that restart began before the
+    cache held it, so its workers may predate the cache. The ladder restarts once more
+    and journals that second restart as the recycle (mutant: the first restart taken as
+    the recycle would let the app's sign-ins alone prove the old credential unused)."""
+    clock = FakeClock(T0)
+    site = RestartSite(clock=clock)
+    run = make_run(tmp_path, clock, prober=ArmProber(site), site=site)
+    object.__setattr__(run, "settings", replace(run.settings, rungs=("restart",)))
+    v = await reload_and_verify(run, "v2", health=False, graph=False, action=False)
+    assert v.ok, v.reason
+    assert len(site.restarts) == 2
+    verified = next(e for e in reversed(run.rec.entries) if e.step == "verify")
+    cache_at = datetime.fromisoformat(str(verified.data["cache_at"]))
+    recycled_at = datetime.fromisoformat(str(verified.data["recycled_at"]))
+    assert recycled_at == site.restarts[1]
+    assert recycled_at >= cache_at
