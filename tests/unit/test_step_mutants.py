@@ -14,13 +14,24 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_step_modules import T0, make_run
+from test_step_modules import T0, FakeSite, make_run
 
+from remediation.cleanup import recycle
 from remediation.clock import FakeClock
-from remediation.reload import reload_and_verify
+from remediation.reload import ensure_running, reload_and_verify
+from remediation.results import PendingRemoval
 from remediation.rotation import add_password, remove_by_name
+from remediation.runner import StepError
 from tenant.errors import NotFound, Unavailable
-from tenant.models import NewPassword, PasswordCredential, RemoveOutcome, SecretValue
+from tenant.models import (
+    NewPassword,
+    PasswordCredential,
+    RemoveOutcome,
+    SecretValue,
+    SiteInstance,
+    SiteState,
+    WorkerProcess,
+)
 
 
 @dataclass
@@ -182,3 +193,55 @@ async def test_a_restart_before_the_cache_held_the_new_version_is_not_the_recycl
     recycled_at = datetime.fromisoformat(str(verified.data["recycled_at"]))
     assert recycled_at == site.restarts[1]
     assert recycled_at >= cache_at
+
+
+async def test_a_site_left_stopped_is_said_once_the_timeout_passed(tmp_path: Path) -> None:
+    """Start without Running: the error comes when site_running_timeout has passed, not
+    later (mutant: a doubled wait keeps the stopped site unreported)."""
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock, site=FakeSite([SiteState.STOPPED]))
+    t0 = clock.monotonic()
+    with pytest.raises(StepError, match="not Running after Stop"):
+        await ensure_running(run, "reload.stop_start")
+    waited = clock.monotonic() - t0
+    assert run.settings.site_running_timeout <= waited
+    assert waited < run.settings.site_running_timeout + run.settings.verify_poll + 0.001
+
+
+# -- cleanup: the recycle journals ARM's mark, so the next check compares ARM's clock -----
+
+
+@dataclass
+class RecyclingSite:
+    """ARM's per-instance view: one worker started before, restarted by the change."""
+
+    clock: FakeClock
+    started: datetime
+    changes: list[str] = field(default_factory=list)
+
+    async def configuration_change(self, marker: str) -> None:
+        self.changes.append(marker)
+        self.started = self.clock.now() + timedelta(seconds=5)
+
+    async def instances(self) -> tuple[SiteInstance, ...]:
+        return (SiteInstance("i0", (WorkerProcess("w3wp", self.started, False),)),)
+
+
+async def test_the_cleanup_recycle_journals_the_workers_mark(tmp_path: Path) -> None:
+    """The journaled pending removal carries ARM's latest worker start before the
+    configuration change (cache_mark): the next check then asks for workers started
+    after it by ARM's own clock, not the daemon's clock with a skew allowance."""
+    clock = FakeClock(T0)
+    before = T0 - timedelta(hours=1)
+    site = RecyclingSite(clock, before)
+    run = make_run(tmp_path, clock, site=site, action="cleanup")
+    pending = PendingRemoval(
+        ("old",), "new", "v2", T0.isoformat(), T0.isoformat(), T0.isoformat(), ""
+    )
+    again = await recycle(run, pending)
+    assert len(site.changes) == 1
+    assert again.cache_mark == before.isoformat()
+    assert again.cache_at == again.recycled_at == T0.isoformat()
+    journaled = run.facts.pending()
+    assert journaled is not None
+    assert journaled.cache_mark == before.isoformat()
