@@ -245,3 +245,19 @@ async def test_the_cleanup_recycle_journals_the_workers_mark(tmp_path: Path) -> 
     journaled = run.facts.pending()
     assert journaled is not None
     assert journaled.cache_mark == before.isoformat()
+
+
+async def test_the_read_lag_runs_from_addpasswords_reply_not_its_begin(tmp_path: Path) -> None:
+    """addPassword began at T0 and, after retries, returned 60 s later: the keyId is
+    young until 30 s after that reply, so a removal 1 s after it is repeated (mutant:
+    the begin line taken as the time it was added believes "already gone" at once)."""
+    app = GoneFirstApp()
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock, app=app)
+    run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    clock.advance(60)
+    run.write("add_password", "done", {"new_key_id": "New-Key"})
+    clock.advance(1)
+    assert run.added_at("new-key") == T0 + timedelta(seconds=60)
+    await run.remove_password("compensate", "new-key")
+    assert app.calls == ["new-key", "new-key"]
