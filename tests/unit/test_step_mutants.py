@@ -261,3 +261,39 @@ async def test_the_read_lag_runs_from_addpasswords_reply_not_its_begin(tmp_path:
     assert run.added_at("new-key") == T0 + timedelta(seconds=60)
     await run.remove_password("compensate", "new-key")
     assert app.calls == ["new-key", "new-key"]
+
+
+# -- the runner's retry layer: as many attempts as configured, Retry-After honoured ---------
+
+
+async def test_the_retry_layer_tries_step_attempts_times_with_doubling_backoff(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock)
+    tries: list[int] = []
+
+    async def outage() -> None:
+        tries.append(1)
+        raise Unavailable("graph", "get", "503")
+
+    with pytest.raises(StepError, match="read: "):
+        await run.call("plan", "read", outage, attempts=4)
+    assert len(tries) == 4
+    b = run.settings.step_backoff  # 0.01 in make_run
+    assert clock.slept == [b, 2 * b, 4 * b]
+
+
+async def test_the_retry_layer_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    run = make_run(tmp_path, clock)
+    answers: list[Exception | None] = [Unavailable("graph", "get", "429", retry_after=7.0), None]
+
+    async def throttled() -> str:
+        e = answers.pop(0)
+        if e is not None:
+            raise e
+        return "ok"
+
+    assert await run.call("plan", "read", throttled) == "ok"
+    assert clock.slept == [7.0]
