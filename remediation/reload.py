@@ -206,7 +206,7 @@ async def reload_and_verify(
     if any(s.startswith(f"{prefix}reload.") for s in run.rec.begun + run.rec.done):
         v = await check()
         if v.ok:
-            run.write(f"{prefix}verify", "done", Verified("resumed", v.reason, v.proof))
+            await run.write(f"{prefix}verify", "done", Verified("resumed", v.reason, v.proof))
             run.emit(f"{prefix}verify", "done", v.reason)
             return v
 
@@ -233,6 +233,6 @@ async def reload_and_verify(
     )
     run.observe_duration("verify", t0)
     phase: Phase = "done" if result.ok else "failed"
-    run.write(f"{prefix}verify", phase, Verified(result.rung, result.reason, result.proof))
+    await run.write(f"{prefix}verify", phase, Verified(result.rung, result.reason, result.proof))
     run.emit(f"{prefix}verify", phase, result.reason)
     return Verification(result.ok, result.reason, proof=result.proof)

@@ -29,6 +29,7 @@ from remediation.clock import Clock
 from remediation.decisions import Blocked
 from remediation.heal import heal
 from remediation.journal import RUN, Journal, RunRecord
+from remediation.leadership import Leadership
 from remediation.metrics import RemediationMetrics
 from remediation.results import PendingRemoval
 from remediation.rollback import ROLLBACK_TAG as ROLLBACK_TAG
@@ -62,6 +63,7 @@ class Workflow:
         metrics: RemediationMetrics | None = None,
         progress: Progress | None = None,
         dry_run: bool = False,
+        leadership: Leadership | None = None,
     ) -> None:
         self.target = target
         self.metrics = metrics
@@ -76,6 +78,7 @@ class Workflow:
             metrics=metrics,
             progress=progress,
             dry_run=dry_run,
+            leadership=leadership,
         )
 
     # -- entry points -------------------------------------------------------------
@@ -83,14 +86,16 @@ class Workflow:
     async def run(self, action: Action, trigger: str, *, force: bool = False) -> Outcome:
         """Run ``action`` from the start. ``force`` rotates even when not yet due."""
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
-            self.run_.open(action, trigger, force=force)
+            await self.run_.open(action, trigger, force=force)
             return await self._drive(force=force)
 
     async def cleanup(self, pending: PendingRemoval, proof: str) -> Outcome:
         """Remove credentials a rotation left pending, now that ``proof`` says the app
         no longer uses them; then check the app once more."""
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
-            self.run_.open("cleanup", f"pending removal: {proof}", proof=proof, **asdict(pending))
+            await self.run_.open(
+                "cleanup", f"pending removal: {proof}", proof=proof, **asdict(pending)
+            )
             return await self._drive(force=True)
 
     async def resume(self, record: RunRecord, *, blocked: Blocked | None = None) -> Outcome:
@@ -108,7 +113,7 @@ class Workflow:
                 s.startswith("reload.") for s in record.begun + record.done + record.failed
             )
             if blocked is not None and not force and not wrote:
-                return self._finish("blocked", f"resumed run stopped: {blocked.detail}")
+                return await self._finish("blocked", f"resumed run stopped: {blocked.detail}")
             return await self._drive(force=force)
 
     async def _drive(self, *, force: bool) -> Outcome:
@@ -127,20 +132,20 @@ class Workflow:
                         outcome, detail = await rotate(run, force=force)
                 except Restart:
                     prev = run.rec.run
-                    run.open("rotate", f"restart after lost value in {prev}")
+                    await run.open("rotate", f"restart after lost value in {prev}")
                     force = True
                     continue
-                return self._finish(outcome, detail)
+                return await self._finish(outcome, detail)
         except StepError as e:
             heal_now = e.step in ("recheck", "cleanup.recheck")
-            return self._finish("failed", str(e), permanent=e.permanent, heal_now=heal_now)
+            return await self._finish("failed", str(e), permanent=e.permanent, heal_now=heal_now)
         except TenantError as e:  # a read outside a step wrapper; still name the target
-            return self._finish("failed", f"target {self.target}: {e}", permanent=e.permanent)
+            return await self._finish("failed", f"target {self.target}: {e}", permanent=e.permanent)
         finally:
             if self.metrics:
                 self.metrics.in_progress.labels(self.target, action).set(0)
 
-    def _finish(
+    async def _finish(
         self, outcome: str, detail: str, *, permanent: bool = False, heal_now: bool = False
     ) -> Outcome:
         run = self.run_
@@ -151,7 +156,7 @@ class Workflow:
         data: dict[str, object] = {"outcome": outcome, "rotated": rotated, "permanent": permanent}
         if outcome in ("failed", "rolled_back"):
             data["error"] = detail
-        run.write(RUN, "done", data)
+        await run.write(RUN, "done", data)
         run.emit("run", "failed" if outcome in ("failed", "rolled_back") else "done", detail)
         if outcome in ("failed", "rolled_back"):
             log.error("remediation failed", outcome=outcome, error=detail)
