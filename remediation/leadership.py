@@ -324,10 +324,13 @@ class LeaseLeadership:
             return
         log.info("lease released", target=target, why=why)
 
+    async def release(self, targets: Iterable[str], why: str) -> None:
+        """Give these leases back now: the next daemon need not wait for them to lapse."""
+        await asyncio.gather(*(self._release(t, why) for t in list(targets)))
+
     async def release_all(self, why: str = "stopping") -> None:
-        """Give every lease back now (SIGTERM, SIGHUP): the next daemon need not wait
-        for them to lapse. Runs in progress must have been stopped first."""
-        await asyncio.gather(*(self._release(t, why) for t in list(self._held)))
+        """Every lease (SIGTERM). Runs in progress must have been stopped first."""
+        await self.release(list(self._held), why)
 
     async def close(self) -> None:
         self._stopped = True

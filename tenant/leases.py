@@ -31,7 +31,10 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
 
+from tenant.credentials import operator_credential
+from tenant.endpoints import Cloud, RetryPolicy
 from tenant.models import SecretValue
+from tenant.ports import Identity
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 # Codes (x-ms-error-code) that say: this lease id no longer (or never) holds the blob.
@@ -147,6 +150,7 @@ class BlobLeases:
         self._container: ContainerClient = self._service.get_container_client(container)
         self._created: set[str] = set()
         self.timeout = timeout
+        self._owned: AsyncTokenCredential | None = None  # closed with this object
 
     async def __aenter__(self) -> BlobLeases:
         return self
@@ -157,6 +161,31 @@ class BlobLeases:
     async def close(self) -> None:
         await self._container.close()
         await self._service.close()
+        if self._owned is not None:
+            await self._owned.close()
+            self._owned = None
+
+    @classmethod
+    def open(
+        cls,
+        container: str,
+        *,
+        account_url: str | None,
+        connection_string: SecretValue | None,
+        identity: Identity,
+        cloud: Cloud,
+        retry: RetryPolicy,
+        timeout: float,
+    ) -> BlobLeases:
+        """The daemon's store: from a connection string (Azurite, development), or
+        ``account_url`` with the daemon's own identity (a credential of its own, closed
+        with the store)."""
+        if connection_string is not None:
+            return cls(container, connection_string=connection_string, timeout=timeout)
+        credential = operator_credential(identity, cloud, retry)
+        store = cls(container, account_url=account_url, credential=credential, timeout=timeout)
+        store._owned = credential
+        return store
 
     @property
     def where(self) -> str:

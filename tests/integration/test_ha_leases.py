@@ -159,7 +159,8 @@ async def test_a_takeover_reads_the_journal_the_previous_holder_wrote(
     await b.tick()
     assert b.holds("portal")
     rec = jb.unfinished()
-    assert rec is not None and rec.run == "r1" and rec.begun == ["plan"]
+    assert rec is not None
+    assert (rec.run, rec.begun) == ("r1", ["plan"])
     assert sample(b, "secretwarden_ha_takeovers_total", target="portal") == 1
     assert sample(b, "secretwarden_ha_lease_held", target="portal") == 1
     with pytest.raises(NotLeader, match="not hold"):
