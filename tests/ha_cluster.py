@@ -73,11 +73,12 @@ FAULTS: dict[str, Any] = {
 WATCHED = ("secretwarden_ha_", "secretwarden_remediation_in_progress")
 
 
-def samples(address: str, timeout: float = 2) -> dict[str, float]:
+def samples(address: str, timeout: float = 2, *, full: bool = False) -> dict[str, float]:
     """The HA and in-progress series of a daemon's /metrics (only those lines are
-    parsed: the sampler reads every daemon many times a second)."""
+    parsed, unless ``full``: the sampler reads every daemon many times a second)."""
     text = httpx.get(f"http://{address}/metrics", timeout=timeout).text
-    lines = "\n".join(line for line in text.splitlines() if line.startswith(WATCHED))
+    watched = ("secretwarden_",) if full else WATCHED
+    lines = "\n".join(line for line in text.splitlines() if line.startswith(watched))
     out = {}
     for family in text_string_to_metric_families(lines + "\n"):
         for s in family.samples:
@@ -116,11 +117,11 @@ class Daemon:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def metrics(self) -> dict[str, float] | None:
+    def metrics(self, *, full: bool = False) -> dict[str, float] | None:
         if not self.alive:
             return None
         try:
-            return samples(self.address)
+            return samples(self.address, full=full)
         except httpx.HTTPError:
             return None
 
@@ -146,15 +147,19 @@ class Cluster:
     size: int = 2
     container: str = "secretwarden-ha"
     daemons: list[Daemon] = field(default_factory=list)
+    # Per daemon, a connection string of its own (a daemon behind a TcpProxy).
+    own_storage: dict[int, str] = field(default_factory=dict)
+    remediation: dict[str, bool | int | float] = field(default_factory=lambda: REMEDIATION)
+    targets: int = 1  # more than one: the same portal under several names (spread tests)
 
     def __post_init__(self) -> None:
         d = self.sandbox.describe()
         secret = self.tmp / "operator.secret"
         write_secret_file(secret, d["operator"]["client_secret"])
-        storage = self.tmp / "storage.secret"
-        write_secret_file(storage, self.connection_string)
         for i in range(self.size):
             name = f"d{i}"
+            storage = self.tmp / f"storage-{name}.secret"
+            write_secret_file(storage, self.own_storage.get(i, self.connection_string))
             address = f"127.0.0.1:{free_port()}"
             toml = sandbox_config_toml(
                 d,
@@ -163,9 +168,15 @@ class Cluster:
                 listen_address=address,
                 intervals=INTERVALS,
                 retry_total=0,
-                remediation=REMEDIATION,
+                remediation=self.remediation,
             )
-            ha = "\n[ha]\nbackend = \"azure_blob\"\n"
+            if self.targets > 1:
+                block = toml[toml.index("[[targets]]") :]
+                toml += "".join(
+                    "\n" + block.replace(f'name = "{TARGET}"', f'name = "{TARGET}{k}"')
+                    for k in range(1, self.targets)
+                )
+            ha = '\n[ha]\nbackend = "azure_blob"\n'
             ha += f'container = "{self.container}"\nconnection_string_file = "{storage}"\n'
             ha += "".join(f"{k} = {v}\n" for k, v in HA.items())
             (self.tmp / name).mkdir(parents=True, exist_ok=True)
@@ -215,6 +226,8 @@ class Sampler(threading.Thread):
         self.every = every
         self.count = 0
         self.violations: list[str] = []
+        # (monotonic time, daemon, holds the lease, remediates) per daemon per sample
+        self.history: list[tuple[float, str, bool, bool]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -224,10 +237,12 @@ class Sampler(threading.Thread):
                 m = d.metrics()
                 if m is None:
                     continue
-                if any(m.get(k) == 1 for k in ANY_RUN):
+                runs, holds = any(m.get(k) == 1 for k in ANY_RUN), m.get(HELD) == 1
+                if runs:
                     running.append(d.name)
-                if m.get(HELD) == 1:
+                if holds:
                     held.append(d.name)
+                self.history.append((time.monotonic(), d.name, holds, runs))
             self.count += 1
             if len(running) > 1:
                 self.violations.append(f"{time.time():.2f}: remediating on {running}")
@@ -238,6 +253,19 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(10)
+
+    def last(self, name: str, *, holds: bool | None = None, runs: bool | None = None) -> float:
+        """When ``name`` was last seen holding (or remediating)."""
+        times = [
+            t
+            for t, n, h, r in self.history
+            if n == name and (holds is None or h == holds) and (runs is None or r == runs)
+        ]
+        return max(times, default=float("-inf"))
+
+    def first(self, name: str, since: float, *, holds: bool) -> float:
+        times = [t for t, n, h, _ in self.history if n == name and t >= since and h == holds]
+        return min(times, default=float("inf"))
 
 
 def wait(what: str, check: Callable[[], Any], timeout: float, cluster: Cluster) -> Any:
@@ -288,7 +316,7 @@ def kill_round(cluster: Cluster, state: Callable[[], dict[str, Any]], rng: rando
     holder = wait("a lease holder", lambda: cluster.holders()[:1], 120, cluster)[0]
     wait("no run in progress", lambda: not cluster.running(), 30, cluster)
     before = state()
-    old = [c["keyId"] for c in before["credentials"] if c["in_key_vault"]][0]
+    old = next(c["keyId"] for c in before["credentials"] if c["in_key_vault"])
     make_due(cluster.sandbox, old)
     wait("the holder to start rotating", lambda: (holder.metrics() or {}).get(ROTATING) == 1,
          20, cluster)  # fmt: skip

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from exporters.inventory import Inventory
 from exporters.metrics import Metrics
 from exporters.observations import ExpiryObservation, GraphAuthObservation, Observed
+from remediation.leadership import HaMetrics
 from remediation.metrics import RemediationMetrics
 from tenant.directory import AppCredential, DirectoryObject, Listing
 from tenant.models import PasswordCredential
@@ -26,6 +27,7 @@ def exported_families() -> dict[str, tuple[str, set[str]]]:
     metrics.add_target("portal")
     rem = RemediationMetrics(registry, ["portal"])
     rem.pending_removal.labels("portal", "key-id").set(1)  # only exists while one waits
+    HaMetrics(registry).set_targets(["portal"])  # [ha] backend = "azure_blob" only
     now = datetime.now(UTC)
     cred = PasswordCredential("k1", "secretwarden", "abc", now, now + timedelta(days=90))
     for probe, value in (
