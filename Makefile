@@ -32,7 +32,8 @@ test: lint
 
 ## bench: the benchmark tables (exporter, sandbox start-up and directory, repair times,
 ## the 10,000-app inventory, scrapes under a basic-auth attack, the journal, and the
-## 1,000-run memory soak); about 20 minutes, most of it the soak
+## 1,000-run memory soak, and 100 SIGKILL failovers of the HA lease holder); about 30
+## minutes, most of it the soak and the failovers (each waits for a 15 s lease to lapse)
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/sandbox_start.py
@@ -42,6 +43,8 @@ bench: setup
 	$(BIN)/python bench/auth_attack.py
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/soak.py
+	scripts/install-azurite
+	$(BIN)/python bench/ha_failover.py
 
 ## mutate: mutmut over the safety decisions and the credential matching (minutes; not in CI)
 mutate: setup

@@ -33,7 +33,7 @@ from exporters.observations import Observed
 from remediation.access import JournalUnusable, journal_problem
 from remediation.clock import Clock, SystemClock
 from remediation.guards import Guards, GuardSettings
-from remediation.journal import Journal, RunRecord
+from remediation.journal import TAKEOVER, Journal, RunRecord
 from remediation.lock import TargetBusy
 from remediation.policy import Policy
 from remediation.proof import pending_removals
@@ -331,6 +331,13 @@ def _run_line(r: RunRecord, holder: int | None = None) -> str:
         took = (r.finished - r.started).total_seconds()
         state = f"{r.outcome} in {took:.0f}s"
     line = f"  {started}Z  {r.action:<6} {state}  [run {r.run}, trigger: {r.trigger}]"
+    # HA: which daemon started the run and which took it over (journaled by each)
+    started_by = r.entries[0].data.get("daemon") if r.entries else None
+    if started_by:
+        line += f"\n      started by {started_by}"
+    for e in r.entries:
+        if e.step == TAKEOVER:
+            line += f"\n      taken over by {e.data.get('daemon')} after {e.data.get('after')}"
     if r.error:
         line += f"\n      error: {r.error}"
     return line

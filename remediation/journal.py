@@ -31,6 +31,7 @@ from remediation.lock import TargetLock
 Phase = Literal["begin", "done", "failed"]
 CRASH_ENV = "SECRETWARDEN_CRASH_AFTER_STEP"
 RUN = "run"  # the pseudo-step that opens (begin) and closes (done) a run
+TAKEOVER = "takeover"  # HA: another daemon resumed the run here (data: daemon, after)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _Scalar = str | int | float | bool | None

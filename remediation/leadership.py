@@ -46,6 +46,11 @@ class NotLeader(Exception):
 
 
 class Leadership(Protocol):
+    @property
+    def name(self) -> str:
+        """This daemon's name in storage ("" for a single daemon)."""
+        ...
+
     def holds(self, target: str) -> bool:
         """True while this daemon may start a write for ``target``."""
         ...
@@ -57,6 +62,8 @@ class Leadership(Protocol):
 
 class Solo:
     """One daemon (``[ha] backend = "none"``): the local flock is the only guard."""
+
+    name = ""
 
     def holds(self, target: str) -> bool:
         return True
@@ -176,6 +183,10 @@ class LeaseLeadership:
         self.metrics.set_targets(self.targets())
 
     # -- what the runner asks ---------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.daemon
 
     def holds(self, target: str) -> bool:
         h = self._held.get(target)

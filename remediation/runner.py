@@ -141,7 +141,10 @@ class Run:
         self.rec = RunRecord(run=run, action=action, started=now)
         self.new = None
         structlog.contextvars.bind_contextvars(run=run, action=action)
-        await self.write(RUN, "begin", {"trigger": trigger, "dry_run": self.dry_run, **begin})
+        who = {"daemon": self.leadership.name} if self.leadership.name else {}
+        await self.write(
+            RUN, "begin", {"trigger": trigger, "dry_run": self.dry_run, **who, **begin}
+        )
         self.emit("run", "begin", f"{action} ({trigger})")
 
     def adopt(self, record: RunRecord) -> None:

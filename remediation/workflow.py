@@ -28,7 +28,7 @@ from remediation.cleanup import cleanup
 from remediation.clock import Clock
 from remediation.decisions import Blocked
 from remediation.heal import heal
-from remediation.journal import RUN, Journal, RunRecord
+from remediation.journal import RUN, TAKEOVER, Journal, RunRecord
 from remediation.leadership import Leadership
 from remediation.metrics import RemediationMetrics
 from remediation.results import PendingRemoval
@@ -107,6 +107,11 @@ class Workflow:
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
             run.adopt(record)
             run.emit("run", "info", f"resuming run {record.run} after {run.last_step()}")
+            if run.leadership.name and not self.dry_run:
+                # HA: say in the journal which daemon finished the run (``status``).
+                await run.write(
+                    TAKEOVER, "done", {"daemon": run.leadership.name, "after": run.last_step()}
+                )
             begin = record.entries[0].data if record.entries else {}
             force = bool(begin.get("force", True))
             wrote = record.was_begun("add_password") or any(

@@ -350,6 +350,7 @@ class KillRounds:
     violations: list[str]
     samples: int
     final: dict[str, Any]
+    status: str  # `secretwarden status` after the last round (HA: read from storage)
 
 
 def run_kill_rounds(
@@ -368,8 +369,14 @@ def run_kill_rounds(
             sampler.start()
             for _ in range(rounds):
                 done.append(kill_round(cluster, lambda: sandbox_state(sandbox), rng))
+            status = subprocess.run(
+                [sys.executable, "-m", "daemon.cli", "status", "--config.file",
+                 str(cluster.daemons[0].config)],
+                capture_output=True, text=True, timeout=60, check=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            ).stdout  # fmt: skip
         finally:
             sampler.stop()
             for d in cluster.daemons:
                 d.kill()
-        return KillRounds(done, sampler.violations, sampler.count, sandbox_state(sandbox))
+        return KillRounds(done, sampler.violations, sampler.count, sandbox_state(sandbox), status)

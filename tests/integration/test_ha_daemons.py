@@ -46,6 +46,11 @@ def test_sigkill_of_the_lease_holder_mid_rotation_converges_every_round(
         assert res.samples > 20 * ROUNDS  # the sampler saw the daemons all along
         assert converged(res.final)
         assert res.final["app"]["graph_401_total"] == 0
+    # `status` tells both halves of a rotation one daemon started and another finished
+    status = "\n".join(res.status for res in results)
+    assert "  lease: held by " in status
+    assert "started by " in status
+    assert "taken over by " in status, status
     takeovers = sorted(r.takeover for r in rounds)
     print(
         f"\n{len(rounds)} rounds (seed {seed}), {sum(r.samples for r in results)} samples; "
