@@ -94,18 +94,14 @@ def fair_share(targets: int, members: int) -> int:
     return math.ceil(targets / max(1, members))
 
 
-def plan(
-    held: Iterable[str], free: Iterable[str], share: int, busy: Callable[[str], bool]
-) -> tuple[list[str], list[str]]:
-    """(to acquire, to release): take free targets up to ``share``, give back a surplus
-    over it, never one that is ``busy`` (a run in progress finishes where it started).
-    ``free`` is in this daemon's order of preference."""
+def plan(held: Iterable[str], share: int, busy: Callable[[str], bool]) -> tuple[int, list[str]]:
+    """(how many free targets to take, which held ones to give back): up to ``share``
+    held, never giving back one that is ``busy`` (a run in progress finishes where it
+    started)."""
     held = list(held)
     surplus = len(held) - share
     release = [t for t in held if not busy(t)][: max(0, surplus)]
-    room = share - len(held)
-    acquire = list(free)[: max(0, room)]
-    return acquire, release
+    return max(0, share - len(held)), release
 
 
 class HaMetrics:
@@ -245,12 +241,13 @@ class LeaseLeadership:
         free = sorted(
             (t for t in targets if t not in self._held), key=lambda t: hash((self.daemon, t))
         )
-        acquire, release = plan(self._held, free, share, self.busy)
+        room, release = plan(self._held, share, self.busy)
         for t in release:
             await self._release(t, f"more than the fair share ({share}) held")
-        for t in acquire:
-            if not await self._acquire(t):
-                continue
+        for t in free:  # in this daemon's order; most are held by others (409)
+            if room <= 0:
+                break
+            room -= await self._acquire(t)
 
     async def _renew(self, target: str) -> None:
         h = self._held[target]

@@ -254,12 +254,22 @@ class Sampler(threading.Thread):
         self._halt.set()
         self.join(10)
 
-    def last(self, name: str, *, holds: bool | None = None, runs: bool | None = None) -> float:
-        """When ``name`` was last seen holding (or remediating)."""
+    def last(
+        self,
+        name: str,
+        *,
+        holds: bool | None = None,
+        runs: bool | None = None,
+        before: float = float("inf"),
+    ) -> float:
+        """When ``name`` was last seen holding (or remediating), before ``before``."""
         times = [
             t
             for t, n, h, r in self.history
-            if n == name and (holds is None or h == holds) and (runs is None or r == runs)
+            if n == name
+            and t < before
+            and (holds is None or h == holds)
+            and (runs is None or r == runs)
         ]
         return max(times, default=float("-inf"))
 

@@ -176,22 +176,32 @@ def test_fair_share(targets: int, members: int, share: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("held", "free", "share", "busy", "acquire", "release"),
+    ("held", "share", "busy", "take", "release"),
     [
-        ([], ["a", "b", "c"], 2, set(), ["a", "b"], []),
-        (["a"], ["b", "c"], 2, set(), ["b"], []),
-        (["a", "b", "c"], [], 1, set(), [], ["a", "b"]),
-        (["a", "b", "c"], [], 1, {"a"}, [], ["b", "c"]),
-        (["a", "b"], [], 1, {"a", "b"}, [], []),  # runs in progress finish here
-        (["a"], ["b"], 1, set(), [], []),
+        ([], 2, set(), 2, []),
+        (["a"], 2, set(), 1, []),
+        (["a", "b", "c"], 1, set(), 0, ["a", "b"]),
+        (["a", "b", "c"], 1, {"a"}, 0, ["b", "c"]),
+        (["a", "b"], 1, {"a", "b"}, 0, []),  # runs in progress finish here
+        (["a"], 1, set(), 0, []),
     ],
 )
 def test_plan_keeps_the_fair_share(
-    held: list[str],
-    free: list[str],
-    share: int,
-    busy: set[str],
-    acquire: list[str],
-    release: list[str],
+    held: list[str], share: int, busy: set[str], take: int, release: list[str]
 ) -> None:
-    assert plan(held, free, share, busy.__contains__) == (acquire, release)
+    assert plan(held, share, busy.__contains__) == (take, release)
+
+
+async def test_a_daemon_takes_its_share_past_targets_others_hold(store: BlobLeases) -> None:
+    """The free targets it tries first may be held by others (409): it goes on down
+    its list until it holds its share."""
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    targets = [f"t{i}" for i in range(6)]
+    daemons = [_leadership(store, f"daemon-{i}", clock, targets) for i in range(3)]
+    for d in daemons:
+        await store.heartbeat(d.daemon)
+    for _ in range(2):
+        for d in daemons:
+            await d.tick()
+    assert sorted(len(d.held()) for d in daemons) == [2, 2, 2]
+    assert sorted(t for d in daemons for t in d.held()) == targets
