@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azurite import Azurite, connection_string
@@ -205,3 +206,45 @@ async def test_a_daemon_takes_its_share_past_targets_others_hold(store: BlobLeas
             await d.tick()
     assert sorted(len(d.held()) for d in daemons) == [2, 2, 2]
     assert sorted(t for d in daemons for t in d.held()) == targets
+
+
+async def test_check_says_whether_storage_is_reachable_and_who_holds_each_target(
+    azurite_server: Azurite, tmp_path: Path
+) -> None:
+    from daemon.config import parse_config
+    from daemon.ha import lease_rows
+    from daemon.sandbox_config import write_secret_file
+
+    def config(conn: str) -> Any:
+        secret = tmp_path / f"storage-{len(conn)}.secret"
+        write_secret_file(secret, conn)
+        return parse_config(
+            {
+                "ha": {
+                    "backend": "azure_blob",
+                    "container": f"c-{secrets.token_hex(4)}",
+                    "connection_string_file": str(secret),
+                },
+                "targets": [
+                    {
+                        "name": "portal",
+                        "tenant_id": "t",
+                        "app_object_id": "o",
+                        "key_vault_url": "https://kv.vault.azure.net",
+                        "subscription_id": "s",
+                        "resource_group": "rg",
+                        "site_name": "site",
+                        "health_url": "https://site/health",
+                    }
+                ],
+            }
+        )
+
+    rows = await lease_rows(config(azurite_server.connection_string))
+    assert [r[:3] for r in rows] == [("ha", "storage", "ok"), ("portal", "lease", "ok")]
+    assert rows[0][3].endswith(": reachable, lease blobs writable")
+    assert rows[1][3] == "never leased yet"
+    down = await lease_rows(config(connection_string(free_port())))
+    assert [r[:3] for r in down] == [("ha", "storage", "FAIL")]
+    assert "blob storage: create container" in down[0][3]
+    assert "AccountKey" not in down[0][3]

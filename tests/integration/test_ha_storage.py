@@ -111,8 +111,9 @@ def test_storage_outage_stops_remediation_everywhere_and_it_resumes(
             cluster.start()
             holder = wait("a lease holder", lambda: cluster.holders()[:1], 120, cluster)[0]
             sampler.start()
-            server.stop()
             down = time.monotonic()
+            server.stop()
+            stopped = time.monotonic() - down
             wait("every daemon to drop the lease", lambda: not cluster.holders(), 30, cluster)
             dropped = time.monotonic() - down
             old = in_kv(sandbox_state(tenant))
@@ -143,4 +144,7 @@ def test_storage_outage_stops_remediation_everywhere_and_it_resumes(
     assert (
         sampler.last(holder.name, holds=True, before=up) < down + HA["renew_deadline_seconds"] + 1
     )
-    print(f"\nstorage down -> no holder {dropped:.1f}s; storage up -> holder {back:.1f}s")
+    print(
+        f"\nstorage stop requested -> stopped {stopped:.1f}s -> no holder {dropped:.1f}s "
+        f"after the request; storage up -> holder {back:.1f}s"
+    )
