@@ -195,6 +195,8 @@ class LeaseLeadership:
         h = self._held.get(target)
         if h is None:
             raise NotLeader(target, "this daemon does not hold its lease")
+        if not h.ready:
+            raise NotLeader(target, "its journal is being read from storage again")
         if not self._proven(h):
             age = self.clock.monotonic() - h.proven_at
             raise NotLeader(
