@@ -57,6 +57,7 @@ def test_sigkill_of_the_lease_holder_mid_rotation_converges_every_round(
         f"kill -> new holder: median {takeovers[len(takeovers) // 2]:.1f}s, "
         f"max {takeovers[-1]:.1f}s"
     )
-    # the lease lapses 15 s after the last renewal; then one acquire round (1 s) and
-    # the journal read from storage
-    assert takeovers[-1] < 15 + 5
+    # the lease lapses 15 s after the last renewal (at most a round, 1 s, before the
+    # kill); then one acquire round and the journal read from storage: about 16 s, more
+    # on a loaded machine (19 s seen with load 8 on 2 cores), never two lease times
+    assert takeovers[-1] < 2 * 15
