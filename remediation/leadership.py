@@ -86,8 +86,10 @@ class HaSettings:
 
     @property
     def member_max_age(self) -> float:
-        """A daemon whose heartbeat is older than this is gone (for the fair share)."""
-        return 2 * self.lease_seconds
+        """A daemon whose heartbeat is older than this is gone (for the fair share). A
+        live one beats every ``interval``; one that has not for a lease time has lost
+        its leases too, so its targets are free when it stops counting."""
+        return float(self.lease_seconds)
 
 
 def fair_share(targets: int, members: int) -> int:

@@ -13,6 +13,7 @@ tenants at once (two sandboxes, two pairs of daemons, one Azurite): 2 x 10 in CI
 from __future__ import annotations
 
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +52,10 @@ def test_sigkill_of_the_lease_holder_mid_rotation_converges_every_round(
     assert "  lease: held by " in status
     assert "started by " in status
     assert "taken over by " in status, status
+    # and a rotation finished by the daemon that took it over ends as one run alone
+    taken = re.findall(r"rotate (\w+)[^\n]*\n      started by [^\n]*\n      taken over by", status)
+    assert taken, status
+    assert set(taken) == {"success"}, status
     takeovers = sorted(r.takeover for r in rounds)
     print(
         f"\n{len(rounds)} rounds (seed {seed}), {sum(r.samples for r in results)} samples; "
