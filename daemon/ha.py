@@ -78,6 +78,7 @@ def install_ha(daemon: Daemon, remediator: Remediator) -> LeaseLeadership | None
         registry=daemon.registry,
         on_acquired=remediator.adopt,
         busy=lambda t: remediator.running(t) is not None,
+        on_held=remediator.resume_unfinished,
     )
     state_dir = config.daemon.state_directory
     remediator.leadership = leadership

@@ -171,6 +171,9 @@ class LeaseLeadership:
     on_acquired: Callable[[str], Awaitable[bool]] | None = None
     on_lost: Callable[[str], None] | None = None
     busy: Callable[[str], bool] = lambda _t: False
+    # Each round, for every target held: finish an unfinished run (a resume that did
+    # not start at the takeover, e.g. the daemon was busy, starts at the next round).
+    on_held: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = HaMetrics(
@@ -235,6 +238,8 @@ class LeaseLeadership:
         for t, h in list(self._held.items()):
             if not h.ready and self._proven(h):
                 await self._adopt(t)
+            elif self.on_held is not None and self.holds(t):
+                self.on_held(t)
         try:
             await self.store.heartbeat(self.daemon)
             members = await self.store.members(self.settings.member_max_age)

@@ -437,6 +437,11 @@ class Remediator:
         tasks = [t for name in self.targets if (t := self._start_recovery(name, progress))]
         return list(await asyncio.gather(*tasks))
 
+    def resume_unfinished(self, target: str) -> None:
+        """HA, each lease round: a held target's unfinished run starts again here if
+        nothing runs for it (the safety net behind :meth:`adopt`)."""
+        self._start_recovery(target, None)
+
     def _start_recovery(self, name: str, progress: Progress | None) -> asyncio.Task[Outcome] | None:
         if name not in self.targets or self._elsewhere(name) is not None:
             return None

@@ -112,4 +112,15 @@ def test_three_daemons_share_six_targets_and_hand_over_on_sigterm(cluster: Clust
     ]
     released = {e["target"] for e in events if e.get("why") == "reload (SIGHUP)"}
     assert released == set(mine)
-    print(f"\nSIGTERM: exit {took:.1f}s, leases on the others {handover:.1f}s after the signal")
+
+    # SIGKILL: its leases lapse (15 s) and its heartbeat ages out (one lease time); the
+    # two left take its targets
+    cluster.daemons[1].kill()
+    t0 = time.monotonic()
+    wait("the two left to hold three each", lambda: shares(cluster) == [3, 3], 60, cluster)
+    after_kill = time.monotonic() - t0
+    assert after_kill < 2 * HA["lease_seconds"]
+    print(
+        f"\nSIGTERM: exit {took:.1f}s, leases on the others {handover:.1f}s after the "
+        f"signal; SIGKILL: its targets on the others after {after_kill:.1f}s"
+    )
