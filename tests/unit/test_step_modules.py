@@ -736,6 +736,7 @@ async def test_a_removal_is_followed_by_a_recheck(
     with pytest.raises(StepError, match="after removing the old credential"):
         await rotate(run, force=True)
     assert app.removed == ["old-key"]
+    assert not run.rec.was_begun("grace_period")  # grace_period 0: no wait
 
 
 # -- the paths each safety decision guards, walked once each (make mutate reaches them) ---
@@ -808,3 +809,49 @@ async def test_a_cleanup_with_nothing_pending_does_nothing(tmp_path: Path) -> No
     run = make_run(tmp_path, FakeClock(T0), action="cleanup", app=app)
     assert await cleanup(run) == ("nothing_to_do", "nothing pending removal")
     assert app.removed == []
+
+
+def not_due_run(tmp_path: Path) -> tuple[Run, FakeApp]:
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+    run, app = rotation_run(tmp_path, FakeVault(current))
+    app.creds = (cred("old-key", T0 + timedelta(days=100)),)  # rotate_before is 30 days
+    return run, app
+
+
+class Added(Exception):
+    """The rotation went on to addPassword."""
+
+
+async def test_an_automatic_rotation_of_a_secret_not_due_writes_nothing(tmp_path: Path) -> None:
+    run, _ = not_due_run(tmp_path)
+    outcome, detail = await rotate(run, force=False)
+    assert outcome == "nothing_to_do"
+    assert "expires 2026-04-11" in detail
+    assert not run.rec.was_begun("add_password")
+
+
+async def test_a_forced_rotation_goes_ahead_although_not_due(tmp_path: Path) -> None:
+    run, app = not_due_run(tmp_path)
+
+    async def add(name: str, end: datetime | None) -> NewPassword:
+        raise Added(name)
+
+    app.add_password = add  # type: ignore[attr-defined]
+    with pytest.raises(Added):
+        await rotate(run, force=True)
+
+
+async def test_a_resumed_rotation_that_lost_the_new_value_compensates(tmp_path: Path) -> None:
+    """The process died after addPassword and before the Key Vault write: the value
+    is gone, so this run's credential is removed and the rotation starts afresh. Key
+    Vault is not asked: a write never begun cannot have landed, whatever it holds."""
+    run, app = not_due_run(tmp_path)
+    run.clients.vault.current = version("v-x", {KEY_ID_TAG: "new-key"})  # type: ignore[attr-defined]
+    run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"], "due": False})
+    run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    run.write("add_password", "done", {"new_key_id": "new-key"})
+    with pytest.raises(Restart):
+        await rotate(run, force=False)
+    assert app.removed == ["new-key"]
