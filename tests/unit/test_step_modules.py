@@ -791,6 +791,7 @@ async def test_a_removal_is_followed_by_a_recheck(
     with pytest.raises(StepError, match="after removing the old credential"):
         await rotate(run, force=True)
     assert app.removed == ["old-key"]
+    assert not run.rec.was_begun("grace_period")  # grace_period 0: no wait
 
 
 # -- the paths each safety decision guards, walked once each (make mutate reaches them) ---
@@ -863,3 +864,128 @@ async def test_a_cleanup_with_nothing_pending_does_nothing(tmp_path: Path) -> No
     run = make_run(tmp_path, FakeClock(T0), action="cleanup", app=app)
     assert await cleanup(run) == ("nothing_to_do", "nothing pending removal")
     assert app.removed == []
+
+
+def not_due_run(tmp_path: Path) -> tuple[Run, FakeApp]:
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+    run, app = rotation_run(tmp_path, FakeVault(current))
+    app.creds = (cred("old-key", T0 + timedelta(days=100)),)  # rotate_before is 30 days
+    return run, app
+
+
+class Added(Exception):
+    """The rotation went on to addPassword."""
+
+
+async def test_an_automatic_rotation_of_a_secret_not_due_writes_nothing(tmp_path: Path) -> None:
+    run, _ = not_due_run(tmp_path)
+    outcome, detail = await rotate(run, force=False)
+    assert outcome == "nothing_to_do"
+    assert "expires 2026-04-11" in detail
+    assert not run.rec.was_begun("add_password")
+
+
+async def test_a_forced_rotation_goes_ahead_although_not_due(tmp_path: Path) -> None:
+    run, app = not_due_run(tmp_path)
+
+    async def add(name: str, end: datetime | None) -> NewPassword:
+        raise Added(name)
+
+    app.add_password = add  # type: ignore[attr-defined]
+    with pytest.raises(Added):
+        await rotate(run, force=True)
+
+
+async def test_a_resumed_rotation_that_lost_the_new_value_compensates(tmp_path: Path) -> None:
+    """The process died after addPassword and before the Key Vault write: the value
+    is gone, so this run's credential is removed and the rotation starts afresh. Key
+    Vault is not asked: a write never begun cannot have landed, whatever it holds."""
+    run, app = not_due_run(tmp_path)
+    run.clients.vault.current = version("v-x", {KEY_ID_TAG: "new-key"})  # type: ignore[attr-defined]
+    run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"], "due": False})
+    run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    run.write("add_password", "done", {"new_key_id": "new-key"})
+    with pytest.raises(Restart):
+        await rotate(run, force=False)
+    assert app.removed == ["new-key"]
+
+
+def pending_entry(key: str, keep: str) -> dict[str, Any]:
+    until = (T0 + timedelta(hours=24)).isoformat()
+    p = PendingRemoval((key,), keep, "v3", T0.isoformat(), T0.isoformat(), until, "no proof")
+    return {**asdict(p), "pending_key_ids": [key]}
+
+
+async def test_a_resumed_rollback_with_its_removal_pending_settles_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = RollbackVault(version("v3", {ROLLBACK_TAG: "x"}))
+    run, _ = rollback_run(tmp_path, vault)
+    run.write("rollback.restore", "begin", {"restore_from": "v1"})
+    run.write("rollback.restore", "done", {"restored_version": "v3"})
+    run.write("rollback.verify", "done", {})
+    run.write("pending_removal", "done", pending_entry("new-key", "old-key"))
+    calls: list[str] = []
+
+    async def spy(*a: object) -> None:
+        calls.append("settle")
+
+    monkeypatch.setattr(rollback_module, "settle_old", spy)
+    outcome, detail = await rollback(run)
+    assert calls == []
+    assert vault.writes == []
+    assert outcome == "rolled_back"
+    assert "new credential new-key pending removal until 2026-01-02" in detail
+
+
+async def test_a_resumed_rotation_with_its_removal_pending_settles_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, app = not_due_run(tmp_path)
+    run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    run.write("add_password", "begin", {})
+    run.write("add_password", "done", {"new_key_id": "new-key"})
+    run.write("write_keyvault", "begin", {})
+    run.write("write_keyvault", "done", {"new_version": "v2"})
+    run.write("verify", "done", {"rung": "refresh"})
+    run.write("pending_removal", "done", pending_entry("old-key", "new-key"))
+    calls: list[str] = []
+
+    async def spy(*a: object) -> None:
+        calls.append("settle")
+
+    monkeypatch.setattr(rotation_module, "settle_old", spy)
+    outcome, detail = await rotate(run, force=False)
+    assert calls == []
+    assert app.removed == []
+    assert not run.rec.was_begun("recheck")
+    assert outcome == "success"
+    assert "old credential ['old-key'] pending removal until 2026-01-02" in detail
+
+
+async def test_a_resumed_rotation_whose_ladder_ran_out_rolls_back_without_climbing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, _ = not_due_run(tmp_path)
+    run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    run.write("add_password", "begin", {})
+    run.write("add_password", "done", {"new_key_id": "new-key"})
+    run.write("write_keyvault", "begin", {})
+    run.write("write_keyvault", "done", {"new_version": "v2"})
+    run.write("verify", "failed", {"reason": "app down"})
+    seen: list[str] = []
+
+    async def ladder(run: Run, version: str, **kw: object) -> Verification:
+        seen.append("ladder")
+        return Verification(True, "fake")
+
+    async def rolled(run: Run) -> tuple[str, str]:
+        seen.append("rollback")
+        return "rolled_back", "fake"
+
+    monkeypatch.setattr(rotation_module, "reload_and_verify", ladder)
+    monkeypatch.setattr(rotation_module, "rollback", rolled)
+    assert await rotate(run, force=False) == ("rolled_back", "fake")
+    assert seen == ["rollback"]
