@@ -143,6 +143,9 @@ class Daemon:
         # Called on stop, before the tenant clients close (remediation cancels its runs
         # here; their journal stays unfinished and resumes on the next start).
         self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+        # Called at the end of start, once the targets are open (high availability
+        # starts its lease loop here).
+        self.start_hooks: list[Callable[[], Awaitable[None]]] = []
         self.remediator: Remediator | None = None
         self.latest: dict[tuple[str, str], Observed] = {}
         self.listen_address = listen_address or config.web.listen_address
@@ -355,6 +358,8 @@ class Daemon:
             self._schedule(self.config, datetime.now(UTC))
         if self.notifier.watchdog_seconds:
             self._spawn(self._watchdog(self.notifier.watchdog_seconds / 2))
+        for hook in self.start_hooks:
+            await hook()
         self.notifier.ready(self._status_line())
         log.info(
             "daemon started",
@@ -404,6 +409,10 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` in the background; a failure is logged, never lost."""
+        self._spawn(coro)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from daemon.app import Daemon
 from daemon.config import Config
+from daemon.ha import lease_rows
 from exporters.observations import (
     ExpiryObservation,
     GraphAuthObservation,
@@ -135,6 +136,9 @@ async def run_check(config: Config, out: TextIO = sys.stdout) -> int:
         rows.append((name, what, "ok" if readable else "note", detail))
     rows.append(operator_row(operator, now))
     failed += rows[-1][2] == "FAIL"
+    for row in await lease_rows(config):  # [ha]: storage reachable, leases writable
+        failed += row[2] == "FAIL"
+        rows.append(row)
     print_table(rows, out)
     print(f"\n{len(rows) - failed}/{len(rows)} checks passed", file=out)
     return 1 if failed else 0

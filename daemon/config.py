@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterable
@@ -434,6 +435,55 @@ class TargetSection(_Model):
         return self
 
 
+_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+class HaSection(_Model):
+    """High availability (docs/ha.md): several daemons, one Azure Blob Storage lease
+    per target. ``none`` (the default) is one daemon with its local journal."""
+
+    backend: Literal["none", "azure_blob"] = "none"
+    account_url: str | None = None  # https://<account>.blob.core.windows.net
+    container: str = "secretwarden"
+    lease_seconds: Annotated[int, Field(ge=15, le=60)] = 30  # Azure's lease durations
+    renew_deadline_seconds: PositiveSeconds = 20
+    retry_seconds: PositiveSeconds = 5
+    # Azurite and development: a connection string in a file (checked like the other
+    # secret files); unset, the daemon signs in to account_url with its own identity.
+    connection_string_file: Path | None = None
+
+    @field_validator("account_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return None if value is None else _https_url(value)
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: str) -> str:
+        if not _CONTAINER.match(value):
+            raise ValueError(
+                "3-63 lowercase letters, digits and single hyphens, starting and ending "
+                "with a letter or digit (Azure's container names)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HaSection:
+        if self.renew_deadline_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"renew_deadline_seconds ({self.renew_deadline_seconds:g}) must be shorter "
+                f"than lease_seconds ({self.lease_seconds}): a daemon cut off from storage "
+                "must stop writing before its lease can pass to another"
+            )
+        if (
+            self.backend == "azure_blob"
+            and self.account_url is None
+            and self.connection_string_file is None
+        ):
+            raise ValueError('backend "azure_blob" needs account_url or connection_string_file')
+        return self
+
+
 class Config(_Model):
     daemon: DaemonSection = DaemonSection()
     web: WebSection = WebSection()
@@ -443,6 +493,7 @@ class Config(_Model):
     retry: RetrySection = RetrySection()
     remediation: RemediationSection = RemediationSection()
     inventory: InventorySection = InventorySection()
+    ha: HaSection = HaSection()
     targets: Annotated[list[TargetSection], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -647,6 +698,8 @@ def _resolve_relative(config: Config, base: Path) -> Config:
         updates["web"] = config.web.model_copy(update=web_upd)
     if (wt := fix(config.remediation.webhook_token_file)) is not None:
         updates["remediation"] = config.remediation.model_copy(update={"webhook_token_file": wt})
+    if (cs := fix(config.ha.connection_string_file)) is not None:
+        updates["ha"] = config.ha.model_copy(update={"connection_string_file": cs})
     return config.model_copy(update=updates) if updates else config
 
 
@@ -678,6 +731,7 @@ def secret_files(config: Config) -> list[str]:
     named = (
         ("identity.client_secret_file", config.identity.client_secret_file),
         ("remediation.webhook_token_file", config.remediation.webhook_token_file),
+        ("ha.connection_string_file", config.ha.connection_string_file),
     )
     problems = []
     for key, path in named:

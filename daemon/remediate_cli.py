@@ -16,21 +16,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from daemon.config import Config, load_checked_config, read_secret_file
+from daemon.ha import install_ha, lease_status
 from daemon.logging import configure_logging, get_logger
 from daemon.webhook import webhook_routes
 from exporters.observations import Observed
 from remediation.access import JournalUnusable, journal_problem
 from remediation.clock import Clock, SystemClock
 from remediation.guards import Guards, GuardSettings
-from remediation.journal import Journal, RunRecord
+from remediation.journal import TAKEOVER, Journal, RunRecord
 from remediation.lock import TargetBusy
 from remediation.policy import Policy
 from remediation.proof import pending_removals
@@ -217,6 +220,7 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
 
     daemon.observers.append(observe)
     daemon.stop_hooks.append(remediator.close)
+    install_ha(daemon, remediator)  # [ha]: after close, so runs stop before leases go
     daemon.remediator = remediator
     if not config.remediation.enabled:
         log.info("remediation off: read-only, nothing is written to Azure")
@@ -263,6 +267,15 @@ class LivePrinter:
 
 def rotate(args: argparse.Namespace) -> int:
     config = _load(args)
+    if config.ha.backend != "none" and not args.dry_run:
+        # A run here would hold no lease and journal nowhere the daemons read.
+        print(
+            "secretwarden rotate: [ha] backend is "
+            f"{config.ha.backend!r}: the daemon holding the target's lease rotates it; "
+            "send it the Alertmanager webhook (see docs/ha.md), or run with --dry-run",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     name: str = args.target
     if name not in {t.name for t in config.targets}:
         known = ", ".join(t.name for t in config.targets)
@@ -307,7 +320,12 @@ async def _rotate(config: Config, name: str, dry_run: bool, out: TextIO) -> int:
 
 def status(args: argparse.Namespace) -> int:
     config = _load(args)
-    print_status(config, sys.stdout)
+    if config.ha.backend == "none":
+        print_status(config, sys.stdout)
+        return EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="secretwarden-status-") as tmp:
+        leases = asyncio.run(lease_status(config, Path(tmp)))
+        print_status(config, sys.stdout, state_dir=Path(tmp), leases=leases)
     return EXIT_OK
 
 
@@ -326,12 +344,28 @@ def _run_line(r: RunRecord, holder: int | None = None) -> str:
         took = (r.finished - r.started).total_seconds()
         state = f"{r.outcome} in {took:.0f}s"
     line = f"  {started}Z  {r.action:<6} {state}  [run {r.run}, trigger: {r.trigger}]"
+    # HA: which daemon started the run and which took it over (journaled by each)
+    started_by = r.entries[0].data.get("daemon") if r.entries else None
+    if started_by:
+        line += f"\n      started by {started_by}"
+    for e in r.entries:
+        if e.step == TAKEOVER:
+            line += f"\n      taken over by {e.data.get('daemon')} after {e.data.get('after')}"
     if r.error:
         line += f"\n      error: {r.error}"
     return line
 
 
-def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
+def print_status(
+    config: Config,
+    out: TextIO,
+    *,
+    recent: int = 10,
+    state_dir: Path | None = None,
+    leases: Mapping[str, str] | None = None,
+) -> None:
+    """``leases`` (HA): who holds each target's lease, since when; the journals are
+    then storage's, copied under ``state_dir``."""
     guards = Guards(guard_settings(config))
     now = datetime.now(UTC)
     read_only = not config.remediation.enabled
@@ -343,8 +377,10 @@ def print_status(config: Config, out: TextIO, *, recent: int = 10) -> None:
             file=out,
         )
     for t in config.targets:
-        journal = Journal(config.daemon.state_directory, t.name)
+        journal = Journal(state_dir or config.daemon.state_directory, t.name)
         print(f"target {t.name}", file=out)
+        if leases is not None:
+            print(f"  lease: {leases.get(t.name, 'unknown')}", file=out)
         problem = journal_problem(journal)
         if problem is not None:
             print(f"  journal unusable: {problem}", file=out)

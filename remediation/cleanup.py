@@ -62,5 +62,5 @@ async def recycle(run: Run, pending: PendingRemoval) -> PendingRemoval:
         cache_mark=mark.isoformat() if mark is not None else None,
         recycled_at=began.isoformat(),
     )
-    run.write("pending_removal", "done", again)
+    await run.write("pending_removal", "done", again)
     return again

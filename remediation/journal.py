@@ -31,6 +31,7 @@ from remediation.lock import TargetLock
 Phase = Literal["begin", "done", "failed"]
 CRASH_ENV = "SECRETWARDEN_CRASH_AFTER_STEP"
 RUN = "run"  # the pseudo-step that opens (begin) and closes (done) a run
+TAKEOVER = "takeover"  # HA: another daemon resumed the run here (data: daemon, after)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _Scalar = str | int | float | bool | None
@@ -62,6 +63,21 @@ def _check_plain(value: object, where: str) -> None:
         return
     # SecretValue, datetimes and SDK objects all end here: say what, never its value.
     raise TypeError(f"journal {where}: refusing to store a {type(value).__name__}")
+
+
+def make_entry(
+    *,
+    ts: datetime,
+    run: str,
+    action: str,
+    step: str,
+    phase: Phase,
+    data: Mapping[str, _Scalar | list[str]] | None = None,
+) -> Entry:
+    """A journal line, refusing anything but plain JSON data (never a SecretValue)."""
+    payload = dict(data or {})
+    _check_plain(payload, f"{action}/{step}")
+    return Entry(ts=ts, run=run, action=action, step=step, phase=phase, data=payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +187,31 @@ class Journal:
         phase: Phase,
         data: Mapping[str, _Scalar | list[str]] | None = None,
     ) -> Entry:
-        payload = dict(data or {})
-        _check_plain(payload, f"{action}/{step}")
-        entry = Entry(ts=ts, run=run, action=action, step=step, phase=phase, data=payload)
+        entry = make_entry(ts=ts, run=run, action=action, step=step, phase=phase, data=data)
+        self.append_local(entry)
+        return entry
+
+    async def write(
+        self,
+        *,
+        ts: datetime,
+        run: str,
+        action: str,
+        step: str,
+        phase: Phase,
+        data: Mapping[str, _Scalar | list[str]] | None = None,
+    ) -> Entry:
+        """What a run calls for each step boundary; here, :meth:`append`. The HA
+        journal (remediation.blob_journal) first appends the line to storage under the
+        target's lease."""
+        return self.append(ts=ts, run=run, action=action, step=step, phase=phase, data=data)
+
+    async def refresh(self) -> None:
+        """Bring the local file up to date with the journal's storage (here it is the
+        storage: nothing to do)."""
+
+    def append_local(self, entry: Entry) -> None:
+        """The line on disk (file and, when new, directory fsync'd), then the crash hook."""
         line = entry.to_json() + "\n"
         created = not self.path.exists()
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -188,8 +226,7 @@ class Journal:
             os.close(fd)
         if created:
             self._fsync_dir()
-        crash_point(f"{step}:{phase}")
-        return entry
+        crash_point(f"{entry.step}:{entry.phase}")
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY)

@@ -274,7 +274,7 @@ async def reload_and_verify(
     if any(s.startswith(f"{prefix}reload.") for s in run.rec.begun + run.rec.done):
         v = await check()
         if v.ok:
-            run.write(f"{prefix}verify", "done", Verified("resumed", v.reason, v.proof))
+            await run.write(f"{prefix}verify", "done", Verified("resumed", v.reason, v.proof))
             run.emit(f"{prefix}verify", "done", v.reason)
             return v
 
@@ -334,7 +334,7 @@ async def reload_and_verify(
                 result = LadderResult(True, follow, v.reason, v.proof or result.proof)
     run.observe_duration("verify", t0)
     phase: Phase = "done" if result.ok else "failed"
-    run.write(
+    await run.write(
         f"{prefix}verify",
         phase,
         Verified(

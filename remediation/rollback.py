@@ -25,7 +25,7 @@ async def rollback(run: Run) -> tuple[str, str]:
                 "rollback.restore", "read Key Vault secret", run.clients.vault.get_current
             )
             if current.tags.get(ROLLBACK_TAG) == r.run:
-                run.write("rollback.restore", "done", Restored(current.version))
+                await run.write("rollback.restore", "done", Restored(current.version))
         if not r.is_done("rollback.restore"):
             await run.step(
                 "rollback.restore",

@@ -384,7 +384,7 @@ async def write_landed(run: Run) -> bool:
         ) from e
     if current.tags.get(KEY_ID_TAG) != key:
         return False
-    run.write("write_keyvault", "done", KeyVaultWritten(current.version))
+    await run.write("write_keyvault", "done", KeyVaultWritten(current.version))
     run.emit("write_keyvault", "done", f"found version {current.version} (the write landed)")
     return True
 
@@ -418,12 +418,12 @@ async def recover_lost_value(run: Run) -> None:
         )
         if current.tags.get(KEY_ID_TAG) == f.new_key_id:
             # The write landed before the crash: nothing was lost.
-            run.write("write_keyvault", "done", KeyVaultWritten(current.version))
+            await run.write("write_keyvault", "done", KeyVaultWritten(current.version))
             run.emit("write_keyvault", "done", f"found version {current.version} (recovered)")
             return
     run.emit("compensate", "info", "the new secret's value was lost in a crash")
     await run.step("compensate", lambda: remove_run_credentials(run))
-    run.write(RUN, "done", {"outcome": "compensated", "rotated": False, "permanent": False})
+    await run.write(RUN, "done", {"outcome": "compensated", "rotated": False, "permanent": False})
     raise Restart()
 
 

@@ -28,6 +28,7 @@ import structlog
 from remediation.clock import Clock
 from remediation.decisions import gone_is_certain
 from remediation.journal import RUN, Entry, Journal, Phase, RunRecord
+from remediation.leadership import Leadership, Solo
 from remediation.metrics import RemediationMetrics
 from remediation.results import RunFacts
 from remediation.settings import WorkflowSettings
@@ -113,8 +114,10 @@ class Run:
         metrics: RemediationMetrics | None = None,
         progress: Progress | None = None,
         dry_run: bool = False,
+        leadership: Leadership | None = None,
     ) -> None:
         self.target = target
+        self.leadership: Leadership = leadership or Solo()
         self.clients = clients
         self.prober = prober
         self.journal = journal
@@ -134,13 +137,16 @@ class Run:
 
     # -- bookkeeping --------------------------------------------------------------
 
-    def open(self, action: str, trigger: str, **begin: object) -> None:
+    async def open(self, action: str, trigger: str, **begin: object) -> None:
         now = self.clock.now()
         run = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         self.rec = RunRecord(run=run, action=action, started=now)
         self.new = None
         structlog.contextvars.bind_contextvars(run=run, action=action)
-        self.write(RUN, "begin", {"trigger": trigger, "dry_run": self.dry_run, **begin})
+        who = {"daemon": self.leadership.name} if self.leadership.name else {}
+        await self.write(
+            RUN, "begin", {"trigger": trigger, "dry_run": self.dry_run, **who, **begin}
+        )
         self.emit("run", "begin", f"{action} ({trigger})")
 
     def adopt(self, record: RunRecord) -> None:
@@ -151,12 +157,15 @@ class Run:
             self.rec.apply(e)
         self.new = None
 
-    def write(self, step: str, phase: Phase, data: object = None) -> None:
+    async def write(self, step: str, phase: Phase, data: object = None) -> None:
+        """Journal one step boundary. Consults the leadership first: a daemon that
+        cannot prove it holds the target's lease raises NotLeader and writes nothing."""
         entry_data = journal_data(data)
         if self.dry_run:  # dry-run writes nothing, not even the journal
             entry = Entry(self.clock.now(), self.rec.run, self.rec.action, step, phase, entry_data)
         else:
-            entry = self.journal.append(
+            self.leadership.check(self.target)
+            entry = await self.journal.write(
                 ts=self.clock.now(),
                 run=self.rec.run,
                 action=self.rec.action,
@@ -206,23 +215,23 @@ class Run:
         is journaled as ``failed`` and raised as a StepError naming target and step.
         """
         begin_data = journal_data(begin)
-        self.write(step, "begin", begin_data)
+        await self.write(step, "begin", begin_data)
         self.emit(step, "begin", fmt(begin_data))
         t0 = self.clock.monotonic()
         try:
             result = await body()
         except StepError as e:
-            self.write(step, "failed", {"error": e.cause})
+            await self.write(step, "failed", {"error": e.cause})
             self.emit(step, "failed", e.cause)
             raise
         except TenantError as e:
-            self.write(step, "failed", {"error": str(e)})
+            await self.write(step, "failed", {"error": str(e)})
             self.emit(step, "failed", str(e))
             raise StepError(self.target, step, str(e), permanent=e.permanent) from e
         finally:
             self.observe_duration(metric_step or step.split(".")[0], t0)
         data = journal_data(result)
-        self.write(step, "done", data)
+        await self.write(step, "done", data)
         self.emit(step, "done", fmt(data))
         return result
 
@@ -244,6 +253,8 @@ class Run:
         tries = attempts or s.step_attempts
         delay = s.step_backoff
         for attempt in range(1, tries + 1):
+            if not self.dry_run:
+                self.leadership.check(self.target)  # no Azure call without the lease
             try:
                 return await fn()
             except passthrough:

@@ -32,6 +32,7 @@ from remediation.clock import Clock, SystemClock
 from remediation.decisions import Verdict
 from remediation.guards import Blocked, Guards, GuardSettings
 from remediation.journal import Journal, RunRecord
+from remediation.leadership import Leadership, NotLeader, Solo
 from remediation.lock import TargetBusy, TargetLock
 from remediation.metrics import BLOCK_REASONS, RemediationMetrics
 from remediation.policy import Action, Policy
@@ -41,6 +42,7 @@ from remediation.verify import Prober
 from remediation.watch import last_removal, refresh_never_active, site_left_stopped
 from remediation.workflow import Outcome, Progress, Workflow, WorkflowSettings
 from tenant.errors import TenantError
+from tenant.leases import StorageError
 from tenant.models import SiteState
 from tenant.ports import TargetClients
 
@@ -109,6 +111,10 @@ class Remediator:
     # False while this process may not write to Azure on its own ([remediation] enabled
     # = false): no automatic run, no cleanup, no recovery. ``run`` (the CLI) still acts.
     writes_allowed: Callable[[], bool] = _writes_allowed
+    # Who may remediate a target (remediation.leadership): this daemon alone, or the
+    # holder of the target's blob lease ([ha]); and where a target's journal lives.
+    leadership: Leadership = field(default_factory=Solo)
+    journals: Callable[[str], Journal] | None = None  # None: the local file
 
     def __post_init__(self) -> None:
         registry = self.registry if self.registry is not None else CollectorRegistry()
@@ -295,6 +301,8 @@ class Remediator:
             return None
         if not self.writes_allowed():
             return None  # read-only: the pending removal waits (status and docs say so)
+        if self._elsewhere(target) is not None:
+            return None  # the lease holder finishes it
         waiting = self.pending(target)
         if not waiting:
             self._show_pending(target)
@@ -337,7 +345,8 @@ class Remediator:
             return None
         wf = self._workflow(target, None, False)
         task = asyncio.create_task(
-            wf.cleanup(p, verdict.proof, recycle=verdict.recycle), name=f"cleanup-{target}"
+            _holding(target, lock, wf.cleanup(p, verdict.proof, recycle=verdict.recycle), None),
+            name=f"cleanup-{target}",
         )
         _release_when_done(task, lock)
         self._running[target] = _Running("cleanup", task)
@@ -350,6 +359,9 @@ class Remediator:
         if not outcome.heal_now:
             return outcome
         log.error("the app failed after a removal; healing at once", target=target)
+        if (elsewhere := self._elsewhere(target)) is not None:
+            log.error("heal after a removal not started", target=target, detail=elsewhere)
+            return outcome
         try:
             lock = self._lock(target, False)
         except TargetBusy as e:  # another process holds the target: it will see the 401s
@@ -357,7 +369,12 @@ class Remediator:
             return outcome
         heal = self._workflow(target, None, False)
         task = asyncio.create_task(
-            heal.run("heal", f"app failed after removal in {outcome.run}", force=True)
+            _holding(
+                target,
+                lock,
+                heal.run("heal", f"app failed after removal in {outcome.run}", force=True),
+                None,
+            )
         )
         _release_when_done(task, lock)
         self._running[target] = _Running("heal", task)
@@ -406,7 +423,37 @@ class Remediator:
                 self._seed(name)
 
     def journal(self, target: str) -> Journal:
+        if self.journals is not None:
+            return self.journals(target)
         return Journal(self.state_dir, target)
+
+    def _elsewhere(self, target: str) -> str | None:
+        """Why this daemon may not remediate ``target`` now (None: it may)."""
+        if self.leadership.holds(target):
+            return None
+        return (
+            f"target {target}: this daemon does not hold its lease (high availability); "
+            "the daemon that holds it remediates it"
+        )
+
+    async def adopt(self, target: str) -> bool:
+        """This daemon has just taken ``target``'s lease: read its journal from storage,
+        seed the guards and pending removals from it, and resume or compensate an
+        unfinished run exactly as after a crash (in the background). False when the
+        journal cannot be read (the lease is then given back)."""
+        if target not in self.targets:
+            return False
+        try:
+            await self.journal(target).refresh()
+        except StorageError as e:
+            log.error("journal not read after taking the lease", target=target, error=str(e))
+            return False
+        self._parsed.pop(target, None)
+        self._compacted.pop(target, None)
+        self._seed(target)
+        if self.journal(target).unfinished() is not None and self.running(target) is None:
+            asyncio.get_running_loop().call_soon(self._start_recovery, target, None)
+        return True
 
     def running(self, target: str) -> str | None:
         r = self._running.get(target)
@@ -472,6 +519,8 @@ class Remediator:
         duplicate = self._duplicate_of(target, action)
         if duplicate is not None:
             return TriggerResult(target, action, "coalesced", duplicate)
+        if (elsewhere := self._elsewhere(target)) is not None:
+            return TriggerResult(target, action, "busy", elsewhere)
         blocked = self._check_guards(target, action)
         if blocked is not None:
             self._report_blocked(target, action, blocked)
@@ -483,7 +532,7 @@ class Remediator:
             return TriggerResult(target, action, "busy", str(e))
         self._show_blocked(target, action, None)  # the guards were just asked
         task = asyncio.create_task(
-            _holding(lock, self._run(target, action, source, force=force), self._compact),
+            _holding(target, lock, self._run(target, action, source, force=force), self._compact),
             name=f"remediation-{target}-{action}",
         )
         _release_when_done(task, lock)
@@ -519,9 +568,12 @@ class Remediator:
         running = self._running.get(target)
         if running is not None and not running.task.done():
             await running.task
+        if (elsewhere := self._elsewhere(target)) is not None:
+            raise TargetBusy(target, elsewhere)
         lock = self._lock(target, self.dry_run if dry_run is None else dry_run)
         task = asyncio.create_task(
             _holding(
+                target,
                 lock,
                 self._run(
                     target,
@@ -540,43 +592,55 @@ class Remediator:
 
     async def recover(self, progress: Progress | None = None) -> list[Outcome]:
         """Resume or compensate every run the journal shows unfinished (concurrently,
-        one per target); triggers meanwhile are coalesced into these runs."""
-        tasks = []
+        one per target); triggers meanwhile are coalesced into these runs. In HA mode,
+        only the targets whose lease this daemon holds (:meth:`adopt` does the others
+        when their lease is taken)."""
         if not self.writes_allowed():
             for name in self.targets:
                 journal = self.journal(name)
                 if access.journal_problem(journal) is None and journal.unfinished() is not None:
                     log.warning("unfinished remediation left alone", target=name, why=READ_ONLY)
             return []
-        for name in self.targets:
-            if access.journal_problem(self.journal(name)) is not None:
-                continue  # blocked and logged: nothing to read, nothing to resume
-            if self.running(name) is not None or self.journal(name).unfinished() is None:
-                continue
-            if self.dry_run:
-                log.warning(
-                    "unfinished remediation left alone: dry run writes nothing",
-                    target=name,
-                )
-                continue
-            lock = self.journal(name).lock()
-            try:
-                lock.acquire()
-            except TargetBusy as e:  # its owner is alive and finishing it
-                log.warning("unfinished remediation owned elsewhere", target=name, detail=str(e))
-                continue
-            rec = self.journal(name).unfinished()  # again, now that nobody else writes it
-            if rec is None:
-                lock.release()
-                continue
-            log.warning("resuming unfinished remediation", target=name, run=rec.run)
-            task = asyncio.create_task(
-                _holding(lock, self._resume(name, rec, progress), self._compact)
-            )
-            _release_when_done(task, lock)
-            self._running[name] = _Running(rec.action, task)
-            tasks.append(task)
+        tasks = [t for name in self.targets if (t := self._start_recovery(name, progress))]
         return list(await asyncio.gather(*tasks))
+
+    def resume_unfinished(self, target: str) -> None:
+        """HA, each lease round: a held target's unfinished run starts again here if
+        nothing runs for it (the safety net behind :meth:`adopt`)."""
+        self._start_recovery(target, None)
+
+    def _start_recovery(self, name: str, progress: Progress | None) -> asyncio.Task[Outcome] | None:
+        if name not in self.targets or self._elsewhere(name) is not None:
+            return None
+        if not self.writes_allowed():
+            return None  # read-only: an unfinished run waits for a daemon that may write
+        if access.journal_problem(self.journal(name)) is not None:
+            return None  # blocked and logged: nothing to read, nothing to resume
+        if self.running(name) is not None or self.journal(name).unfinished() is None:
+            return None
+        if self.dry_run:
+            log.warning(
+                "unfinished remediation left alone: dry run writes nothing",
+                target=name,
+            )
+            return None
+        lock = self.journal(name).lock()
+        try:
+            lock.acquire()
+        except TargetBusy as e:  # its owner is alive and finishing it
+            log.warning("unfinished remediation owned elsewhere", target=name, detail=str(e))
+            return None
+        rec = self.journal(name).unfinished()  # again, now that nobody else writes it
+        if rec is None:
+            lock.release()
+            return None
+        log.warning("resuming unfinished remediation", target=name, run=rec.run)
+        task = asyncio.create_task(
+            _holding(name, lock, self._resume(name, rec, progress), self._compact)
+        )
+        _release_when_done(task, lock)
+        self._running[name] = _Running(rec.action, task)
+        return task
 
     async def close(self) -> None:
         """Cancel runs in progress; their journal stays unfinished and resumes later."""
@@ -618,6 +682,7 @@ class Remediator:
             metrics=self.metrics,
             progress=progress or self.progress,
             dry_run=self.dry_run if dry_run is None else dry_run,
+            leadership=self.leadership,
         )
 
     async def _run(
@@ -736,18 +801,28 @@ class _JournalWatch:
 
 
 async def _holding(
-    lock: TargetLock | None, run: Awaitable[Outcome], compact: Callable[[str], None]
+    target: str,
+    lock: TargetLock | None,
+    run: Awaitable[Outcome],
+    compact: Callable[[str], None] | None,
 ) -> Outcome:
     """Run, compact the journal (only with the lock held: a dry run holds none), then
     free the target inside the same task: a done-callback runs one loop step after the
     task is seen done, and a trigger in between would find the lock still held by this
-    process."""
+    process. A run that lost the target's lease (NotLeader) stops where it was, its
+    journal unfinished, as after a crash: the lease's next holder finishes it."""
+    interrupted = False
     try:
         return await run
+    except NotLeader as e:
+        interrupted = True
+        log.warning("remediation interrupted: lease not held", target=target, why=e.why)
+        return Outcome(target, "", "", "interrupted", str(e))
     finally:
         if lock is not None:
             try:
-                compact(lock.target)
+                if compact is not None and not interrupted:
+                    compact(lock.target)
             finally:
                 lock.release()
 

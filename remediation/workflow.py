@@ -28,7 +28,8 @@ from remediation.cleanup import cleanup
 from remediation.clock import Clock
 from remediation.decisions import Blocked
 from remediation.heal import heal
-from remediation.journal import RUN, Journal, RunRecord
+from remediation.journal import RUN, TAKEOVER, Journal, RunRecord
+from remediation.leadership import Leadership
 from remediation.metrics import RemediationMetrics
 from remediation.results import PendingRemoval
 from remediation.rollback import ROLLBACK_TAG as ROLLBACK_TAG
@@ -62,6 +63,7 @@ class Workflow:
         metrics: RemediationMetrics | None = None,
         progress: Progress | None = None,
         dry_run: bool = False,
+        leadership: Leadership | None = None,
     ) -> None:
         self.target = target
         self.metrics = metrics
@@ -76,6 +78,7 @@ class Workflow:
             metrics=metrics,
             progress=progress,
             dry_run=dry_run,
+            leadership=leadership,
         )
 
     # -- entry points -------------------------------------------------------------
@@ -83,7 +86,7 @@ class Workflow:
     async def run(self, action: Action, trigger: str, *, force: bool = False) -> Outcome:
         """Run ``action`` from the start. ``force`` rotates even when not yet due."""
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
-            self.run_.open(action, trigger, force=force)
+            await self.run_.open(action, trigger, force=force)
             return await self._drive(force=force)
 
     async def cleanup(
@@ -94,7 +97,7 @@ class Workflow:
         window is over but a worker may predate the cache: recycle every worker (a
         configuration change) and journal the pending removal anew instead."""
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
-            self.run_.open(
+            await self.run_.open(
                 "cleanup",
                 f"pending removal: {proof}",
                 proof=proof,
@@ -112,13 +115,18 @@ class Workflow:
         with structlog.contextvars.bound_contextvars(target=self.target, run=None, action=None):
             run.adopt(record)
             run.emit("run", "info", f"resuming run {record.run} after {run.last_step()}")
+            if run.leadership.name and not self.dry_run:
+                # HA: say in the journal which daemon finished the run (``status``).
+                await run.write(
+                    TAKEOVER, "done", {"daemon": run.leadership.name, "after": run.last_step()}
+                )
             begin = record.entries[0].data if record.entries else {}
             force = bool(begin.get("force", True))
             wrote = record.was_begun("add_password") or any(
                 s.startswith("reload.") for s in record.begun + record.done + record.failed
             )
             if blocked is not None and not force and not wrote:
-                return self._finish("blocked", f"resumed run stopped: {blocked.detail}")
+                return await self._finish("blocked", f"resumed run stopped: {blocked.detail}")
             return await self._drive(force=force)
 
     async def _drive(self, *, force: bool) -> Outcome:
@@ -137,20 +145,20 @@ class Workflow:
                         outcome, detail = await rotate(run, force=force)
                 except Restart:
                     prev = run.rec.run
-                    run.open("rotate", f"restart after lost value in {prev}")
+                    await run.open("rotate", f"restart after lost value in {prev}")
                     force = True
                     continue
-                return self._finish(outcome, detail)
+                return await self._finish(outcome, detail)
         except StepError as e:
             heal_now = e.step in ("recheck", "cleanup.recheck")
-            return self._finish("failed", str(e), permanent=e.permanent, heal_now=heal_now)
+            return await self._finish("failed", str(e), permanent=e.permanent, heal_now=heal_now)
         except TenantError as e:  # a read outside a step wrapper; still name the target
-            return self._finish("failed", f"target {self.target}: {e}", permanent=e.permanent)
+            return await self._finish("failed", f"target {self.target}: {e}", permanent=e.permanent)
         finally:
             if self.metrics:
                 self.metrics.in_progress.labels(self.target, action).set(0)
 
-    def _finish(
+    async def _finish(
         self, outcome: str, detail: str, *, permanent: bool = False, heal_now: bool = False
     ) -> Outcome:
         run = self.run_
@@ -161,7 +169,7 @@ class Workflow:
         data: dict[str, object] = {"outcome": outcome, "rotated": rotated, "permanent": permanent}
         if outcome in ("failed", "rolled_back"):
             data["error"] = detail
-        run.write(RUN, "done", data)
+        await run.write(RUN, "done", data)
         run.emit("run", "failed" if outcome in ("failed", "rolled_back") else "done", detail)
         if outcome in ("failed", "rolled_back"):
             log.error("remediation failed", outcome=outcome, error=detail)

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 from azure.keyvault.secrets._shared import http_challenge_cache
+from azurite import Azurite, azurite
 from helpers import KINDER_THAN_AZURE, PRE_ISSUE_13
 
 from sandbox import SandboxThread
@@ -178,3 +179,11 @@ def target_ref(sandbox: SandboxThread) -> TargetRef:
         resource_group=d["resource_group"],
         site_name=d["site_name"],
     )
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite (blob service) per test session, on a free port, its data in a
+    temporary directory (the high-availability tests; each uses its own container)."""
+    with azurite(tmp_path_factory.mktemp("azurite") / "data") as server:
+        yield server

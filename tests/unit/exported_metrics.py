@@ -13,6 +13,7 @@ from exporters.inventory import Inventory
 from exporters.metrics import Metrics
 from exporters.observations import ExpiryObservation, GraphAuthObservation, Observed
 from exporters.operator import OperatorCredentialMetrics
+from remediation.leadership import HaMetrics
 from remediation.metrics import RemediationMetrics
 from tenant.directory import AppCredential, DirectoryObject, Listing
 from tenant.models import PasswordCredential
@@ -29,6 +30,7 @@ def exported_families() -> dict[str, tuple[str, set[str]]]:
     rem.pending_removal.labels("portal", "key-id").set(1)  # only exists while one waits
     rem.pending_until.labels("portal", "key-id").set(1)  # beside it (issue 13)
     rem.step_duration.labels("portal", "rotate", "verify").observe(1)  # on first use
+    HaMetrics(registry).set_targets(["portal"])  # [ha] backend = "azure_blob" only
     now = datetime.now(UTC)
     cred = PasswordCredential("k1", "secretwarden", "abc", now, now + timedelta(days=90))
     for probe, value in (

@@ -143,7 +143,7 @@ class FakeApp:
         return cast(RemoveOutcome, None)
 
 
-def make_run(
+async def make_run(
     tmp_path: Path,
     clock: FakeClock,
     *,
@@ -165,7 +165,7 @@ def make_run(
         WorkflowSettings(step_backoff=0.01, verify_poll=1.0, site_running_timeout=30.0),
         clock,
     )
-    run.open(action, "test", **(begin or {}))
+    await run.open(action, "test", **(begin or {}))
     return run
 
 
@@ -213,7 +213,7 @@ async def test_a_site_not_reporting_running_after_start_is_reported_stopped(
 ) -> None:
     clock = FakeClock(T0)
     site = FakeSite([state])
-    run = make_run(tmp_path, clock, site=site)
+    run = await make_run(tmp_path, clock, site=site)
     with pytest.raises(StepError, match=f"not Running after Stop\\+Start \\(state {state.value}"):
         await ensure_running(run, "reload.stop_start")
     assert run.site_stopped
@@ -224,7 +224,7 @@ async def test_a_site_not_reporting_running_after_start_is_reported_stopped(
 async def test_a_site_that_becomes_running_is_accepted(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     site = FakeSite([SiteState.UNKNOWN, SiteState.STOPPED, SiteState.RUNNING])
-    run = make_run(tmp_path, clock, site=site)
+    run = await make_run(tmp_path, clock, site=site)
     run.site_stopped = True  # an earlier Stop+Start of this run left it stopped
     await ensure_running(run, "reload.stop_start")
     assert not run.site_stopped
@@ -243,7 +243,7 @@ async def test_a_lost_reply_is_not_settled_by_another_credentials_version(tmp_pa
     tagged with another keyId (the previous rotation's). That is not this run's write:
     the retry writes again, and the journal names the version that holds the new key."""
     vault = FakeVault(version("v-old", {KEY_ID_TAG: "old-key"}), lose_first_reply=True)
-    run = make_run(tmp_path, FakeClock(T0), vault=vault)
+    run = await make_run(tmp_path, FakeClock(T0), vault=vault)
     run.new = new_password("new-key")
     got = await write_keyvault(run)
     assert got.new_version == "v-written-2"
@@ -254,7 +254,7 @@ async def test_a_lost_reply_is_not_settled_by_another_credentials_version(tmp_pa
 
 async def test_a_lost_reply_that_landed_is_not_written_twice(tmp_path: Path) -> None:
     vault = FakeVault(version("v-old", {KEY_ID_TAG: "old-key"}))
-    run = make_run(tmp_path, FakeClock(T0), vault=vault)
+    run = await make_run(tmp_path, FakeClock(T0), vault=vault)
     run.new = new_password("new-key")
 
     async def landed_then_lost(value: SecretValue, tags: dict[str, str]) -> SecretVersion:
@@ -268,16 +268,16 @@ async def test_a_lost_reply_that_landed_is_not_written_twice(tmp_path: Path) -> 
     assert len(vault.writes) == 1
 
 
-def begun_write(run: Run, key: str) -> None:
-    run.write("add_password", "begin", {"display_name": "secretwarden x"})
-    run.write("add_password", "done", {"new_key_id": key})
-    run.write("write_keyvault", "begin", {"new_key_id": key})
+async def begun_write(run: Run, key: str) -> None:
+    await run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    await run.write("add_password", "done", {"new_key_id": key})
+    await run.write("write_keyvault", "begin", {"new_key_id": key})
 
 
 async def test_write_landed_does_not_take_another_keys_version(tmp_path: Path) -> None:
     vault = FakeVault(version("v-old", {KEY_ID_TAG: "old-key"}))
-    run = make_run(tmp_path, FakeClock(T0), vault=vault)
-    begun_write(run, "new-key")
+    run = await make_run(tmp_path, FakeClock(T0), vault=vault)
+    await begun_write(run, "new-key")
     assert not await write_landed(run)
     assert not run.rec.is_done("write_keyvault")
     vault.current = version("v-new", {KEY_ID_TAG: "new-key"})
@@ -290,8 +290,8 @@ async def test_recovery_does_not_take_another_keys_version(tmp_path: Path) -> No
     lost: this run's credential is removed (compensation), not adopted."""
     app = FakeApp()
     vault = FakeVault(version("v-old", {KEY_ID_TAG: "old-key"}))
-    run = make_run(tmp_path, FakeClock(T0), vault=vault, app=app)
-    begun_write(run, "new-key")
+    run = await make_run(tmp_path, FakeClock(T0), vault=vault, app=app)
+    await begun_write(run, "new-key")
     with pytest.raises(Restart):
         await recover_lost_value(run)
     assert app.removed == ["new-key"]
@@ -319,14 +319,16 @@ async def test_the_rollback_removal_counts_sign_ins_from_the_rollbacks_reload(
         )
     )
     app = FakeApp()
-    run = make_run(tmp_path, clock, signins=signins, site=FakeSite([SiteState.RUNNING]), app=app)
-    run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    run = await make_run(
+        tmp_path, clock, signins=signins, site=FakeSite([SiteState.RUNNING]), app=app
+    )
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
     clock.advance(60)
-    run.write("reload.config_change", "done", {"rung": "config_change"})
-    run.write("verify", "failed", recycled(t1))  # the forward ladder recycled at t1
+    await run.write("reload.config_change", "done", {"rung": "config_change"})
+    await run.write("verify", "failed", recycled(t1))  # the forward ladder recycled at t1
     clock.advance(9 * 60)
-    run.write("rollback.reload.config_change", "done", {"rung": "config_change"})
-    run.write("rollback.verify", "done", recycled(t2))
+    await run.write("rollback.reload.config_change", "done", {"rung": "config_change"})
+    await run.write("rollback.verify", "done", recycled(t2))
     clock.advance(60)
     assert reloaded_at(run, "rollback.") == t2
     assert reloaded_at(run) == t1
@@ -371,13 +373,15 @@ async def test_the_rollback_removal_goes_on_a_sign_in_after_its_reload(tmp_path:
         (app_sign_in("old-key", t2 + timedelta(seconds=30)), own_sign_in(t2 + timedelta(hours=1)))
     )
     app = FakeApp()
-    run = make_run(tmp_path, clock, signins=signins, site=FakeSite([SiteState.RUNNING]), app=app)
-    run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    run = await make_run(
+        tmp_path, clock, signins=signins, site=FakeSite([SiteState.RUNNING]), app=app
+    )
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
     clock.advance(60)
-    run.write("reload.refresh", "done", {"rung": "refresh"})
+    await run.write("reload.refresh", "done", {"rung": "refresh"})
     clock.advance(9 * 60)
-    run.write("rollback.reload.config_change", "done", {"rung": "config_change"})
-    run.write("rollback.verify", "done", recycled(t2))
+    await run.write("rollback.reload.config_change", "done", {"rung": "config_change"})
+    await run.write("rollback.verify", "done", recycled(t2))
     clock.advance(2 * 3600)
     await settle_old(run, "rollback.remove_new", ("new-key",), "old-key", "v3")
     assert app.removed == ["new-key"]
@@ -387,17 +391,17 @@ async def test_the_rollback_removal_goes_on_a_sign_in_after_its_reload(tmp_path:
 # -- the reviewer pass: more one-line mutants of the step modules ------------------------
 
 
-def test_reloaded_at_counts_only_rungs_that_were_applied(tmp_path: Path) -> None:
+async def test_reloaded_at_counts_only_rungs_that_were_applied(tmp_path: Path) -> None:
     """A rung begun after the last applied one (a crash, or a Stop+Start that failed)
     is not when the app was reloaded."""
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock)
-    run.write("reload.refresh", "begin", {})
-    run.write("reload.refresh", "done", {})
+    run = await make_run(tmp_path, clock)
+    await run.write("reload.refresh", "begin", {})
+    await run.write("reload.refresh", "done", {})
     clock.advance(60)
-    run.write("reload.stop_start", "begin", {})
+    await run.write("reload.stop_start", "begin", {})
     clock.advance(60)
-    run.write("reload.stop_start", "failed", {"error": "x"})
+    await run.write("reload.stop_start", "failed", {"error": "x"})
     clock.advance(60)
     assert reloaded_at(run) == T0
 
@@ -428,7 +432,7 @@ class FakeProber:
 async def test_recheck_after_a_removal_fails_on_either_probe(
     tmp_path: Path, graph_ok: bool, action_ok: bool | None, fails: str | None
 ) -> None:
-    run = make_run(tmp_path, FakeClock(T0), prober=FakeProber(graph_ok, action_ok))
+    run = await make_run(tmp_path, FakeClock(T0), prober=FakeProber(graph_ok, action_ok))
     if fails is None:
         assert (await recheck(run, "recheck")).ok
     else:
@@ -446,7 +450,7 @@ def pending_begin() -> dict[str, Any]:
 async def test_cleanup_checks_the_app_after_removing(tmp_path: Path) -> None:
     """A cleanup that broke the app must say so (the Remediator heals at once)."""
     app = FakeApp()
-    run = make_run(
+    run = await make_run(
         tmp_path,
         FakeClock(T0),
         prober=FakeProber(graph_ok=False),
@@ -472,12 +476,12 @@ class RollbackVault(FakeVault):
         return version(v, {KEY_ID_TAG: "old-key"})
 
 
-def rollback_run(
+async def rollback_run(
     tmp_path: Path, vault: FakeVault, *, entra_ok: bool = True, old: list[str] | None = None
 ) -> tuple[Run, FakeApp]:
     app = FakeApp()
     answer = TokenOutcome(True) if entra_ok else TokenOutcome(False, TokenFailure.THROTTLED)
-    run = make_run(
+    run = await make_run(
         tmp_path,
         FakeClock(T0),
         vault=vault,
@@ -486,14 +490,14 @@ def rollback_run(
         signins=FakeSignIns(()),
         site=FakeSite([SiteState.RUNNING]),
     )
-    run.write(
+    await run.write(
         "plan",
         "done",
         {"client_id": "cid", "old_version": "v1", "old_key_ids": old or ["old-key"]},
     )
-    run.write("add_password", "done", {"new_key_id": "new-key"})
-    run.write("write_keyvault", "done", {"new_version": "v2"})
-    run.write("verify", "failed", {"reason": "app down"})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
+    await run.write("write_keyvault", "done", {"new_version": "v2"})
+    await run.write("verify", "failed", {"reason": "app down"})
     return run, app
 
 
@@ -511,8 +515,8 @@ async def test_a_resumed_rollback_does_not_adopt_another_runs_restore(
     """The restore's reply was lost; Key Vault's current version is a restore made by
     ANOTHER run's rollback. This run restores again and reloads onto its own write."""
     vault = RollbackVault(version("v-foreign", {ROLLBACK_TAG: "another-run"}))
-    run, _ = rollback_run(tmp_path, vault)
-    run.write("rollback.restore", "begin", {"restore_from": "v1"})
+    run, _ = await rollback_run(tmp_path, vault)
+    await run.write("rollback.restore", "begin", {"restore_from": "v1"})
     seen: list[str] = []
     monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, seen))
     outcome, detail = await rollback(run)
@@ -529,7 +533,7 @@ async def test_a_previous_value_entra_cannot_vouch_for_is_not_restored(tmp_path:
     """Throttled (no verdict) is not proof the previous value works: no rollback, the
     new credential stays."""
     vault = RollbackVault(version("v2", {KEY_ID_TAG: "new-key"}))
-    run, app = rollback_run(tmp_path, vault, entra_ok=False)
+    run, app = await rollback_run(tmp_path, vault, entra_ok=False)
     with pytest.raises(StepError, match="cannot be proven"):
         await rollback(run)
     assert vault.writes == []
@@ -540,7 +544,7 @@ async def test_the_new_credential_stays_when_the_app_did_not_return(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vault = RollbackVault(version("v2", {KEY_ID_TAG: "new-key"}))
-    run, app = rollback_run(tmp_path, vault)
+    run, app = await rollback_run(tmp_path, vault)
     monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(False, []))
     with pytest.raises(StepError, match="new credential new-key was kept"):
         await rollback(run)
@@ -555,8 +559,8 @@ async def test_the_rollback_keeps_sign_in_proof_only_for_a_single_old_credential
     """With two old credentials the restored value belongs to one of them, unknown
     which: a sign-in with either proves nothing about the restored value."""
     vault = RollbackVault(version("v2", {KEY_ID_TAG: "new-key"}))
-    run, _ = rollback_run(tmp_path, vault, old=old)
-    run.write("plan", "done", {"old_key_ids": old})
+    run, _ = await rollback_run(tmp_path, vault, old=old)
+    await run.write("plan", "done", {"old_key_ids": old})
     monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, []))
     got: list[tuple[object, ...]] = []
 
@@ -578,8 +582,8 @@ async def test_free_slot_never_removes_a_credential_that_works(tmp_path: Path) -
     has not expired never goes."""
     expired = T0 - timedelta(days=1)
     app = FakeApp()
-    run = make_run(tmp_path, FakeClock(T0), app=app)
-    run.write("plan", "done", {"old_key_ids": ["in-use"]})
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
+    await run.write("plan", "done", {"old_key_ids": ["in-use"]})
     app.creds = (cred("in-use", expired), cred("spare", expired), cred("live", None))
     await free_slot(run)
     assert app.removed == ["spare"]
@@ -596,9 +600,9 @@ async def test_compensation_never_removes_a_credential_whose_value_is_in_key_vau
     tmp_path: Path,
 ) -> None:
     app = FakeApp()
-    run = make_run(tmp_path, FakeClock(T0), app=app)
-    begun_write(run, "new-key")
-    run.write("write_keyvault", "done", {"new_version": "v2"})
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
+    await begun_write(run, "new-key")
+    await run.write("write_keyvault", "done", {"new_version": "v2"})
     await remove_orphan(run)
     assert app.removed == []
 
@@ -607,9 +611,9 @@ async def test_a_key_vault_write_never_begun_did_not_land(tmp_path: Path) -> Non
     """Entra never accepted the new secret: nothing was written, the credential is an
     orphan to remove (write_landed says False without reading Key Vault)."""
     vault = FakeVault(version("v2", {KEY_ID_TAG: "new-key"}))
-    run = make_run(tmp_path, FakeClock(T0), vault=vault)
-    run.write("add_password", "begin", {})
-    run.write("add_password", "done", {"new_key_id": "new-key"})
+    run = await make_run(tmp_path, FakeClock(T0), vault=vault)
+    await run.write("add_password", "begin", {})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
     assert not await write_landed(run)
 
 
@@ -639,7 +643,7 @@ def test_entra_verdict(outcome: TokenOutcome, verdict: EntraVerdict) -> None:
 async def test_the_old_credential_needs_the_tag_or_entra(
     tmp_path: Path, tags: dict[str, str], entra: TokenOutcome, old: tuple[str, ...]
 ) -> None:
-    run = make_run(tmp_path, FakeClock(T0), entra=FakeEntra(entra))
+    run = await make_run(tmp_path, FakeClock(T0), entra=FakeEntra(entra))
     current = SecretVersion("s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, tags)
     creds = (cred("k1", None, "abc"), cred("k2", None, "xyz"))
     got, _ = await old_credential(run, "cid", creds, current)
@@ -658,14 +662,14 @@ class StopSite(FakeSite):
 async def test_start_follows_a_stop_that_failed(tmp_path: Path) -> None:
     """A Stop whose reply was lost may have stopped the site: Start anyway."""
     site = StopSite([SiteState.RUNNING], stop_error=PolicyViolation("arm", "stop", "denied"))
-    run = make_run(tmp_path, FakeClock(T0), site=site)
+    run = await make_run(tmp_path, FakeClock(T0), site=site)
     with pytest.raises(StepError, match="stop"):
         await apply_rung(run, "reload.stop_start", "stop_start", "v2")
     assert site.started == 1
 
 
 async def test_a_permanent_error_is_not_retried(tmp_path: Path) -> None:
-    run = make_run(tmp_path, FakeClock(T0))
+    run = await make_run(tmp_path, FakeClock(T0))
     calls: list[int] = []
 
     async def refused() -> None:
@@ -707,10 +711,12 @@ class FlakyVault(FakeVault):
         raise Unavailable("keyvault", "set secret", "reply lost", maybe_applied=True)
 
 
-def rotation_run(tmp_path: Path, vault: FakeVault, prober: object = None) -> tuple[Run, FakeApp]:
+async def rotation_run(
+    tmp_path: Path, vault: FakeVault, prober: object = None
+) -> tuple[Run, FakeApp]:
     app = RotationApp(creds=(cred("old-key", T0 + timedelta(days=3)),))
     site = FakeSite([SiteState.RUNNING])
-    run = make_run(
+    run = await make_run(
         tmp_path,
         FakeClock(T0),
         prober=prober,
@@ -738,7 +744,7 @@ async def test_a_key_vault_write_that_landed_behind_lost_replies_keeps_its_crede
         "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
     )
     vault = FlakyVault(current, failing_reads=0)
-    run, app = rotation_run(tmp_path, vault)
+    run, app = await rotation_run(tmp_path, vault)
     vault.failing_reads = 0
     orig = vault.set_value
 
@@ -774,7 +780,7 @@ async def test_a_removal_is_followed_by_a_recheck(
             self.current = version("v2", tags)
             return self.current
 
-    run, app = rotation_run(tmp_path, Vault(current), FakeProber(graph_ok=False))
+    run, app = await rotation_run(tmp_path, Vault(current), FakeProber(graph_ok=False))
     run.clients.site.refs = [  # type: ignore[attr-defined]
         SimpleNamespace(active_version="v2", resolved=True, secret_version=None)
     ]
@@ -784,13 +790,14 @@ async def test_a_removal_is_followed_by_a_recheck(
 
     async def reloaded(run: Run, version: str, **kw: object) -> Verification:
         # every worker started after the cache held v2: ARM's per-instance view proves
-        run.write("verify", "done", {**recycled(T0), "cache_mark": mark.isoformat()})
+        await run.write("verify", "done", {**recycled(T0), "cache_mark": mark.isoformat()})
         return Verification(True, "fake ladder", proof="activeVersion")
 
     monkeypatch.setattr(rotation_module, "reload_and_verify", reloaded)
     with pytest.raises(StepError, match="after removing the old credential"):
         await rotate(run, force=True)
     assert app.removed == ["old-key"]
+    assert not run.rec.was_begun("grace_period")  # grace_period 0: no wait
 
 
 # -- the paths each safety decision guards, walked once each (make mutate reaches them) ---
@@ -800,8 +807,8 @@ async def test_compensation_removes_the_orphan_whose_value_never_reached_key_vau
     tmp_path: Path,
 ) -> None:
     app = FakeApp()
-    run = make_run(tmp_path, FakeClock(T0), app=app)
-    begun_write(run, "new-key")
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
+    await begun_write(run, "new-key")
     await remove_orphan(run)
     assert app.removed == ["new-key"]
     assert run.rec.is_done("compensate")
@@ -810,7 +817,7 @@ async def test_compensation_removes_the_orphan_whose_value_never_reached_key_vau
 
 async def test_no_orphan_before_add_password(tmp_path: Path) -> None:
     app = FakeApp()
-    run = make_run(tmp_path, FakeClock(T0), app=app)
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
     await remove_orphan(run)
     assert app.removed == []
     assert not run.rec.was_begun("compensate")
@@ -819,8 +826,8 @@ async def test_no_orphan_before_add_password(tmp_path: Path) -> None:
 async def test_recovery_adopts_a_write_of_this_runs_key(tmp_path: Path) -> None:
     app = FakeApp()
     vault = FakeVault(version("v-new", {KEY_ID_TAG: "new-key"}))
-    run = make_run(tmp_path, FakeClock(T0), vault=vault, app=app)
-    begun_write(run, "new-key")
+    run = await make_run(tmp_path, FakeClock(T0), vault=vault, app=app)
+    await begun_write(run, "new-key")
     await recover_lost_value(run)
     assert app.removed == []
     assert run.rec.is_done("write_keyvault")
@@ -829,7 +836,7 @@ async def test_recovery_adopts_a_write_of_this_runs_key(tmp_path: Path) -> None:
 
 async def test_settling_no_old_credential_removes_nothing(tmp_path: Path) -> None:
     app = FakeApp()
-    run = make_run(tmp_path, FakeClock(T0), app=app)
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
     await settle_old(run, "remove_old", (), "new-key", "v2")
     assert app.removed == []
     assert run.rec.is_done("remove_old")
@@ -838,7 +845,7 @@ async def test_settling_no_old_credential_removes_nothing(tmp_path: Path) -> Non
 
 async def test_a_cleanup_removes_the_pending_keys_and_rechecks(tmp_path: Path) -> None:
     app = FakeApp()
-    run = make_run(
+    run = await make_run(
         tmp_path,
         FakeClock(T0),
         prober=FakeProber(),
@@ -860,6 +867,131 @@ async def test_a_cleanup_removes_the_pending_keys_and_rechecks(tmp_path: Path) -
 
 async def test_a_cleanup_with_nothing_pending_does_nothing(tmp_path: Path) -> None:
     app = FakeApp()
-    run = make_run(tmp_path, FakeClock(T0), action="cleanup", app=app)
+    run = await make_run(tmp_path, FakeClock(T0), action="cleanup", app=app)
     assert await cleanup(run) == ("nothing_to_do", "nothing pending removal")
     assert app.removed == []
+
+
+async def not_due_run(tmp_path: Path) -> tuple[Run, FakeApp]:
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+    run, app = await rotation_run(tmp_path, FakeVault(current))
+    app.creds = (cred("old-key", T0 + timedelta(days=100)),)  # rotate_before is 30 days
+    return run, app
+
+
+class Added(Exception):
+    """The rotation went on to addPassword."""
+
+
+async def test_an_automatic_rotation_of_a_secret_not_due_writes_nothing(tmp_path: Path) -> None:
+    run, _ = await not_due_run(tmp_path)
+    outcome, detail = await rotate(run, force=False)
+    assert outcome == "nothing_to_do"
+    assert "expires 2026-04-11" in detail
+    assert not run.rec.was_begun("add_password")
+
+
+async def test_a_forced_rotation_goes_ahead_although_not_due(tmp_path: Path) -> None:
+    run, app = await not_due_run(tmp_path)
+
+    async def add(name: str, end: datetime | None) -> NewPassword:
+        raise Added(name)
+
+    app.add_password = add  # type: ignore[attr-defined]
+    with pytest.raises(Added):
+        await rotate(run, force=True)
+
+
+async def test_a_resumed_rotation_that_lost_the_new_value_compensates(tmp_path: Path) -> None:
+    """The process died after addPassword and before the Key Vault write: the value
+    is gone, so this run's credential is removed and the rotation starts afresh. Key
+    Vault is not asked: a write never begun cannot have landed, whatever it holds."""
+    run, app = await not_due_run(tmp_path)
+    run.clients.vault.current = version("v-x", {KEY_ID_TAG: "new-key"})  # type: ignore[attr-defined]
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"], "due": False})
+    await run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
+    with pytest.raises(Restart):
+        await rotate(run, force=False)
+    assert app.removed == ["new-key"]
+
+
+def pending_entry(key: str, keep: str) -> dict[str, Any]:
+    until = (T0 + timedelta(hours=24)).isoformat()
+    p = PendingRemoval((key,), keep, "v3", T0.isoformat(), T0.isoformat(), until, "no proof")
+    return {**asdict(p), "pending_key_ids": [key]}
+
+
+async def test_a_resumed_rollback_with_its_removal_pending_settles_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = RollbackVault(version("v3", {ROLLBACK_TAG: "x"}))
+    run, _ = await rollback_run(tmp_path, vault)
+    await run.write("rollback.restore", "begin", {"restore_from": "v1"})
+    await run.write("rollback.restore", "done", {"restored_version": "v3"})
+    await run.write("rollback.verify", "done", {})
+    await run.write("pending_removal", "done", pending_entry("new-key", "old-key"))
+    calls: list[str] = []
+
+    async def spy(*a: object) -> None:
+        calls.append("settle")
+
+    monkeypatch.setattr(rollback_module, "settle_old", spy)
+    outcome, detail = await rollback(run)
+    assert calls == []
+    assert vault.writes == []
+    assert outcome == "rolled_back"
+    assert "new credential new-key pending removal until 2026-01-02" in detail
+
+
+async def test_a_resumed_rotation_with_its_removal_pending_settles_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, app = await not_due_run(tmp_path)
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    await run.write("add_password", "begin", {})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
+    await run.write("write_keyvault", "begin", {})
+    await run.write("write_keyvault", "done", {"new_version": "v2"})
+    await run.write("verify", "done", {"rung": "refresh"})
+    await run.write("pending_removal", "done", pending_entry("old-key", "new-key"))
+    calls: list[str] = []
+
+    async def spy(*a: object) -> None:
+        calls.append("settle")
+
+    monkeypatch.setattr(rotation_module, "settle_old", spy)
+    outcome, detail = await rotate(run, force=False)
+    assert calls == []
+    assert app.removed == []
+    assert not run.rec.was_begun("recheck")
+    assert outcome == "success"
+    assert "old credential ['old-key'] pending removal until 2026-01-02" in detail
+
+
+async def test_a_resumed_rotation_whose_ladder_ran_out_rolls_back_without_climbing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, _ = await not_due_run(tmp_path)
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    await run.write("add_password", "begin", {})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
+    await run.write("write_keyvault", "begin", {})
+    await run.write("write_keyvault", "done", {"new_version": "v2"})
+    await run.write("verify", "failed", {"reason": "app down"})
+    seen: list[str] = []
+
+    async def ladder(run: Run, version: str, **kw: object) -> Verification:
+        seen.append("ladder")
+        return Verification(True, "fake")
+
+    async def rolled(run: Run) -> tuple[str, str]:
+        seen.append("rollback")
+        return "rolled_back", "fake"
+
+    monkeypatch.setattr(rotation_module, "reload_and_verify", ladder)
+    monkeypatch.setattr(rotation_module, "rollback", rolled)
+    assert await rotate(run, force=False) == ("rolled_back", "fake")
+    assert seen == ["rollback"]
