@@ -70,7 +70,7 @@ async def test_a_lost_reply_addpassword_leaves_no_credential_nobody_holds(tmp_pa
     another, the first is found by this run's display name and removed (mutant: the
     retry without removing it leaves a credential whose value nobody holds)."""
     app = LaggingApp(lag_reads=0)
-    run = make_run(tmp_path, FakeClock(T0), app=app)
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
     added = await add_password(run)
     assert app.removed == ["key-1"]
     assert added.new_key_id == "key-2"
@@ -86,7 +86,7 @@ async def test_a_lost_replys_credential_is_looked_for_until_the_read_lag_passed(
     app = LaggingApp(lag_reads=2)
     app.creds.append(PasswordCredential("orphan", "secretwarden x", "abc", T0, None))
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock, app=app)
+    run = await make_run(tmp_path, clock, app=app)
     assert await remove_by_name(run, "add_password", "secretwarden x") == ("orphan",)
     assert app.removed == ["orphan"]
     assert app.reads == 3
@@ -97,7 +97,7 @@ async def test_a_lost_replys_search_gives_up_after_the_read_lag(tmp_path: Path) 
     """Nothing is ever listed: the search ends once the read lag has passed."""
     app = LaggingApp(lag_reads=10**6)
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock, app=app)
+    run = await make_run(tmp_path, clock, app=app)
     assert await remove_by_name(run, "add_password", "secretwarden x") == ()
     assert app.removed == []
     assert sum(clock.slept) >= run.settings.graph_read_lag
@@ -131,9 +131,9 @@ async def test_already_gone_is_believed_only_past_the_read_lag(
     once leaves the young credential in place, or a certain one removed twice)."""
     app = GoneFirstApp()
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock, app=app)
+    run = await make_run(tmp_path, clock, app=app)
     if added_ago is not None:
-        run.write("add_password", "done", {"new_key_id": "new-key"})
+        await run.write("add_password", "done", {"new_key_id": "new-key"})
         clock.advance(added_ago.total_seconds())
     else:
         clock.advance(1)
@@ -183,7 +183,7 @@ async def test_a_restart_before_the_cache_held_the_new_version_is_not_the_recycl
     the recycle would let the app's sign-ins alone prove the old credential unused)."""
     clock = FakeClock(T0)
     site = RestartSite(clock=clock)
-    run = make_run(tmp_path, clock, prober=ArmProber(site), site=site)
+    run = await make_run(tmp_path, clock, prober=ArmProber(site), site=site)
     object.__setattr__(run, "settings", replace(run.settings, rungs=("restart",)))
     v = await reload_and_verify(run, "v2", health=False, graph=False, action=False)
     assert v.ok, v.reason
@@ -199,7 +199,7 @@ async def test_a_site_left_stopped_is_said_once_the_timeout_passed(tmp_path: Pat
     """Start without Running: the error comes when site_running_timeout has passed, not
     later (mutant: a doubled wait keeps the stopped site unreported)."""
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock, site=FakeSite([SiteState.STOPPED]))
+    run = await make_run(tmp_path, clock, site=FakeSite([SiteState.STOPPED]))
     t0 = clock.monotonic()
     with pytest.raises(StepError, match="not Running after Stop"):
         await ensure_running(run, "reload.stop_start")
@@ -234,7 +234,7 @@ async def test_the_cleanup_recycle_journals_the_workers_mark(tmp_path: Path) -> 
     clock = FakeClock(T0)
     before = T0 - timedelta(hours=1)
     site = RecyclingSite(clock, before)
-    run = make_run(tmp_path, clock, site=site, action="cleanup")
+    run = await make_run(tmp_path, clock, site=site, action="cleanup")
     pending = PendingRemoval(
         ("old",), "new", "v2", T0.isoformat(), T0.isoformat(), T0.isoformat(), ""
     )
@@ -253,10 +253,10 @@ async def test_the_read_lag_runs_from_addpasswords_reply_not_its_begin(tmp_path:
     the begin line taken as the time it was added believes "already gone" at once)."""
     app = GoneFirstApp()
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock, app=app)
-    run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    run = await make_run(tmp_path, clock, app=app)
+    await run.write("add_password", "begin", {"display_name": "secretwarden x"})
     clock.advance(60)
-    run.write("add_password", "done", {"new_key_id": "New-Key"})
+    await run.write("add_password", "done", {"new_key_id": "New-Key"})
     clock.advance(1)
     assert run.added_at("new-key") == T0 + timedelta(seconds=60)
     await run.remove_password("compensate", "new-key")
@@ -270,7 +270,7 @@ async def test_the_retry_layer_tries_step_attempts_times_with_doubling_backoff(
     tmp_path: Path,
 ) -> None:
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock)
+    run = await make_run(tmp_path, clock)
     tries: list[int] = []
 
     async def outage() -> None:
@@ -286,7 +286,7 @@ async def test_the_retry_layer_tries_step_attempts_times_with_doubling_backoff(
 
 async def test_the_retry_layer_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
     clock = FakeClock(T0)
-    run = make_run(tmp_path, clock)
+    run = await make_run(tmp_path, clock)
     answers: list[Exception | None] = [Unavailable("graph", "get", "429", retry_after=7.0), None]
 
     async def throttled() -> str:
