@@ -49,6 +49,14 @@ SAFETY = (
     "remediation.rotation.x_recover_lost_value",
     "remediation.reload.x_ensure_running",
     "remediation.reload.x_apply_rung",
+    # issue 13: a lost reply's orphan, the recycle the ladder journals, and the
+    # runner's removePassword of a keyId it just added (tests/unit/test_step_mutants.py)
+    "remediation.rotation.x_add_password",
+    "remediation.rotation.x_remove_by_name",
+    "remediation.reload.x_reload_and_verify",
+    "remediation.cleanup.x_recycle",
+    "remediation.runner.xǁRunǁremove_password",
+    "remediation.runner.xǁRunǁadded_at",
 )
 _NAME = re.compile(r"^(?P<fn>.+)__mutmut_\d+$")
 

@@ -1,0 +1,299 @@
+"""More one-line mutations of the step modules' safety decisions, each killed here:
+the lost-reply addPassword (its orphan is found and removed, waiting out Graph's read
+lag) and the runner's removePassword of a keyId this run added moments ago ("already
+gone" is not believed within the read lag). Fakes of the ports and a FakeClock, as in
+test_step_modules.py; fast, so ``make mutate`` runs them once per mutant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from test_step_modules import T0, FakeSite, make_run
+
+from remediation.cleanup import recycle
+from remediation.clock import FakeClock
+from remediation.reload import ensure_running, reload_and_verify
+from remediation.results import PendingRemoval
+from remediation.rotation import add_password, remove_by_name
+from remediation.runner import StepError
+from tenant.errors import NotFound, Unavailable
+from tenant.models import (
+    NewPassword,
+    PasswordCredential,
+    RemoveOutcome,
+    SecretValue,
+    SiteInstance,
+    SiteState,
+    WorkerProcess,
+)
+
+
+@dataclass
+class LaggingApp:
+    """Graph over a lost reply: the first addPassword creates a credential but its reply
+    is lost; a listing shows a new credential only ``lag_reads`` reads later."""
+
+    lag_reads: int = 1
+    lose_first_reply: bool = True
+    creds: list[PasswordCredential] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reads: int = 0
+
+    async def add_password(self, name: str, end: datetime | None) -> NewPassword:
+        cred = PasswordCredential(f"key-{len(self.creds) + 1}", name, "abc", T0, end)
+        self.creds.append(cred)
+        if self.lose_first_reply and len(self.creds) == 1:
+            raise Unavailable("graph", "addPassword", "reply lost", maybe_applied=True)
+        return NewPassword(cred, SecretValue("v"))
+
+    async def find_credentials(self, name: str) -> tuple[PasswordCredential, ...]:
+        self.reads += 1
+        if self.reads <= self.lag_reads:
+            return ()
+        return tuple(
+            c for c in self.creds if c.display_name == name and c.key_id not in self.removed
+        )
+
+    async def remove_password(self, key_id: str) -> RemoveOutcome:
+        self.removed.append(key_id)
+        return RemoveOutcome.REMOVED
+
+
+async def test_a_lost_reply_addpassword_leaves_no_credential_nobody_holds(tmp_path: Path) -> None:
+    """addPassword's reply was lost but the credential exists: before the retry adds
+    another, the first is found by this run's display name and removed (mutant: the
+    retry without removing it leaves a credential whose value nobody holds)."""
+    app = LaggingApp(lag_reads=0)
+    run = await make_run(tmp_path, FakeClock(T0), app=app)
+    added = await add_password(run)
+    assert app.removed == ["key-1"]
+    assert added.new_key_id == "key-2"
+    assert [c.key_id for c in app.creds] == ["key-1", "key-2"]
+
+
+async def test_a_lost_replys_credential_is_looked_for_until_the_read_lag_passed(
+    tmp_path: Path,
+) -> None:
+    """Graph lists the lost reply's credential only on the third read: the search goes
+    on (sleeping, within graph_read_lag) and removes it (mutant: one empty read taken
+    as "none was created" leaves it behind)."""
+    app = LaggingApp(lag_reads=2)
+    app.creds.append(PasswordCredential("orphan", "secretwarden x", "abc", T0, None))
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock, app=app)
+    assert await remove_by_name(run, "add_password", "secretwarden x") == ("orphan",)
+    assert app.removed == ["orphan"]
+    assert app.reads == 3
+    assert sum(clock.slept) < run.settings.graph_read_lag
+
+
+async def test_a_lost_replys_search_gives_up_after_the_read_lag(tmp_path: Path) -> None:
+    """Nothing is ever listed: the search ends once the read lag has passed."""
+    app = LaggingApp(lag_reads=10**6)
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock, app=app)
+    assert await remove_by_name(run, "add_password", "secretwarden x") == ()
+    assert app.removed == []
+    assert sum(clock.slept) >= run.settings.graph_read_lag
+
+
+@dataclass
+class GoneFirstApp:
+    """removePassword answers ALREADY_GONE first (Graph's answer for a keyId it does
+    not list yet), REMOVED after."""
+
+    calls: list[str] = field(default_factory=list)
+
+    async def remove_password(self, key_id: str) -> RemoveOutcome:
+        self.calls.append(key_id)
+        return RemoveOutcome.ALREADY_GONE if len(self.calls) == 1 else RemoveOutcome.REMOVED
+
+
+@pytest.mark.parametrize(
+    ("added_ago", "calls"),
+    [
+        (timedelta(seconds=1), 2),  # added just now: "gone" is not certain, remove again
+        (timedelta(seconds=31), 1),  # past graph_read_lag (30 s): gone is gone
+        (None, 1),  # not this run's keyId: gone is gone
+    ],
+)
+async def test_already_gone_is_believed_only_past_the_read_lag(
+    tmp_path: Path, added_ago: timedelta | None, calls: int
+) -> None:
+    """The runner's removePassword of a keyId this run added less than graph_read_lag
+    ago waits the lag out and removes it again (mutant: "already gone" believed at
+    once leaves the young credential in place, or a certain one removed twice)."""
+    app = GoneFirstApp()
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock, app=app)
+    if added_ago is not None:
+        await run.write("add_password", "done", {"new_key_id": "new-key"})
+        clock.advance(added_ago.total_seconds())
+    else:
+        clock.advance(1)
+    await run.remove_password("compensate", "new-key")
+    assert app.calls == ["new-key"] * calls
+    if calls == 2:
+        assert sum(clock.slept) >= run.settings.graph_read_lag - 1
+
+
+# -- reload: a recycle counts only once the cache held the new version ---------------------
+
+
+@dataclass
+class RestartSite:
+    """A site whose reference shows the new version only after the first restart."""
+
+    restarts: list[datetime] = field(default_factory=list)
+
+    async def restart(self) -> None:
+        self.restarts.append(self.clock.now())
+
+    async def instances(self) -> tuple[()]:
+        raise NotFound("arm", "list the instances of site", "not served")
+
+    clock: FakeClock = field(default_factory=lambda: FakeClock(T0))
+
+
+@dataclass
+class ArmProber:
+    site: RestartSite
+
+    async def reference(self) -> Any:
+        active = "v2" if self.site.restarts else "v1"
+        ref = SimpleNamespace(active_version=active, secret_version=None, status="Resolved")
+        return SimpleNamespace(ok=True, resolved=True, reference=ref, current_version="v2")
+
+    async def health(self) -> Any:
+        return SimpleNamespace(ok=True, status_code=200, error=None)
+
+
+async def test_a_restart_before_the_cache_held_the_new_version_is_not_the_recycle(
+    tmp_path: Path,
+) -> None:
+    """ARM shows the new version only after the restart: that restart began before the
+    cache held it, so its workers may predate the cache. The ladder restarts once more
+    and journals that second restart as the recycle (mutant: the first restart taken as
+    the recycle would let the app's sign-ins alone prove the old credential unused)."""
+    clock = FakeClock(T0)
+    site = RestartSite(clock=clock)
+    run = await make_run(tmp_path, clock, prober=ArmProber(site), site=site)
+    object.__setattr__(run, "settings", replace(run.settings, rungs=("restart",)))
+    v = await reload_and_verify(run, "v2", health=False, graph=False, action=False)
+    assert v.ok, v.reason
+    assert len(site.restarts) == 2
+    verified = next(e for e in reversed(run.rec.entries) if e.step == "verify")
+    cache_at = datetime.fromisoformat(str(verified.data["cache_at"]))
+    recycled_at = datetime.fromisoformat(str(verified.data["recycled_at"]))
+    assert recycled_at == site.restarts[1]
+    assert recycled_at >= cache_at
+
+
+async def test_a_site_left_stopped_is_said_once_the_timeout_passed(tmp_path: Path) -> None:
+    """Start without Running: the error comes when site_running_timeout has passed, not
+    later (mutant: a doubled wait keeps the stopped site unreported)."""
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock, site=FakeSite([SiteState.STOPPED]))
+    t0 = clock.monotonic()
+    with pytest.raises(StepError, match="not Running after Stop"):
+        await ensure_running(run, "reload.stop_start")
+    waited = clock.monotonic() - t0
+    assert run.settings.site_running_timeout <= waited
+    assert waited < run.settings.site_running_timeout + run.settings.verify_poll + 0.001
+
+
+# -- cleanup: the recycle journals ARM's mark, so the next check compares ARM's clock -----
+
+
+@dataclass
+class RecyclingSite:
+    """ARM's per-instance view: one worker started before, restarted by the change."""
+
+    clock: FakeClock
+    started: datetime
+    changes: list[str] = field(default_factory=list)
+
+    async def configuration_change(self, marker: str) -> None:
+        self.changes.append(marker)
+        self.started = self.clock.now() + timedelta(seconds=5)
+
+    async def instances(self) -> tuple[SiteInstance, ...]:
+        return (SiteInstance("i0", (WorkerProcess("w3wp", self.started, False),)),)
+
+
+async def test_the_cleanup_recycle_journals_the_workers_mark(tmp_path: Path) -> None:
+    """The journaled pending removal carries ARM's latest worker start before the
+    configuration change (cache_mark): the next check then asks for workers started
+    after it by ARM's own clock, not the daemon's clock with a skew allowance."""
+    clock = FakeClock(T0)
+    before = T0 - timedelta(hours=1)
+    site = RecyclingSite(clock, before)
+    run = await make_run(tmp_path, clock, site=site, action="cleanup")
+    pending = PendingRemoval(
+        ("old",), "new", "v2", T0.isoformat(), T0.isoformat(), T0.isoformat(), ""
+    )
+    again = await recycle(run, pending)
+    assert len(site.changes) == 1
+    assert again.cache_mark == before.isoformat()
+    assert again.cache_at == again.recycled_at == T0.isoformat()
+    journaled = run.facts.pending()
+    assert journaled is not None
+    assert journaled.cache_mark == before.isoformat()
+
+
+async def test_the_read_lag_runs_from_addpasswords_reply_not_its_begin(tmp_path: Path) -> None:
+    """addPassword began at T0 and, after retries, returned 60 s later: the keyId is
+    young until 30 s after that reply, so a removal 1 s after it is repeated (mutant:
+    the begin line taken as the time it was added believes "already gone" at once)."""
+    app = GoneFirstApp()
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock, app=app)
+    await run.write("add_password", "begin", {"display_name": "secretwarden x"})
+    clock.advance(60)
+    await run.write("add_password", "done", {"new_key_id": "New-Key"})
+    clock.advance(1)
+    assert run.added_at("new-key") == T0 + timedelta(seconds=60)
+    await run.remove_password("compensate", "new-key")
+    assert app.calls == ["new-key", "new-key"]
+
+
+# -- the runner's retry layer: as many attempts as configured, Retry-After honoured ---------
+
+
+async def test_the_retry_layer_tries_step_attempts_times_with_doubling_backoff(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock)
+    tries: list[int] = []
+
+    async def outage() -> None:
+        tries.append(1)
+        raise Unavailable("graph", "get", "503")
+
+    with pytest.raises(StepError, match="read: "):
+        await run.call("plan", "read", outage, attempts=4)
+    assert len(tries) == 4
+    b = run.settings.step_backoff  # 0.01 in make_run
+    assert clock.slept == [b, 2 * b, 4 * b]
+
+
+async def test_the_retry_layer_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock)
+    answers: list[Exception | None] = [Unavailable("graph", "get", "429", retry_after=7.0), None]
+
+    async def throttled() -> str:
+        e = answers.pop(0)
+        if e is not None:
+            raise e
+        return "ok"
+
+    assert await run.call("plan", "read", throttled) == "ok"
+    assert clock.slept == [7.0]
