@@ -228,10 +228,10 @@ async def test_check_says_whether_storage_is_reachable_and_who_holds_each_target
                 "targets": [
                     {
                         "name": "portal",
-                        "tenant_id": "t",
-                        "app_object_id": "o",
+                        "tenant_id": "11111111-1111-1111-1111-111111111111",
+                        "app_object_id": "22222222-2222-2222-2222-222222222222",
                         "key_vault_url": "https://kv.vault.azure.net",
-                        "subscription_id": "s",
+                        "subscription_id": "33333333-3333-3333-3333-333333333333",
                         "resource_group": "rg",
                         "site_name": "site",
                         "health_url": "https://site/health",

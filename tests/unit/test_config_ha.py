@@ -69,7 +69,9 @@ def test_the_connection_string_file_is_a_secret_file(tmp_path: Path) -> None:
     )
     problems = preflight(load_config(path))
     assert len(problems) == 1
-    assert problems[0].startswith(f"ha.connection_string_file: {secret} is readable by others")
+    assert problems[0].startswith(
+        f"ha.connection_string_file: {secret} is readable by its group and others"
+    )
     result = cli("run", "--config.check", "--config.file", str(path))
     assert result.returncode == 2
     assert "ha.connection_string_file" in result.stderr
