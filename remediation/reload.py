@@ -271,12 +271,7 @@ async def reload_and_verify(
         return v
 
     t0 = run.clock.monotonic()
-    if any(s.startswith(f"{prefix}reload.") for s in run.rec.begun + run.rec.done):
-        v = await check()
-        if v.ok:
-            await run.write(f"{prefix}verify", "done", Verified("resumed", v.reason, v.proof))
-            run.emit(f"{prefix}verify", "done", v.reason)
-            return v
+    resumed = any(s.startswith(f"{prefix}reload.") for s in run.rec.begun + run.rec.done)
 
     async def apply(rung: str) -> bool:
         step = f"{prefix}reload.{rung}"
@@ -300,6 +295,39 @@ async def reload_and_verify(
         except StepError:
             return False  # journaled as failed; climb to the next rung
         return True
+
+    if resumed:
+        # A run resumed mid-ladder (a crash, or another daemon's lease taken over) does
+        # not know what the lost part of the ladder established about the running
+        # processes: a verification now proves at most the platform's cache. One
+        # re-fetching rung (the configuration change) re-establishes it: it puts the new
+        # version in the cache and starts every worker after that.
+        refetch = next((r for r in run.settings.ladder() if r in REFETCHING_RUNGS), None)
+        if refetch is not None and refetch != "pin" and await apply(refetch):
+            v = await wait_verified(
+                check,
+                run.clock,
+                run.settings.rung_timeouts()[refetch],
+                run.settings.verify_poll,
+                want_proof=False,
+            )
+            if v.ok:
+                run.observe_duration("verify", t0)
+                await run.write(
+                    f"{prefix}verify",
+                    "done",
+                    Verified(
+                        "resumed",
+                        v.reason,
+                        v.proof,
+                        _iso(facts.cache_at),
+                        _iso(facts.mark),
+                        _iso(facts.recycled_at),
+                        facts.active_seen,
+                    ),
+                )
+                run.emit(f"{prefix}verify", "done", v.reason)
+                return v
 
     def waiting(rung: str, timeout: float) -> None:
         run.emit(f"{prefix}reload.{rung}", "wait", wait_line(rung, timeout))
