@@ -313,19 +313,7 @@ async def reload_and_verify(
             )
             if v.ok:
                 run.observe_duration("verify", t0)
-                await run.write(
-                    f"{prefix}verify",
-                    "done",
-                    Verified(
-                        "resumed",
-                        v.reason,
-                        v.proof,
-                        _iso(facts.cache_at),
-                        _iso(facts.mark),
-                        _iso(facts.recycled_at),
-                        facts.active_seen,
-                    ),
-                )
+                await run.write(f"{prefix}verify", "done", facts.verified("resumed", v))
                 run.emit(f"{prefix}verify", "done", v.reason)
                 return v
 
@@ -365,15 +353,7 @@ async def reload_and_verify(
     await run.write(
         f"{prefix}verify",
         phase,
-        Verified(
-            result.rung,
-            result.reason,
-            result.proof,
-            _iso(facts.cache_at),
-            _iso(facts.mark),
-            _iso(facts.recycled_at),
-            facts.active_seen,
-        ),
+        facts.verified(result.rung, Verification(result.ok, result.reason, proof=result.proof)),
     )
     run.emit(f"{prefix}verify", phase, result.reason)
     return Verification(result.ok, result.reason, proof=result.proof)
@@ -387,6 +367,18 @@ class LadderFacts:
     mark: datetime | None = None
     recycled_at: datetime | None = None
     active_seen: bool = False
+
+    def verified(self, rung: str | None, v: Verification) -> Verified:
+        """The journal record of a verdict, with what the ladder established."""
+        return Verified(
+            rung,
+            v.reason,
+            v.proof,
+            _iso(self.cache_at),
+            _iso(self.mark),
+            _iso(self.recycled_at),
+            self.active_seen,
+        )
 
 
 def _iso(t: datetime | None) -> str | None:
