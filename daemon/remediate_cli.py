@@ -123,10 +123,12 @@ def build_remediator(
     clock: Clock | None = None,
     dry_run: bool | None = None,
     with_policy: bool | None = None,
+    target_settings: Callable[[str], WorkflowSettings | None] | None = None,
 ) -> Remediator:
     use_policy = config.remediation.enabled if with_policy is None else with_policy
     return Remediator(
         targets=targets,
+        target_settings=target_settings,
         state_dir=config.daemon.state_directory,
         settings=workflow_settings(config),
         guard_settings=guard_settings(config),
@@ -186,7 +188,12 @@ def install(daemon: Daemon, say: Callable[[str], None] | None = None) -> Remedia
     # The policy always exists; `remediation.enabled` of the running config switches it
     # (checked on each observation, so a reload can turn it on or off).
     remediator = build_remediator(
-        config, _DaemonTargets(daemon), registry=daemon.registry, with_policy=True
+        config,
+        _DaemonTargets(daemon),
+        registry=daemon.registry,
+        with_policy=True,
+        # the journal is folded at construction, before the daemon has its clients
+        target_settings=lambda name: workflow_settings(daemon.config, name),
     )
     if say is not None:
         remediator.progress = timeline(say)

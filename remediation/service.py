@@ -115,6 +115,10 @@ class Remediator:
     # holder of the target's blob lease ([ha]); and where a target's journal lives.
     leadership: Leadership = field(default_factory=Solo)
     journals: Callable[[str], Journal] | None = None  # None: the local file
+    # A target's own settings without building its clients (the daemon's targets are
+    # built on use, and its Azure clients exist only once it started; the journal is
+    # folded before that). None: ``targets[name].settings``.
+    target_settings: Callable[[str], WorkflowSettings | None] | None = None
 
     def __post_init__(self) -> None:
         registry = self.registry if self.registry is not None else CollectorRegistry()
@@ -291,7 +295,10 @@ class Remediator:
         return self._waiting.get(target)
 
     def settings_for(self, target: str) -> WorkflowSettings:
-        own = self.targets[target].settings
+        if self.target_settings is not None:
+            own = self.target_settings(target)
+        else:
+            own = self.targets[target].settings
         return own if own is not None else self.settings
 
     async def check_pending(self, target: str) -> Outcome | None:
