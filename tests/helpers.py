@@ -8,10 +8,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from azure.identity import ClientSecretCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+
+def operator_credential(d: dict[str, Any]) -> ClientSecretCredential:
+    """The sandbox operator's credential, from its describe file, as the SDKs take it."""
+    return ClientSecretCredential(
+        d["tenant_id"],
+        d["operator"]["client_id"],
+        d["operator"]["client_secret"],
+        authority=d["authority"],
+        disable_instance_discovery=True,
+        connection_verify=d["ca_file"],
+    )
 
 
 def free_port() -> int:

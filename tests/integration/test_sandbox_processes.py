@@ -9,21 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from azure.identity import ClientSecretCredential
 from azure.mgmt.web import WebSiteManagementClient
+from helpers import operator_credential
 
 from sandbox.testing import SandboxHandle
 
 
 def _web(d: dict[str, Any]) -> WebSiteManagementClient:
-    cred = ClientSecretCredential(
-        d["tenant_id"],
-        d["operator"]["client_id"],
-        d["operator"]["client_secret"],
-        authority=d["authority"],
-        disable_instance_discovery=True,
-        connection_verify=d["ca_file"],
-    )
+    cred = operator_credential(d)
     return WebSiteManagementClient(
         cred,
         d["subscription_id"],
@@ -58,14 +51,7 @@ def _new_version(sb: SandboxHandle) -> str:
         json={"passwordCredential": {"displayName": "next"}},
         headers={"Authorization": f"Bearer {token}"},
     ).json()
-    cred = ClientSecretCredential(
-        d["tenant_id"],
-        d["operator"]["client_id"],
-        d["operator"]["client_secret"],
-        authority=d["authority"],
-        disable_instance_discovery=True,
-        connection_verify=d["ca_file"],
-    )
+    cred = operator_credential(d)
     from azure.keyvault.secrets import SecretClient
 
     kv = SecretClient(

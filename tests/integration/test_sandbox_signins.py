@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from azure.identity import ClientSecretCredential
+from helpers import operator_credential
 
 from sandbox.testing import SandboxHandle
 
@@ -22,14 +22,7 @@ SP_ONLY = "signInEventTypes/any(t: t eq 'servicePrincipal')"
 
 def signins(sb: SandboxHandle, flt: str | None = SP_ONLY, **params: str) -> httpx.Response:
     d = sb.describe
-    cred = ClientSecretCredential(
-        d["tenant_id"],
-        d["operator"]["client_id"],
-        d["operator"]["client_secret"],
-        authority=d["authority"],
-        disable_instance_discovery=True,
-        connection_verify=d["ca_file"],
-    )
+    cred = operator_credential(d)
     token = cred.get_token(GRAPH_SCOPE).token
     query = {**({"$filter": flt} if flt else {}), **params}
     return sb.client.get(
@@ -145,14 +138,7 @@ def test_pages_follow_next_link(sbp: SandboxHandle) -> None:
     link = first["@odata.nextLink"]
     assert link.startswith(sbp.describe["base_url"] + "/beta/auditLogs/signIns?")
     d = sbp.describe
-    cred = ClientSecretCredential(
-        d["tenant_id"],
-        d["operator"]["client_id"],
-        d["operator"]["client_secret"],
-        authority=d["authority"],
-        disable_instance_discovery=True,
-        connection_verify=d["ca_file"],
-    )
+    cred = operator_credential(d)
     token = cred.get_token(GRAPH_SCOPE).token
     second = sbp.client.get(link, headers={"Authorization": f"Bearer {token}"}).json()
     assert len(second["value"]) == 1
