@@ -1,6 +1,10 @@
 """Scale benchmark: the cost of 1, 10, 100 and 500 targets in one daemon; prints a table.
 
-Run: .venv/bin/python bench/scale.py [--targets 1,10,100,500] [--window 40]
+Run: .venv/bin/python bench/scale.py [--targets 1,10,100,500] [--window 40] [--exe PATH]
+
+``--exe``: the ``secretwarden`` whose daemon is measured (``make bench`` passes
+``.venv-release/bin/secretwarden``: the lock's runtime dependencies only, as a user
+installs it; the dev venv's tools add imports, e.g. structlog loads rich when present).
 
 For each size, a real ``secretwarden run`` subprocess against a ``secretwarden sandbox``
 subprocess (so the sandbox's memory and CPU are not counted). Every target is the
@@ -48,7 +52,7 @@ from daemon.config import ProbesSection
 from daemon.sandbox_config import sandbox_config_toml, write_secret_file
 
 ROOT = Path(__file__).resolve().parents[1]
-EXE = Path(sys.executable).parent / "secretwarden"
+EXE = Path(sys.executable).parent / "secretwarden"  # --exe overrides it
 PROBES = ("expiry", "health", "graph", "reference")
 AZURE_SERVICES = ("entra", "graph", "keyvault", "arm")
 SCRAPES = 200  # fewer for the biggest sizes (a scrape of 500 targets took seconds)
@@ -105,7 +109,7 @@ def counted(client: httpx.Client, admin: str) -> int:
     return sum(sum(counters.get(s, {}).values()) for s in AZURE_SERVICES)
 
 
-def measure(targets: int, window: float) -> dict[str, float]:
+def measure(targets: int, window: float, exe: Path = EXE) -> dict[str, float]:
     # Keep the sandbox's load about constant: ~60x for a handful of targets, less for many.
     speed = max(1.0, min(60.0, 600.0 / targets))
     longest = max(ProbesSection().schedule(p).interval_seconds for p in PROBES)
@@ -124,7 +128,7 @@ def measure(targets: int, window: float) -> dict[str, float]:
             log = (tmp / "daemon.log").open("w")
             t0 = time.perf_counter()
             proc = subprocess.Popen(
-                [str(EXE), "run", "--config.file", str(config), "--log.level", "warning"],
+                [str(exe), "run", "--config.file", str(config), "--log.level", "warning"],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -181,10 +185,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="1,10,100,500")
     parser.add_argument("--window", type=float, default=40.0, help="seconds measured per size")
+    parser.add_argument("--exe", type=Path, default=EXE, help="the secretwarden to measure")
     args = parser.parse_args()
+    print(f"measuring {args.exe}", file=sys.stderr)
     results = []
     for n in args.targets.split(","):
-        results.append(measure(int(n), args.window))
+        results.append(measure(int(n), args.window, args.exe))
         print(f"measured {n} target(s): {results[-1]}", file=sys.stderr, flush=True)
     header = (
         "targets",

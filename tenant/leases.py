@@ -20,7 +20,7 @@ import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
@@ -29,7 +29,9 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
+
+if TYPE_CHECKING:  # the blob SDK (~25 MiB) is imported only by a daemon in HA mode
+    from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from tenant.credentials import operator_credential
 from tenant.endpoints import Cloud, RetryPolicy
@@ -131,6 +133,8 @@ class BlobLeases:
         connection_string: SecretValue | None = None,
         timeout: float = 5.0,
     ) -> None:
+        from azure.storage.blob.aio import BlobServiceClient
+
         kwargs: dict[str, Any] = {
             "retry_total": 0,
             "connection_timeout": timeout,
@@ -258,18 +262,22 @@ class BlobLeases:
             raise _error(f"label the lease of {target}", e) from None
         return Acquired(lease.id, previous)
 
+    def _lease(self, target: str, lease_id: str | None) -> BlobLeaseClient:
+        from azure.storage.blob.aio import BlobLeaseClient
+
+        blob = self._container.get_blob_client(journal_blob(target))
+        return BlobLeaseClient(blob, lease_id=lease_id)
+
     async def renew(self, target: str, lease_id: str) -> None:
         """Raises :class:`LeaseLost` when the lease is gone, StorageError otherwise."""
-        blob = self._container.get_blob_client(journal_blob(target))
-        lease = BlobLeaseClient(blob, lease_id=lease_id)
+        lease = self._lease(target, lease_id)
         try:
             await lease.renew()
         except AzureError as e:
             raise _error(f"renew the lease of {target}", e) from None
 
     async def release(self, target: str, lease_id: str) -> None:
-        blob = self._container.get_blob_client(journal_blob(target))
-        lease = BlobLeaseClient(blob, lease_id=lease_id)
+        lease = self._lease(target, lease_id)
         try:
             await lease.release()
         except AzureError as e:
