@@ -122,6 +122,8 @@ def old_credential(rec: RunRecord) -> str:
                 return "none to remove"
             proof = str(e.data.get("proof", ""))
             for word, short in (
+                ("every worker process", "every worker newer"),
+                ("expired at", "old one expired"),
                 ("sign-in", "sign-ins"),
                 ("activeVersion", "activeVersion"),
                 ("pinned", "pinned ref"),
