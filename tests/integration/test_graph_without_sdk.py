@@ -77,9 +77,7 @@ print(json.dumps(asyncio.run(main(sys.argv[1], json.loads(Path(sys.argv[2]).read
 """
 
 
-def test_a_rotation_and_every_graph_call_load_no_msgraph_module(
-    sb: Any, tmp_path: Path
-) -> None:
+def test_a_rotation_and_every_graph_call_load_no_msgraph_module(sb: Any, tmp_path: Path) -> None:
     config = tmp_path / "sw.toml"
     write_sandbox_config(sb.describe, config, listen_address="127.0.0.1:0", retry_total=0)
     describe = tmp_path / "describe.json"
