@@ -48,7 +48,7 @@ from kiota_http.middleware.middleware import REQUEST_OPTIONS_KEY
 from kiota_http.middleware.options import RetryHandlerOption
 from msgraph_core import GraphClientFactory
 
-from tenant._azure import error_fields, map_http_error, retry_after_seconds
+from tenant._azure import error_fields, map_http_error, parse_graph_time, retry_after_seconds
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.errors import (
     GRAPH,
@@ -66,7 +66,6 @@ from tenant.models import (
     RemoveOutcome,
     SecretValue,
 )
-from tenant.signins import parse_graph_time
 from tenant.transport import CountingTransport, RequestHook
 
 SERVICE = GRAPH
