@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import (
@@ -47,6 +48,18 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(seconds, 0.0)
+
+
+def parse_graph_time(value: object) -> datetime | None:
+    """Graph's ISO-8601 (``Z`` or an offset, up to 7 fractional digits: Python 3.11's
+    ``fromisoformat`` reads them all), or None. A time without a zone is UTC."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _field(body: dict[str, Any], name: str) -> Any:

@@ -30,11 +30,7 @@ from tenant.credentials import operator_credential
 from tenant.directory import GraphDirectory, ResponseHook
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.entra import EntraTokenIssuer
-from tenant.graph import (
-    GraphAppRegistrations,
-    graph_http_client,
-    graph_service_client,
-)
+from tenant.graph import GraphAppRegistrations, graph_http_client
 from tenant.keyvault import KeyVaultSecretStore
 from tenant.ports import Identity, TargetClients, TargetRef
 from tenant.signins import GraphSignInReader
@@ -131,7 +127,6 @@ class TenantSession:
             arm_kwargs = on_session(kwargs, self._azure)
             graph_http = graph_http_client(self.cloud, self.retry, self._on_request)
             stack.push_async_callback(graph_http.aclose)
-            graph = graph_service_client(credential, graph_http, self.cloud)
 
             # The SDK checks that the vault's challenge names a resource under the vault's
             # own domain; a custom endpoint (the sandbox, a proxy) cannot pass that check,
@@ -156,7 +151,11 @@ class TenantSession:
             yield TargetClients(
                 ref=ref,
                 app=GraphAppRegistrations(
-                    graph, object_id=ref.app_object_id, client_id=ref.app_client_id
+                    graph_http,
+                    credential,
+                    self.cloud,
+                    object_id=ref.app_object_id,
+                    client_id=ref.app_client_id,
                 ),
                 vault=KeyVaultSecretStore(vault_client, ref.secret_name),
                 entra=self.token_issuer(ref.tenant_id),

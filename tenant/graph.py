@@ -1,9 +1,31 @@
-"""The backend API app registration's client secrets, through msgraph-sdk.
+"""The backend API app registration's client secrets: Graph's REST API as JSON over httpx.
 
-Reads the app with ``$select`` (only the fields we need), adds and removes
-passwords, and turns every ``ODataError`` into a classified :mod:`tenant.errors`
-error. The value Graph returns from addPassword is wrapped in a
-:class:`~tenant.models.SecretValue` at once and never formatted anywhere.
+Reads the app with ``$select`` (only the fields we need), adds and removes passwords,
+and turns every Graph error reply (``{"error": {"code", "message"}}``, its status and
+Retry-After) into a classified :mod:`tenant.errors` error. The value Graph returns from
+addPassword is wrapped in a :class:`~tenant.models.SecretValue` at once and never
+formatted anywhere.
+
+The three calls (Graph v1.0, https://learn.microsoft.com/graph/api/application-get,
+``application-addpassword``, ``application-removepassword``)::
+
+    GET  /applications/{id}?$select=id,appId,displayName,passwordCredentials
+    GET  /applications(appId='{appId}')?$select=...
+    POST /applications/{id}/addPassword     {"passwordCredential": {...}}  -> 200 + the credential
+    POST /applications/{id}/removePassword  {"keyId": "<guid>"}            -> 204
+
+Why not msgraph-sdk (``GraphServiceClient``): three calls do not need the generated
+request builders and models, and importing them costs ~1,250 modules, ~27 MiB of RSS
+and ~1.6 s on the first Graph call (issue 16); :mod:`tenant.directory` explains the
+per-object parse cost of its models. Azure CLI made the same move for the same reasons:
+its role module talks to Graph through a small client of raw REST calls
+(``azure/cli/command_modules/role/_msgrpah/_graph_client.py``) instead of an SDK.
+
+The requests still go through msgraph_core's middleware (:func:`graph_http_client`,
+kiota's retry, redirect and telemetry handlers) with the operator's token. That
+middleware runs only for a request that carries kiota's request options
+(``AsyncGraphTransport`` sends any other request straight to the transport), so every
+request here carries them (:func:`middleware_options`).
 
 msgraph's retry middleware retries every method, POST included, on 429/503/504. For
 addPassword that is unsafe: a first attempt whose reply was lost (503/504 after the
@@ -16,36 +38,17 @@ layer decides; reads keep the middleware's retries.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
-from kiota_abstractions.base_request_configuration import RequestConfiguration
-from kiota_authentication_azure.azure_identity_authentication_provider import (
-    AzureIdentityAuthenticationProvider,
-)
+from kiota_http.middleware.middleware import REQUEST_OPTIONS_KEY
 from kiota_http.middleware.options import RetryHandlerOption
-from msgraph import GraphRequestAdapter, GraphServiceClient
-from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
-    AddPasswordPostRequestBody,
-)
-from msgraph.generated.applications.item.application_item_request_builder import (
-    ApplicationItemRequestBuilder,
-)
-from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
-    RemovePasswordPostRequestBody,
-)
-from msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder import (
-    ApplicationsWithAppIdRequestBuilder,
-)
-from msgraph.generated.models.o_data_errors.o_data_error import ODataError
-from msgraph.generated.models.password_credential import (
-    PasswordCredential as GraphPasswordCredential,
-)
 from msgraph_core import GraphClientFactory
 
-from tenant._azure import map_http_error, retry_after_seconds
+from tenant._azure import error_fields, map_http_error, parse_graph_time, retry_after_seconds
 from tenant.endpoints import Cloud, RetryPolicy
 from tenant.errors import (
     GRAPH,
@@ -65,20 +68,21 @@ from tenant.models import (
 )
 from tenant.transport import CountingTransport, RequestHook
 
-_ByIdQuery = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters
-_ByAppIdQuery = (
-    ApplicationsWithAppIdRequestBuilder.ApplicationsWithAppIdRequestBuilderGetQueryParameters
-)
-
 SERVICE = GRAPH
 APP_FIELDS = ["id", "appId", "displayName", "passwordCredentials"]
 
 
-def single_shot() -> RequestConfiguration[Any]:
-    """A request configuration with msgraph's retry middleware off (one attempt)."""
-    return RequestConfiguration(
-        options=[RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
-    )
+def middleware_options(*, single_shot: bool = False) -> dict[str, Any]:
+    """httpx request ``extensions`` that send a request through msgraph_core's
+    middleware: with the client's own options (reads: retried), or with the retry
+    handler off (``single_shot``: one attempt). A fresh dict per request (the
+    middleware pops its key from the request's extensions)."""
+    options: dict[str, Any] = {}
+    if single_shot:
+        options[RetryHandlerOption.get_key()] = RetryHandlerOption(
+            delay=0, max_retries=0, should_retry=False
+        )
+    return {REQUEST_OPTIONS_KEY: options}
 
 
 def graph_http_client(
@@ -86,8 +90,9 @@ def graph_http_client(
 ) -> httpx.AsyncClient:
     """An httpx client carrying msgraph's middleware, retrying as ``retry`` says.
 
-    msgraph's retry handler retries 429/503/504 and waits Retry-After when given.
-    ``on_request`` hears every request sent, retries included (tenant.transport).
+    msgraph's retry handler retries 429/503/504 and waits Retry-After when given, for
+    requests sent with :func:`middleware_options`. ``on_request`` hears every request
+    sent, retries included (tenant.transport).
     """
     client = httpx.AsyncClient(
         base_url=cloud.graph_url,
@@ -107,108 +112,174 @@ def graph_http_client(
     return result
 
 
-def graph_service_client(
-    credential: AsyncTokenCredential, http_client: httpx.AsyncClient, cloud: Cloud
-) -> GraphServiceClient:
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=[cloud.graph_scope])
-    adapter = GraphRequestAdapter(auth, client=http_client)
-    adapter.base_url = cloud.graph_url
-    return GraphServiceClient(request_adapter=adapter)
+def map_odata_error(
+    error: httpx.Response | Exception, operation: str, *, write: bool = False
+) -> TenantError:
+    """Classify what a Graph call ended with, with :func:`tenant.errors.classify`:
+
+    - an error reply (``httpx.Response``): its status, Graph's OData error body
+      ``{"error": {"code", "message"}}`` and Retry-After;
+    - an httpx transport failure: :class:`~tenant.errors.Unavailable`;
+    - anything else (the operator's token, from azure-identity): as azure-core's.
+
+    ``write``: a transient failure may have applied (``maybe_applied``)."""
+    if isinstance(error, httpx.Response):
+        code, message, inner = error_fields(error.text)
+        return classify(
+            SERVICE,
+            operation,
+            message or error.reason_phrase or "no error message",
+            status=error.status_code,
+            code=code,
+            inner_code=inner,
+            retry_after=retry_after_seconds(error.headers.get("Retry-After")),
+            maybe_applied=write,
+        )
+    if isinstance(error, httpx.TransportError):
+        # A request that never connected took no effect; any other transport
+        # failure (a read timeout, a dropped connection) may have been applied.
+        lost = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+        return Unavailable(
+            SERVICE,
+            operation,
+            f"connection failed: {type(error).__name__}",
+            maybe_applied=write and lost,
+        )
+    if isinstance(error, httpx.HTTPError):
+        # Sent, and the reply could not be used (too many redirects, undecodable).
+        return Unavailable(
+            SERVICE, operation, f"unusable reply: {type(error).__name__}", maybe_applied=write
+        )
+    # Token acquisition for Graph goes through azure-core; nothing was sent yet.
+    return map_http_error(error, SERVICE, operation)
 
 
-def _header(headers: Any, name: str) -> str | None:
-    if not headers:
-        return None
-    for key in list(headers.keys()):
-        if str(key).lower() == name.lower():
-            value = headers[key]
-            if isinstance(value, set | list | tuple):
-                return next(iter(value), None)
-            return str(value)
-    return None
+def _text(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value if isinstance(value, str) else None
 
 
-def map_odata_error(error: Exception, operation: str, *, write: bool = False) -> TenantError:
-    """Classify an msgraph exception by HTTP status and Graph's ``error.code`` with
-    :func:`tenant.errors.classify`. ``write``: a transient failure may have applied."""
-    if not isinstance(error, ODataError):
-        if isinstance(error, httpx.TransportError):
-            # A request that never connected took no effect; any other transport
-            # failure (a read timeout, a dropped connection) may have been applied.
-            lost = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-            return Unavailable(
-                SERVICE,
-                operation,
-                f"connection failed: {type(error).__name__}",
-                maybe_applied=write and lost,
-            )
-        # Token acquisition for Graph goes through azure-core.
-        return map_http_error(error, SERVICE, operation)
-    status = error.response_status_code
-    main = error.error
-    code = main.code if main is not None else None
-    message = (main.message if main is not None else None) or "no error message"
-    retry_after = retry_after_seconds(_header(error.response_headers, "Retry-After"))
-    return classify(
-        SERVICE,
-        operation,
-        message,
-        status=status,
-        code=code,
-        retry_after=retry_after,
-        maybe_applied=write,
-    )
+def _key_id(value: object) -> str:
+    """A keyId in its canonical form (lower-case GUID), as the SDK's UUID gave it."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
 
 
-def _credential(pc: GraphPasswordCredential) -> PasswordCredential:
+def _credential(item: dict[str, Any]) -> PasswordCredential:
     return PasswordCredential(
-        key_id=str(pc.key_id) if pc.key_id is not None else "",
-        display_name=pc.display_name,
-        hint=pc.hint,
-        start=pc.start_date_time,
-        end=pc.end_date_time,
+        key_id=_key_id(item.get("keyId")),
+        display_name=_text(item, "displayName"),
+        hint=_text(item, "hint"),
+        start=parse_graph_time(item.get("startDateTime")),
+        end=parse_graph_time(item.get("endDateTime")),
     )
+
+
+def _graph_time(t: datetime) -> str:
+    """A DateTimeOffset for a request body (UTC; a naive time is taken as UTC)."""
+    aware = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(response: httpx.Response, operation: str, *, write: bool = False) -> Any:
+    """The reply's JSON; a reply that is not JSON is treated as lost (transient, and
+    for a write ``maybe_applied``: Graph said 2xx, so it probably took effect)."""
+    try:
+        return response.json()
+    except ValueError:
+        raise Unavailable(
+            SERVICE,
+            operation,
+            f"Graph answered {response.status_code} without JSON",
+            maybe_applied=write,
+        ) from None
 
 
 class GraphAppRegistrations:
-    """:class:`~tenant.ports.AppRegistrations` for one app, by object id or appId."""
+    """:class:`~tenant.ports.AppRegistrations` for one app, by object id or appId.
+
+    ``http`` is a :func:`graph_http_client`; ``credential`` signs the requests in
+    (the operator) for ``cloud``'s Graph.
+    """
 
     def __init__(
-        self, client: GraphServiceClient, *, object_id: str | None, client_id: str | None
+        self,
+        http: httpx.AsyncClient,
+        credential: AsyncTokenCredential,
+        cloud: Cloud,
+        *,
+        object_id: str | None,
+        client_id: str | None,
     ) -> None:
         if not object_id and not client_id:
             raise ValueError("an app registration needs an object id or a client id")
-        self._client = client
+        self._http = http
+        self._credential = credential
+        self._cloud = cloud
         self._object_id = object_id
         self._client_id = client_id
 
     def _where(self) -> str:
         return f"app {self._object_id or self._client_id}"
 
+    def _app_url(self, object_id: str) -> str:
+        return f"{self._cloud.graph_url}/applications/{quote(object_id, safe='')}"
+
+    async def _send(
+        self, method: str, url: str, op: str, *, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """One Graph request with the operator's token; an error reply is raised
+        classified. Writes (``body`` given: the POST actions) go out once."""
+        write = body is not None
+        try:
+            token = await self._credential.get_token(self._cloud.graph_scope)
+        except Exception as e:
+            raise map_odata_error(e, op) from None  # nothing was sent
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {token.token}"},
+                extensions=middleware_options(single_shot=write),
+            )
+        except httpx.HTTPError as e:
+            raise map_odata_error(e, op, write=write) from None
+        if response.status_code >= 400:
+            raise map_odata_error(response, op, write=write)
+        return response
+
     async def get_app(self) -> AppRegistration:
         op = f"get {self._where()}"
-        try:
-            if self._object_id:
-                by_id = _ByIdQuery(select=APP_FIELDS)
-                app = await self._client.applications.by_application_id(self._object_id).get(
-                    RequestConfiguration(query_parameters=by_id)
-                )
-            else:
-                by_app_id = _ByAppIdQuery(select=APP_FIELDS)
-                app = await self._client.applications_with_app_id(self._client_id).get(
-                    RequestConfiguration(query_parameters=by_app_id)
-                )
-        except Exception as e:
-            raise map_odata_error(e, op) from None
-        if app is None or not app.id:
+        query = urlencode({"$select": ",".join(APP_FIELDS)}, safe="$,")
+        if self._object_id:
+            url = f"{self._app_url(self._object_id)}?{query}"
+        else:
+            app_id = quote(self._client_id or "", safe="")
+            url = f"{self._cloud.graph_url}/applications(appId='{app_id}')?{query}"
+        app = _json(await self._send("GET", url, op), op)
+        if not isinstance(app, dict):
+            raise TenantError(SERVICE, op, "Graph's reply is not a JSON object")
+        object_id = _text(app, "id")
+        if not object_id:
             raise NotFound(SERVICE, op, "Graph returned no application")
-        self._object_id = app.id
-        self._client_id = app.app_id or self._client_id
+        passwords = app.get("passwordCredentials")
+        if passwords is None:
+            passwords = []
+        if not isinstance(passwords, list) or not all(isinstance(p, dict) for p in passwords):
+            # A credential we cannot read could be the one that works: refuse the reply.
+            raise TenantError(SERVICE, op, "Graph's passwordCredentials could not be read")
+        self._object_id = object_id
+        self._client_id = _text(app, "appId") or self._client_id
         return AppRegistration(
-            object_id=app.id,
-            client_id=app.app_id or (self._client_id or ""),
-            display_name=app.display_name,
-            credentials=tuple(_credential(pc) for pc in app.password_credentials or []),
+            object_id=object_id,
+            client_id=_text(app, "appId") or (self._client_id or ""),
+            display_name=_text(app, "displayName"),
+            credentials=tuple(_credential(pc) for pc in passwords),
         )
 
     async def list_credentials(self) -> tuple[PasswordCredential, ...]:
@@ -233,36 +304,36 @@ class GraphAppRegistrations:
     async def add_password(self, display_name: str, end: datetime | None) -> NewPassword:
         op = f"addPassword on {self._where()}"
         object_id = await self._resolved_object_id()
-        body = AddPasswordPostRequestBody(
-            password_credential=GraphPasswordCredential(
-                display_name=display_name, end_date_time=end
-            )
+        credential: dict[str, Any] = {"displayName": display_name}
+        if end is not None:
+            credential["endDateTime"] = _graph_time(end)
+        response = await self._send(
+            "POST",
+            f"{self._app_url(object_id)}/addPassword",
+            op,
+            body={"passwordCredential": credential},
         )
-        try:
-            created = await self._client.applications.by_application_id(
-                object_id
-            ).add_password.post(body, single_shot())
-        except Exception as e:
-            raise map_odata_error(e, op, write=True) from None
-        if created is None or not created.secret_text or created.key_id is None:
+        created = _json(response, op, write=True)
+        if not isinstance(created, dict):
+            created = {}
+        secret = created.pop("secretText", None)  # wrapped at once, kept nowhere else
+        value = SecretValue(secret) if isinstance(secret, str) and secret else None
+        if value is None or not _key_id(created.get("keyId")):
             raise TenantError(SERVICE, op, "Graph returned no secretText or keyId", permanent=True)
-        return NewPassword(credential=_credential(created), value=SecretValue(created.secret_text))
+        return NewPassword(credential=_credential(created), value=value)
 
     async def remove_password(self, key_id: str) -> RemoveOutcome:
         op = f"removePassword {key_id} on {self._where()}"
         object_id = await self._resolved_object_id()
         try:
-            body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
+            body = {"keyId": str(uuid.UUID(key_id))}
         except ValueError:
             raise NotFound(SERVICE, op, "the key id is not a GUID") from None
         try:
-            await self._client.applications.by_application_id(object_id).remove_password.post(
-                body, single_shot()
-            )
-        except Exception as e:
-            refused = map_odata_error(e, op, write=True)
+            await self._send("POST", f"{self._app_url(object_id)}/removePassword", op, body=body)
+        except TenantError as refused:
             if refused.transient or refused.kind is ErrorKind.PERMISSION_DENIED:
-                raise refused from None
+                raise
             # Graph's reply for a keyId that is already gone is undocumented: a fresh
             # read decides, not the wording. Absent: gone. Still listed: reads may lag
             # a removal whose reply was lost, so it is not settled yet (transient).

@@ -18,7 +18,7 @@ from cryptography import x509
 
 from tenant.connect import TenantSession
 from tenant.errors import TenantError
-from tenant.graph import GraphAppRegistrations, graph_http_client, graph_service_client
+from tenant.graph import GraphAppRegistrations, graph_http_client
 from tenant.models import PasswordCredential
 from tenant.ports import Identity
 
@@ -63,8 +63,9 @@ async def operator_credential_expiry(session: TenantSession, identity: Identity)
         )
     http = graph_http_client(session.cloud, session.retry)
     try:
-        graph = graph_service_client(session.credential, http, session.cloud)
-        app = GraphAppRegistrations(graph, object_id=None, client_id=identity.client_id)
+        app = GraphAppRegistrations(
+            http, session.credential, session.cloud, object_id=None, client_id=identity.client_id
+        )
         registration = await app.get_app()
     except TenantError as e:
         # Not the targets' advice (tenant.advice): this is the operator's own app.

@@ -20,9 +20,10 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from tenant._azure import error_fields, map_http_error, retry_after_seconds
+from tenant._azure import error_fields, map_http_error, parse_graph_time, retry_after_seconds
 from tenant.endpoints import Cloud
 from tenant.errors import GRAPH, TenantError, Unavailable, classify
+from tenant.graph import middleware_options
 from tenant.models import SignIn, SignInLog, SignInsUnreadable
 
 SERVICE = GRAPH
@@ -50,18 +51,6 @@ def sign_in_filter(app_id: str, since: datetime) -> str:
         f"appId eq '{app_id}' and createdDateTime ge {odata_time(since)}"
         " and signInEventTypes/any(t: t eq 'servicePrincipal')"
     )
-
-
-def parse_graph_time(value: object) -> datetime | None:
-    """Graph's ISO-8601 (``Z`` or an offset, up to 7 fractional digits: Python 3.11's
-    ``fromisoformat`` reads them all), or None. A time without a zone is UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def parse_sign_in(item: object) -> SignIn | None:
@@ -120,7 +109,10 @@ class GraphSignInReader:
             raise map_http_error(e, SERVICE, op) from None
         try:
             return await self._http.get(
-                url, params=params, headers={"Authorization": f"Bearer {token.token}"}
+                url,
+                params=params,
+                headers={"Authorization": f"Bearer {token.token}"},
+                extensions=middleware_options(),  # without them the middleware is skipped
             )
         except httpx.HTTPError as e:
             raise Unavailable(SERVICE, op, f"connection failed: {type(e).__name__}") from None

@@ -5,6 +5,7 @@ sandbox through the real SDKs with retries switched ON."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from tenant import errors
 from tenant.connect import open_target
 from tenant.endpoints import Cloud, RetryPolicy
-from tenant.models import SecretValue, SiteState
+from tenant.models import SecretValue, SignInLog, SiteState
 from tenant.ports import Identity, TargetClients, TargetRef
 
 # Retries on, with waits short enough for a test.
@@ -139,3 +140,17 @@ async def test_a_tag_update_is_sent_once_and_may_have_applied(
     assert by_method(sb, "keyvault", "PATCH") - patches == 1
     assert caught.value.maybe_applied
     assert f"set tags of version {version} of secret" in str(caught.value)
+
+
+async def test_a_sign_in_log_read_is_retried_by_msgraphs_middleware(
+    sb: Any, clients: TargetClients
+) -> None:
+    # the httpx client's middleware runs only for requests that carry kiota's options
+    gets = by_method(sb, "graph", "GET")
+    sb.faults(inject=[{"service": "graph", "status": 503, "path_contains": "auditLogs"}])
+    app_id = await clients.app.client_id()
+    log = await clients.signins.service_principal_sign_ins(
+        app_id, datetime.now(UTC) - timedelta(hours=1)
+    )
+    assert isinstance(log, SignInLog)
+    assert by_method(sb, "graph", "GET") - gets == 2

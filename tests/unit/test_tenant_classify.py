@@ -9,8 +9,6 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     ServiceRequestError,
 )
-from msgraph.generated.models.o_data_errors.main_error import MainError
-from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from tenant import errors
 from tenant._azure import retry_after_seconds
@@ -78,11 +76,24 @@ def test_a_connection_failure_at_the_token_endpoint_is_unavailable() -> None:
 
 def _odata(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> ODataError:
-    return ODataError(
-        response_status_code=status,
-        response_headers=headers or {},
-        error=MainError(code=code, message=message),
+) -> httpx.Response:
+    """A Graph error reply as it comes over the wire (the shape of the reference
+    captures: ``error.code``, ``error.message``, ``error.innerError``)."""
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": "2026-01-15T09:30:00",
+                "request-id": "6f1c0a52-0000-4000-8000-000000000001",
+                "client-request-id": "6f1c0a52-0000-4000-8000-000000000001",
+            },
+        }
+    }
+    return httpx.Response(
+        status,
+        json=body,
+        headers={"request-id": "6f1c0a52-0000-4000-8000-000000000001", **(headers or {})},
     )
 
 
@@ -193,6 +204,19 @@ def test_a_graph_transport_failure_of_a_write_may_have_applied_only_once_sent(
     assert (mapped.service, mapped.operation) == ("graph", "addPassword on app a1")
     assert type(error).__name__ in str(mapped)
     assert map_odata_error(error, "get app a1").maybe_applied is False
+
+
+def test_a_graph_reply_without_an_error_body_is_classified_by_status() -> None:
+    mapped = map_odata_error(httpx.Response(503, text="<html>busy</html>"), "get app a1")
+    assert isinstance(mapped, errors.Unavailable)
+    assert (mapped.status, mapped.code) == (503, None)
+    assert "Service Unavailable" in str(mapped)
+
+
+def test_a_graph_5xx_of_a_write_may_have_applied_and_a_refusal_did_not() -> None:
+    lost = map_odata_error(_odata(504, "GatewayTimeout", "late"), "addPassword", write=True)
+    refused = map_odata_error(_odata(403, "Authorization_RequestDenied", "no"), "x", write=True)
+    assert (lost.maybe_applied, refused.maybe_applied) == (True, False)
 
 
 def test_a_token_failure_on_the_way_to_graph_is_classified_as_graph() -> None:

@@ -10,13 +10,14 @@ from typing import Any, cast
 
 import pytest
 
+from tenant._azure import parse_graph_time
 from tenant.appservice import ArmAppService
 from tenant.endpoints import PUBLIC
 from tenant.keyvault import MAX_TAGS, merge_tags
 from tenant.models import SecretReference, SignIn, SignInLog
 from tenant.ports import TargetRef
 from tenant.references import parse_reference
-from tenant.signins import beta_url, parse_graph_time, parse_sign_in, sign_in_filter
+from tenant.signins import beta_url, parse_sign_in, sign_in_filter
 
 V = "ec96f02080254f109c51a1f14cdb1931"
 
