@@ -1,20 +1,22 @@
 """The App Service that reads the secret through a Key Vault reference, via ARM.
 
 Reading the site, its references and its app settings, and the reload ladder's levers:
-the reference refresh (no SDK method; sent through the SDK client's own pipeline so it
-gets the same authentication and CA, with the documented api-version 2022-03-01), a
-configuration change (the app settings PUT: the only documented immediate re-fetch),
-restart, and stop + start; plus pinning the reference to one version and back.
+the reference refresh (in no REST spec; sent with the documented api-version
+2022-03-01), a configuration change (the app settings PUT: the only documented
+immediate re-fetch), restart, and stop + start; plus pinning the reference to one
+version and back.
 
-Reads keep the SDK's retries; writes and transitions go out once (``SINGLE_SHOT``) so
-the caller's one retry layer decides, on :class:`~tenant.errors.Busy` (409) and
-:class:`~tenant.errors.Throttled` (429) alike.
+Every call is ARM's REST API as JSON through tenant.arm's pipeline client, the
+requests azure-mgmt-web 11 sends (whose models alone cost ~39 MiB of imports; issue
+16); responses are read as plain JSON, a field that is missing or of another type
+read as None. Reads keep azure-core's retries; writes and transitions go out once
+(``SINGLE_SHOT``) so the caller's one retry layer decides, on
+:class:`~tenant.errors.Busy` (409) and :class:`~tenant.errors.Throttled` (429) alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,12 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
-from azure.mgmt.web.aio import WebSiteManagementClient
-from azure.mgmt.web.models import StringDictionary
 
 from tenant._azure import SINGLE_SHOT, map_http_error
+from tenant.arm import ArmClient, arm_path, build_request, items, json_body, send
 from tenant.errors import ARM, NotFound, TenantError
 from tenant.models import (
     AppSettings,
@@ -52,6 +52,29 @@ REFRESH_API_VERSION = "2022-03-01"
 # The app setting a reload by configuration change writes (a timestamp or run id): a
 # change of the site's configuration that changes nothing the app reads.
 RELOAD_MARKER_SETTING = "SECRETWARDEN_RELOAD_MARKER"
+
+SITE_PATH = (
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+    "/providers/Microsoft.Web/sites/{name}"
+)
+# The Microsoft.Web operations sent, by the REST spec's operationId: method, path under
+# the site, and whether azure-mgmt-web sends ``Accept: application/json`` (not on its
+# POST actions). docs/permissions.md grants each (tests/unit/test_permission_roles.py).
+OPERATIONS: dict[str, tuple[str, str, bool]] = {
+    "WebApps_Get": ("GET", "", True),
+    "WebApps_ListInstanceIdentifiers": ("GET", "/instances", True),
+    "WebApps_ListInstanceProcesses": ("GET", "/instances/{instanceId}/processes", True),
+    "WebApps_GetAppSettingsKeyVaultReferences": (
+        "GET",
+        "/config/configreferences/appsettings",
+        True,
+    ),
+    "WebApps_ListApplicationSettings": ("POST", "/config/appsettings/list", True),
+    "WebApps_UpdateApplicationSettings": ("PUT", "/config/appsettings", True),
+    "WebApps_Restart": ("POST", "/restart", False),
+    "WebApps_Stop": ("POST", "/stop", False),
+    "WebApps_Start": ("POST", "/start", False),
+}
 
 
 def _vault_name(key_vault_url: str) -> str | None:
@@ -81,30 +104,61 @@ def _addresses(*lists: str | None) -> tuple[str, ...]:
 
 
 def _aware(t: object) -> datetime | None:
-    if not isinstance(t, datetime):
+    """An RFC 3339 time as ARM writes it (``Z``, up to 7 fractional digits), aware;
+    None when absent or not a time."""
+    if not isinstance(t, str):
         return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _reference(item: Any) -> KeyVaultReference:
-    props = getattr(item, "properties", None)
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
-    def prop(name: str) -> str | None:
-        value = getattr(props, name, None) if props is not None else None
-        if isinstance(value, enum.Enum):  # ResolveStatus.RESOLVED -> "Resolved", ARM's word
-            value = value.value
-        return str(value) if value is not None else None
 
-    key = getattr(item, "name", None) or (getattr(item, "id", None) or "").rsplit("/", 1)[-1]
+def _text(value: object) -> str | None:
+    """A JSON scalar as text; None for null, objects and lists."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def _last_segment(item: Mapping[str, Any]) -> str:
+    """A resource's ``name``, else the last segment of its ``id``."""
+    return _text(item.get("name")) or (_text(item.get("id")) or "").rsplit("/", 1)[-1]
+
+
+def _reference(item: Mapping[str, Any]) -> KeyVaultReference:
+    """An ``ApiKVReference``: its ``properties`` carry ARM's camelCase names."""
+    props = _object(item.get("properties"))
     return KeyVaultReference(
-        key=str(key),
-        status=prop("status") or "Unknown",
-        vault_name=prop("vault_name"),
-        secret_name=prop("secret_name"),
-        secret_version=prop("secret_version"),
-        active_version=prop("active_version"),
-        details=prop("details"),
+        key=_last_segment(item),
+        status=_text(props.get("status")) or "Unknown",
+        vault_name=_text(props.get("vaultName")),
+        secret_name=_text(props.get("secretName")),
+        secret_version=_text(props.get("secretVersion")),
+        active_version=_text(props.get("activeVersion")),
+        details=_text(props.get("details")),
     )
+
+
+def _process(item: Mapping[str, Any]) -> WorkerProcess:
+    """A ``ProcessInfo``: Kudu's snake_case names under ``properties``."""
+    props = _object(item.get("properties"))
+    name = _text(item.get("name")) or _text(item.get("id")) or "?"
+    return WorkerProcess(
+        name=name.rsplit("/", 1)[-1],
+        started=_aware(props.get("start_time")),
+        scm=bool(props.get("is_scm_site")),
+    )
+
+
+def _settings(listed: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``StringDictionary``'s ``properties``: the app settings by name, as sent."""
+    return dict(_object(listed.get("properties")))
 
 
 class ArmAppService:
@@ -115,7 +169,7 @@ class ArmAppService:
 
     def __init__(
         self,
-        client: WebSiteManagementClient,
+        client: ArmClient,
         ref: TargetRef,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -130,46 +184,55 @@ class ArmAppService:
     def _error(self, e: Exception, step: str, *, write: bool = False) -> TenantError:
         return map_http_error(e, SERVICE, f"{step} {self._where}", write=write)
 
+    def _request(
+        self,
+        operation: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        **names: str,
+    ) -> HttpRequest:
+        """The request of one of :data:`OPERATIONS` for this site."""
+        method, under_site, accept = OPERATIONS[operation]
+        path = arm_path(
+            SITE_PATH + under_site,
+            subscriptionId=self._ref.subscription_id,
+            resourceGroupName=self._ref.resource_group,
+            name=self._ref.site_name,
+            **names,
+        )
+        return build_request(method, path, params=params, body=body, accept=accept)
+
     async def get_site(self) -> Site:
         try:
-            site = await self._client.web_apps.get(self._ref.resource_group, self._ref.site_name)
+            site = await json_body(self._client, self._request("WebApps_Get"))
         except Exception as e:
             raise self._error(e, "get") from None
+        props = _object(site.get("properties"))
         try:
-            state = SiteState(site.state)
+            state = SiteState(props.get("state"))
         except ValueError:
             state = SiteState.UNKNOWN
         return Site(
-            name=site.name or self._ref.site_name,
+            name=_text(site.get("name")) or self._ref.site_name,
             state=state,
-            default_host_name=site.default_host_name,
+            default_host_name=_text(props.get("defaultHostName")),
             outbound_addresses=_addresses(
-                getattr(site, "outbound_ip_addresses", None),
-                getattr(site, "possible_outbound_ip_addresses", None),
+                _text(props.get("outboundIpAddresses")),
+                _text(props.get("possibleOutboundIpAddresses")),
             ),
         )
 
     async def instances(self) -> tuple[SiteInstance, ...]:
         """Every scale-out instance and its processes with their start times
         (``WebApps_ListInstanceIdentifiers``, ``WebApps_ListInstanceProcesses``)."""
-        rg, name = self._ref.resource_group, self._ref.site_name
         found: list[SiteInstance] = []
         try:
-            ids = [
-                str(i.name or (i.id or "").rsplit("/", 1)[-1])
-                async for i in self._client.web_apps.list_instance_identifiers(rg, name)
-            ]
+            listed = self._request("WebApps_ListInstanceIdentifiers")
+            ids = [_last_segment(i) async for i in items(self._client, listed)]
             for instance_id in ids:
-                processes = [
-                    WorkerProcess(
-                        name=str(p.name or p.id or "?").rsplit("/", 1)[-1],
-                        started=_aware(getattr(p, "start_time", None)),
-                        scm=bool(getattr(p, "is_scm_site", False)),
-                    )
-                    async for p in self._client.web_apps.list_instance_processes(
-                        rg, name, instance_id
-                    )
-                ]
+                request = self._request("WebApps_ListInstanceProcesses", instanceId=instance_id)
+                processes = [_process(p) async for p in items(self._client, request)]
                 found.append(SiteInstance(instance_id, tuple(processes)))
         except Exception as e:
             raise self._error(e, "list the instances and processes of") from None
@@ -192,10 +255,8 @@ class ArmAppService:
         """The references to the target's secret (or its configured app setting),
         collected across every page ARM returns."""
         try:
-            pages = self._client.web_apps.get_app_settings_key_vault_references(
-                self._ref.resource_group, self._ref.site_name
-            )
-            references = [_reference(item) async for item in pages]
+            request = self._request("WebApps_GetAppSettingsKeyVaultReferences")
+            references = [_reference(item) async for item in items(self._client, request)]
         except Exception as e:
             raise self._error(e, "list Key Vault references of") from None
         return [r for r in references if self._is_ours(r)]
@@ -208,10 +269,9 @@ class ArmAppService:
         )
         request = HttpRequest("POST", path, params={"api-version": REFRESH_API_VERSION})
         try:
-            response = await self._client.send_request(request, **SINGLE_SHOT)
-            if response.status_code >= 400:
-                await response.read()
-                raise HttpResponseError(response=response)
+            # Any status below 400 is success; a failure is classified by its status
+            # and body alone (no error map: the operation has no generated client).
+            await send(self._client, request, expected=range(200, 400), error_map={}, **SINGLE_SHOT)
         except Exception as e:
             raise self._error(e, "refresh Key Vault references of", write=True) from None
 
@@ -241,29 +301,29 @@ class ArmAppService:
                 return ReferencePoll(wanted, active, status, matched=False, polls=polls)
             await self._sleep(min(interval, left))
 
-    async def _listed_settings(self) -> StringDictionary:
+    async def _listed_settings(self) -> dict[str, Any]:
+        """The ``StringDictionary`` of the app settings (``kind`` and ``properties``)."""
         try:
-            listed: StringDictionary = await self._client.web_apps.list_application_settings(
-                self._ref.resource_group, self._ref.site_name
-            )
+            return await json_body(self._client, self._request("WebApps_ListApplicationSettings"))
         except Exception as e:
             raise self._error(e, "list app settings of") from None
-        return listed
 
     async def app_settings(self) -> AppSettings:
-        listed = await self._listed_settings()
-        return AppSettings(values=dict(listed.properties or {}))
+        return AppSettings(values=_settings(await self._listed_settings()))
 
     async def update_app_settings(self, changes: Mapping[str, str]) -> AppSettings:
         listed = await self._listed_settings()
-        before = AppSettings(values=dict(listed.properties or {}))
+        before = AppSettings(values=_settings(listed))
         merged = {**before.values, **changes}
         names = ", ".join(sorted(changes))
+        # Every setting goes back (the PUT replaces them all) with the site's kind, as
+        # azure-mgmt-web serializes a StringDictionary: a kind that is null is left out.
+        kind = _text(listed.get("kind"))
+        body = {"kind": kind, "properties": merged} if kind is not None else {"properties": merged}
         try:
-            await self._client.web_apps.update_application_settings(
-                self._ref.resource_group,
-                self._ref.site_name,
-                StringDictionary(kind=listed.kind, properties=merged),
+            await send(
+                self._client,
+                self._request("WebApps_UpdateApplicationSettings", body=body),
                 **SINGLE_SHOT,
             )
         except Exception as e:
@@ -324,24 +384,19 @@ class ArmAppService:
     async def restart(self) -> None:
         # A soft restart only restarts "if necessary" and would keep the resolved value.
         try:
-            await self._client.web_apps.restart(
-                self._ref.resource_group, self._ref.site_name, soft_restart=False, **SINGLE_SHOT
-            )
+            request = self._request("WebApps_Restart", params={"softRestart": "false"})
+            await send(self._client, request, **SINGLE_SHOT)
         except Exception as e:
             raise self._error(e, "restart", write=True) from None
 
     async def stop(self) -> None:
         try:
-            await self._client.web_apps.stop(
-                self._ref.resource_group, self._ref.site_name, **SINGLE_SHOT
-            )
+            await send(self._client, self._request("WebApps_Stop"), **SINGLE_SHOT)
         except Exception as e:
             raise self._error(e, "stop", write=True) from None
 
     async def start(self) -> None:
         try:
-            await self._client.web_apps.start(
-                self._ref.resource_group, self._ref.site_name, **SINGLE_SHOT
-            )
+            await send(self._client, self._request("WebApps_Start"), **SINGLE_SHOT)
         except Exception as e:
             raise self._error(e, "start", write=True) from None

@@ -21,11 +21,11 @@ import aiohttp
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.keyvault.secrets.aio import SecretClient
-from azure.mgmt.web.aio import WebSiteManagementClient
 
 from tenant._azure import client_kwargs
 from tenant.appaction import HttpAppAction
 from tenant.appservice import ArmAppService
+from tenant.arm import arm_client
 from tenant.credentials import operator_credential
 from tenant.directory import GraphDirectory, ResponseHook
 from tenant.endpoints import Cloud, RetryPolicy
@@ -139,14 +139,8 @@ class TenantSession:
             )
             await stack.enter_async_context(vault_client)
 
-            arm_client = WebSiteManagementClient(
-                credential,
-                ref.subscription_id,
-                base_url=self.cloud.arm_url,
-                credential_scopes=[self.cloud.arm_scope],
-                **arm_kwargs,
-            )
-            stack.push_async_callback(arm_client.close)
+            arm = arm_client(credential, self.cloud.arm_url, [self.cloud.arm_scope], **arm_kwargs)
+            stack.push_async_callback(arm.close)
 
             yield TargetClients(
                 ref=ref,
@@ -159,7 +153,7 @@ class TenantSession:
                 ),
                 vault=KeyVaultSecretStore(vault_client, ref.secret_name),
                 entra=self.token_issuer(ref.tenant_id),
-                site=ArmAppService(arm_client, ref),
+                site=ArmAppService(arm, ref),
                 signins=GraphSignInReader(graph_http, credential, self.cloud),
                 action=HttpAppAction(self.http),
             )

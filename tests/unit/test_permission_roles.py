@@ -33,7 +33,8 @@ FORBIDDEN = re.compile(
 SENSITIVE = {"Microsoft.Web/sites/config/list/action", "Microsoft.Web/sites/config/write"}
 OPT_IN = "secretwarden-site-settings.json"
 
-# What each SDK call in tenant/ needs (docs/permissions.md's table).
+# What each SDK call in tenant/ needs (docs/permissions.md's table); the ARM calls by
+# the REST spec's operationId (tenant/appservice.py's OPERATIONS).
 CALLS = {
     ("tenant/keyvault.py", ".get_secret("): "Microsoft.KeyVault/vaults/secrets/getSecret/action",
     ("tenant/keyvault.py", ".set_secret("): "Microsoft.KeyVault/vaults/secrets/setSecret/action",
@@ -41,18 +42,18 @@ CALLS = {
         "tenant/keyvault.py",
         ".list_properties_of_secret_versions(",
     ): "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
-    ("tenant/appservice.py", "web_apps.get("): "Microsoft.Web/sites/read",
+    ("tenant/appservice.py", '_request("WebApps_Get"'): "Microsoft.Web/sites/read",
     (
         "tenant/appservice.py",
-        "web_apps.get_app_settings_key_vault_references(",
+        '_request("WebApps_GetAppSettingsKeyVaultReferences"',
     ): "Microsoft.Web/sites/config/read",
-    ("tenant/appservice.py", "web_apps.restart("): "Microsoft.Web/sites/restart/action",
-    ("tenant/appservice.py", "web_apps.stop("): "Microsoft.Web/sites/stop/action",
-    ("tenant/appservice.py", "web_apps.start("): "Microsoft.Web/sites/start/action",
-    ("tenant/appservice.py", "web_apps.list_application_settings("): (
+    ("tenant/appservice.py", '_request("WebApps_Restart"'): "Microsoft.Web/sites/restart/action",
+    ("tenant/appservice.py", '_request("WebApps_Stop"'): "Microsoft.Web/sites/stop/action",
+    ("tenant/appservice.py", '_request("WebApps_Start"'): "Microsoft.Web/sites/start/action",
+    ("tenant/appservice.py", '_request("WebApps_ListApplicationSettings"'): (
         "Microsoft.Web/sites/config/list/action"
     ),
-    ("tenant/appservice.py", "web_apps.update_application_settings("): (
+    ("tenant/appservice.py", '_request("WebApps_UpdateApplicationSettings"'): (
         "Microsoft.Web/sites/config/write"
     ),
 }
@@ -104,6 +105,13 @@ def test_only_the_opt_in_role_can_read_app_settings_or_write_configuration() -> 
             assert sensitive == SENSITIVE
         else:
             assert not sensitive, path.name
+
+
+def test_every_call_listed_is_in_the_code() -> None:
+    # a call renamed in the code (issue 16: the ARM calls by operationId) must be renamed
+    # here too, or its permission would go unchecked
+    missing = [call for (module, call) in CALLS if call not in (ROOT / module).read_text()]
+    assert missing == []
 
 
 def test_every_call_the_code_makes_is_granted_and_nothing_else() -> None:
