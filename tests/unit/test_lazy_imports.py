@@ -10,10 +10,15 @@ import sys
 
 import pytest
 
-# Imported only by the configurations that use them.
+# Imported only by the configurations that use them, or (the last two) never: they are
+# dev dependencies now (the sandbox's SDK-compatibility tests), the daemon sends their
+# calls as JSON (tests/integration/test_graph_without_sdk.py and test_arm_without_sdk.py
+# prove a whole run loads neither).
 ON_FIRST_USE = {
     # [ha] backend = "azure_blob" (tenant/leases.py); ~25 MiB that a single daemon never uses.
     "azure.storage.blob",
+    "msgraph",
+    "azure.mgmt.web",
 }
 
 
