@@ -5,6 +5,11 @@ credential; this command (or a daemon with remediation on) does. For each target
 a credential pending removal it gathers the proof once and removes the credential only
 when the proof says the app left it or the overlap window has ended (the same decision
 as the daemon's, remediation/proof.py); otherwise it says why the credential waits.
+
+With ``[ha] backend = "azure_blob"`` it refuses: it would act without the target's
+lease (the lease holder may be mid-rotation for the same target) and from this host's
+copy of the journal, which may be behind the journal in storage. The lease holder
+finishes pending removals itself when its remediation is on (docs/ha.md).
 """
 
 from __future__ import annotations
@@ -43,9 +48,27 @@ def cleanup(args: argparse.Namespace) -> int:
     return asyncio.run(run_cleanup(config, wanted, sys.stdout))
 
 
+def ha_refusal(config: Config, names: list[str]) -> str | None:
+    """Why ``cleanup`` may not run for ``names`` here (None: it may): in HA mode a
+    removal must run under the target's lease, with the journal from storage."""
+    if config.ha.backend == "none":
+        return None
+    return (
+        f"secretwarden cleanup: target(s) {', '.join(names)}: step cleanup (remove the old "
+        f"credential) refused: [ha] backend is {config.ha.backend!r}, and this command holds "
+        "no target lease and reads a local journal copy that may be behind storage (the "
+        "lease holder may be rotating the target now); the daemon holding the lease "
+        "finishes pending removals itself with [remediation] enabled = true "
+        "(builtin_triggers = false keeps it from rotating on its own); see docs/ha.md"
+    )
+
+
 async def run_cleanup(config: Config, names: list[str], out: TextIO) -> int:
     from daemon.app import health_http_client
 
+    if (refusal := ha_refusal(config, names)) is not None:  # before any Azure client
+        print(refusal, file=sys.stderr, flush=True)
+        return EXIT_USAGE
     failed = False
     identity = config.identity_value()
     async with (

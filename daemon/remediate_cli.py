@@ -376,11 +376,14 @@ def print_status(
     guards = Guards(guard_settings(config))
     now = datetime.now(UTC)
     read_only = not config.remediation.enabled
+    # In HA mode `cleanup` refuses (no lease): only the lease holder may remove.
+    ha = config.ha.backend != "none"
+    finisher = "the lease holder, once its remediation is on," if ha else "`secretwarden cleanup`"
     if read_only:
         print(
             "remediation: off ([remediation] enabled = false): read-only, a daemon with this "
             "config writes nothing to Azure; pending removals are finished by a daemon with "
-            "remediation on or by `secretwarden cleanup`",
+            "remediation on" + ("" if ha else " or by `secretwarden cleanup`"),
             file=out,
         )
     for t in config.targets:
@@ -406,7 +409,7 @@ def print_status(
                 f"  pending removal: {', '.join(p.pending_key_ids)} kept until "
                 f"{p.pending_until} unless proof arrives sooner (the app should be on "
                 f"{p.keep_key_id}, Key Vault version {p.keep_version}): {p.pending_why}"
-                + ("; remediation is off: `secretwarden cleanup` finishes it" if read_only else ""),
+                + (f"; remediation is off: {finisher} finishes it" if read_only else ""),
                 file=out,
             )
         # A compensated run (a value lost in a crash, its credential removed) is only

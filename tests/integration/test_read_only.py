@@ -10,6 +10,7 @@ daemon would; ``secretwarden cleanup`` finishes the removal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,3 +137,37 @@ async def test_a_read_only_daemon_never_removes_and_cleanup_does(
     assert "portal: success" in out.getvalue()
     assert old not in credential_ids(sb)
     assert not [k for k in await watched(daemon) if k[0] == WATCHED[0]]
+
+
+async def test_cleanup_refuses_in_ha_mode_and_removes_nothing(
+    sb: Any, config_file: Path, daemon: Daemon
+) -> None:
+    """With ``[ha] backend = "azure_blob"`` the CLI holds no lease and reads a local
+    journal copy: the lease holder might be mid-rotation of the same target. The
+    removal it would make here (overlap ended, the same state the test above cleans
+    up) must not happen."""
+    from daemon.cleanup_cli import run_cleanup
+
+    old = sb.in_use_key_id()
+    await cli_rotate(daemon.config)
+    await asyncio.sleep(OVERLAP_SECONDS + 0.5)  # the overlap window has ended
+    ha = daemon.config.ha.model_copy(
+        update={"backend": "azure_blob", "account_url": "https://acct.blob.core.windows.net"}
+    )
+    config = daemon.config.model_copy(update={"ha": ha})
+    out = io.StringIO()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = await run_cleanup(config, ["portal"], out)
+    assert (code, out.getvalue()) == (2, "")
+    line = err.getvalue()
+    assert line.count("\n") == 1
+    assert "target(s) portal: step cleanup (remove the old credential) refused" in line
+    assert "[ha] backend is 'azure_blob'" in line
+    assert "holds no target lease" in line
+    assert "the daemon holding the lease finishes pending removals" in line
+    assert old in credential_ids(sb), "cleanup removed a credential without the lease"
+    status = io.StringIO()
+    print_status(config, status)  # read-only + HA: status no longer points at cleanup
+    assert "`secretwarden cleanup`" not in status.getvalue()
+    assert "the lease holder, once its remediation is on, finishes it" in status.getvalue()

@@ -78,3 +78,31 @@ def test_the_connection_string_file_is_a_secret_file(tmp_path: Path) -> None:
     assert "AccountKey" not in result.stderr + result.stdout
     os.chmod(secret, 0o600)
     assert preflight(load_config(path)) == []
+
+
+HA_ON = '[ha]\nbackend = "azure_blob"\naccount_url = "https://acct.blob.core.windows.net"\n'
+
+
+@pytest.mark.parametrize(("args", "names"), [((), "portal"), (("--target", "portal"), "portal")])
+def test_cleanup_refuses_in_ha_mode_before_contacting_azure(
+    tmp_path: Path, args: tuple[str, ...], names: str
+) -> None:
+    """No lease, no journal from storage: the CLI must not remove anything in HA mode
+    (the lease holder may be rotating the target). One line, exit 2, no Azure call."""
+    result = cli("cleanup", "--config.file", str(write(tmp_path, HA_ON + TARGET)), *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"secretwarden cleanup: target(s) {names}: step cleanup (remove the old credential) "
+        "refused: [ha] backend is 'azure_blob'"
+    )
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert "see docs/ha.md" in result.stderr
+
+
+def test_rotate_refuses_in_ha_mode_too(tmp_path: Path) -> None:
+    path = str(write(tmp_path, HA_ON + TARGET))
+    result = cli("rotate", "--config.file", path, "--target", "portal")
+    assert result.returncode == 2
+    assert "the daemon holding the target's lease rotates it" in result.stderr
