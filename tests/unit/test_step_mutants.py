@@ -11,17 +11,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from test_step_modules import T0, FakeSite, make_run
+from test_step_modules import T0, FakeSite, make_run, not_due_run
 
+import remediation.rotation as rotation_module
 from remediation.cleanup import recycle
 from remediation.clock import FakeClock
 from remediation.reload import ensure_running, reload_and_verify
+from remediation.removal import reloaded_at
 from remediation.results import PendingRemoval
-from remediation.rotation import add_password, remove_by_name
-from remediation.runner import StepError
+from remediation.rotation import add_password, remove_by_name, rotate
+from remediation.runner import Run, StepError
 from tenant.errors import NotFound, Unavailable
 from tenant.models import (
     NewPassword,
@@ -297,3 +299,93 @@ async def test_the_retry_layer_waits_as_long_as_retry_after_says(tmp_path: Path)
 
     assert await run.call("plan", "read", throttled) == "ok"
     assert clock.slept == [7.0]
+
+
+# -- reloaded_at's fallback to the verify time, and the grace period ----------------------
+# Named NOT killed in docs/remediation.md until these: no unit test had a run verified
+# without an applied rung, and every unit test ran with grace_period 0.
+
+
+async def test_reloaded_at_without_an_applied_rung_is_when_the_run_verified(
+    tmp_path: Path,
+) -> None:
+    """No rung was applied (the app was on the new version already, or the ladder's
+    lines were compacted away): the reload time is the verify's done line, not its
+    begin line, not a later step's done line, not the forward ladder's verify for the
+    rollback's, and not "now" (mutants: `or`, `!=` on the phase or the step, the step
+    or the phase names replaced)."""
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock)
+    await run.write("reload.refresh", "begin", {})  # begun, never applied
+    clock.advance(5)
+    await run.write("verify", "begin", {})
+    clock.advance(15)
+    await run.write("verify", "done", {})
+    verified = clock.now()
+    clock.advance(10)
+    await run.write("grace_period", "done", {"seconds": 10})  # a later done line
+    clock.advance(10)
+    await run.write("rollback.verify", "begin", {})
+    clock.advance(10)
+    await run.write("rollback.verify", "done", {})
+    rollback_verified = clock.now()
+    clock.advance(100)
+    assert reloaded_at(run) == verified == T0 + timedelta(seconds=20)
+    assert reloaded_at(run, "rollback.") == rollback_verified
+    await run.write("rollback.reload.restart", "done", {})  # an applied rung wins
+    assert reloaded_at(run, "rollback.") == clock.now()
+    assert reloaded_at(run) == verified  # the rollback's rung is not the forward ladder's
+
+
+async def resumed_after_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace: float
+) -> tuple[Run, list[datetime]]:
+    """A rotation journaled up to its verify (a resume), with ``grace_period = grace``;
+    the removal of the old credential is a spy that records when it was asked."""
+    run, _ = await not_due_run(tmp_path)
+    run.settings = replace(run.settings, grace_period=grace)
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    await run.write("add_password", "begin", {})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
+    await run.write("write_keyvault", "begin", {})
+    await run.write("write_keyvault", "done", {"new_version": "v2"})
+    await run.write("verify", "done", {"rung": "refresh"})
+    settled: list[datetime] = []
+
+    async def spy(run: Run, *a: object) -> None:
+        settled.append(run.clock.now())
+
+    monkeypatch.setattr(rotation_module, "settle_old", spy)
+    return run, settled
+
+
+@pytest.mark.parametrize("grace", [1.0, 2.0])
+async def test_the_old_credential_waits_out_the_grace_period_after_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace: float
+) -> None:
+    """With ``grace_period`` > 0 the old credential is settled only ``grace`` seconds
+    after the verify, and the wait is journaled (mutants: `> 1`, `is_done` for
+    `not is_done`, the sleep or its record given None)."""
+    run, settled = await resumed_after_verify(tmp_path, monkeypatch, grace)
+    clock = cast(FakeClock, run.clock)
+    assert await rotate(run, force=False) == (
+        "success",
+        "rotated (reloaded by refresh): Key Vault version v2 holds credential new-key; "
+        "removed no old credential",
+    )
+    assert clock.slept == [grace]
+    assert settled == [T0 + timedelta(seconds=grace)]
+    done = [e for e in run.rec.entries if e.step == "grace_period" and e.phase == "done"]
+    assert [e.data.get("seconds") for e in done] == [grace]
+
+
+async def test_a_resumed_run_does_not_wait_out_a_grace_period_it_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, settled = await resumed_after_verify(tmp_path, monkeypatch, 2.0)
+    await run.write("grace_period", "begin", {})
+    await run.write("grace_period", "done", {"seconds": 2.0})
+    await rotate(run, force=False)
+    assert cast(FakeClock, run.clock).slept == []
+    assert settled == [T0]
+    assert [e.phase for e in run.rec.entries if e.step == "grace_period"] == ["begin", "done"]
