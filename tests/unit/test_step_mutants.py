@@ -14,22 +14,40 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from test_step_modules import T0, FakeSite, make_run, not_due_run
+from test_step_modules import (
+    T0,
+    FakeSite,
+    FakeVault,
+    Reached,
+    RollbackVault,
+    fake_reload,
+    make_run,
+    not_due_run,
+    rollback_run,
+    rotation_run,
+    version,
+)
 
+import remediation.rollback as rollback_module
 import remediation.rotation as rotation_module
 from remediation.cleanup import recycle
 from remediation.clock import FakeClock
+from remediation.journal import Journal
 from remediation.reload import ensure_running, reload_and_verify
 from remediation.removal import reloaded_at
 from remediation.results import PendingRemoval
+from remediation.rollback import ROLLBACK_TAG, rollback
 from remediation.rotation import add_password, remove_by_name, rotate
 from remediation.runner import Run, StepError
+from remediation.verify import Verification
 from tenant.errors import NotFound, Unavailable
 from tenant.models import (
+    KEY_ID_TAG,
     NewPassword,
     PasswordCredential,
     RemoveOutcome,
     SecretValue,
+    SecretVersion,
     SiteInstance,
     SiteState,
     WorkerProcess,
@@ -389,3 +407,76 @@ async def test_a_resumed_run_does_not_wait_out_a_grace_period_it_journaled(
     assert cast(FakeClock, run.clock).slept == []
     assert settled == [T0]
     assert [e.phase for e in run.rec.entries if e.step == "grace_period"] == ["begin", "done"]
+
+
+# -- journal fields a resumed run or a later cleanup reads back ---------------------------
+# mutmut's "argument replaced by None" survivors that touch them (docs/remediation.md).
+
+
+async def test_a_pending_removal_journals_the_version_that_holds_the_new_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No proof yet: the old credential is journaled pending removal with the keyId and
+    the Key Vault version the app should be on; a later cleanup (another process, after
+    a restart) reads exactly these to gather its proof (mutants: `keep_version=None` in
+    settle_old, `new_version` given as None by rotate)."""
+    run, settled = await resumed_after_verify(tmp_path, monkeypatch, 0.0)
+    monkeypatch.undo()  # the real settle_old
+    outcome, detail = await rotate(run, force=False)
+    assert outcome == "success", detail
+    assert settled == []
+    pending = run.facts.pending()
+    assert pending is not None
+    assert (pending.pending_key_ids, pending.keep_key_id, pending.keep_version) == (
+        ("old-key",),
+        "new-key",
+        "v2",
+    )
+    reread = Journal(tmp_path, "portal").runs()[-1].entries
+    line = next(e for e in reread if e.step == "pending_removal" and e.phase == "done")
+    assert (line.data["keep_key_id"], line.data["keep_version"]) == ("new-key", "v2")
+
+
+async def test_the_plan_journals_the_version_a_rollback_restores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan journals Key Vault's current version before the write: the rollback
+    (perhaps a resumed one, in another process) restores exactly that version
+    (mutant: `old_version=None`)."""
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+    run, _ = await rotation_run(tmp_path, FakeVault(current))
+
+    async def reload(run: Run, version: str, **kw: object) -> Verification:
+        raise Reached(version)
+
+    monkeypatch.setattr(rotation_module, "reload_and_verify", reload)
+    with pytest.raises(Reached):
+        await rotate(run, force=True)
+    plan = next(e for e in run.rec.entries if e.step == "plan" and e.phase == "done")
+    assert plan.data["old_version"] == "v1"
+    assert run.facts.old_version == "v1"
+
+
+async def test_a_resumed_rollback_adopts_its_own_restore_that_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore's reply was lost but the write landed (Key Vault's current version
+    carries this run's rollback tag): it is journaled as the restored version and the
+    app is reloaded onto it; nothing is written twice (mutants: the done line's step,
+    phase or `Restored(...)` given None)."""
+    run, _ = await rollback_run(tmp_path, RollbackVault(version("v1", {})))
+    own = version("v-own", {ROLLBACK_TAG: run.rec.run})
+    vault = cast(RollbackVault, run.clients.vault)
+    vault.current = own
+    await run.write("rollback.restore", "begin", {"restore_from": "v1"})
+    seen: list[str] = []
+    monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, seen))
+    outcome, _ = await rollback(run)
+    assert outcome == "rolled_back"
+    assert vault.writes == []
+    assert seen == ["v-own"]
+    assert run.facts.restored_version == "v-own"
+    done = [e for e in run.rec.entries if e.step == "rollback.restore" and e.phase == "done"]
+    assert [e.data.get("restored_version") for e in done] == ["v-own"]
