@@ -255,3 +255,30 @@ async def test_ha_cleanup_removes_under_the_lease_and_journals_to_storage(
     status = io.StringIO()
     print_status(config, status)  # read-only + HA: who finishes a pending removal
     assert "while no daemon holds the target's lease" in status.getvalue()
+
+
+async def test_the_cli_lease_is_renewed_while_held_and_released_after(
+    ha_config: tuple[Config, BlobLeases],
+) -> None:
+    """A long cleanup (a recycle, a slow Azure) keeps its lease: renewed every
+    interval in the background (still provably held after three renew deadlines), and
+    given back on the way out, even after an error."""
+    from daemon.ha import cli_lease
+
+    config, store = ha_config
+    ha = config.ha.model_copy(update={"renew_deadline_seconds": 0.5, "retry_seconds": 0.1})
+    config = config.model_copy(update={"ha": ha})
+    held_after: list[bool] = []
+
+    async def hold_then_fail() -> None:
+        async with cli_lease(config, "portal") as (leadership, _):
+            await asyncio.sleep(1.5)
+            held_after.append(leadership.holds("portal"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await hold_then_fail()
+    assert held_after == [True]
+    assert (await store.info("portal")).state != "leased"
+    held = await store.acquire("portal", 15, "daemon-a")  # free for a daemon at once
+    await store.release("portal", held.lease_id)
