@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -113,6 +114,50 @@ def install_ha(daemon: Daemon, remediator: Remediator) -> LeaseLeadership | None
     daemon.stop_hooks.append(stop)
     daemon.reload_steps.append(on_reload)
     return leadership
+
+
+class LeaseUnavailable(Exception):
+    """The CLI could not take a target's lease; the message says who holds it."""
+
+
+@asynccontextmanager
+async def cli_lease(
+    config: Config, target: str
+) -> AsyncIterator[tuple[LeaseLeadership, BlobLeases]]:
+    """Hold ``target``'s lease for one CLI command (``secretwarden cleanup`` in HA
+    mode), renewed in the background, released on the way out. Raises
+    :class:`LeaseUnavailable` when a daemon holds it (the CLI never waits for or
+    breaks a lease), :class:`StorageError` when storage does not answer. The caller
+    reads the journal from storage (``BlobJournal.refresh``) before any write."""
+    settings = ha_settings(config)
+    async with open_store(config) as store:
+        leadership = LeaseLeadership(
+            store=store,
+            daemon=f"cli-{daemon_name()}",
+            settings=settings,
+            targets=lambda: [target],
+        )
+        await store.ensure_container()
+        if not await leadership.take(target):
+            info = await store.info(target)
+            if info.state == "leased":
+                raise LeaseUnavailable(describe_lease(info))
+            raise LeaseUnavailable(  # it was free: storage refused (the log says why)
+                f"not acquired: storage refused or did not answer ({describe_lease(info)})"
+            )
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(settings.interval)
+                await leadership.renew_held()
+
+        renewing = asyncio.create_task(renew(), name=f"cli-lease-{target}")
+        try:
+            yield leadership, store
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await leadership.release_all("command done")
 
 
 async def lease_rows(config: Config) -> list[tuple[str, str, str, str]]:

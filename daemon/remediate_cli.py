@@ -124,12 +124,13 @@ def build_remediator(
     dry_run: bool | None = None,
     with_policy: bool | None = None,
     target_settings: Callable[[str], WorkflowSettings | None] | None = None,
+    state_dir: Path | None = None,
 ) -> Remediator:
     use_policy = config.remediation.enabled if with_policy is None else with_policy
     return Remediator(
         targets=targets,
         target_settings=target_settings,
-        state_dir=config.daemon.state_directory,
+        state_dir=state_dir or config.daemon.state_directory,
         settings=workflow_settings(config),
         guard_settings=guard_settings(config),
         policy=policy(config) if use_policy else None,
@@ -376,11 +377,21 @@ def print_status(
     guards = Guards(guard_settings(config))
     now = datetime.now(UTC)
     read_only = not config.remediation.enabled
+    # In HA mode `cleanup` removes only under the target's lease (refused while a daemon
+    # holds it, as one always does while the daemons run).
+    ha = config.ha.backend != "none"
+    finisher = (
+        "the lease holder once its remediation is on (or `secretwarden cleanup` while no "
+        "daemon holds the lease)"
+        if ha
+        else "`secretwarden cleanup`"
+    )
     if read_only:
         print(
             "remediation: off ([remediation] enabled = false): read-only, a daemon with this "
             "config writes nothing to Azure; pending removals are finished by a daemon with "
-            "remediation on or by `secretwarden cleanup`",
+            "remediation on or by `secretwarden cleanup`"
+            + (" while no daemon holds the target's lease" if ha else ""),
             file=out,
         )
     for t in config.targets:
@@ -406,7 +417,7 @@ def print_status(
                 f"  pending removal: {', '.join(p.pending_key_ids)} kept until "
                 f"{p.pending_until} unless proof arrives sooner (the app should be on "
                 f"{p.keep_key_id}, Key Vault version {p.keep_version}): {p.pending_why}"
-                + ("; remediation is off: `secretwarden cleanup` finishes it" if read_only else ""),
+                + (f"; remediation is off: {finisher} finishes it" if read_only else ""),
                 file=out,
             )
         # A compensated run (a value lost in a crash, its credential removed) is only

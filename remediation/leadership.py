@@ -310,6 +310,20 @@ class LeaseLeadership:
         else:
             await self._release(target, "its journal could not be read from storage")
 
+    # -- one target outside the loop (``secretwarden cleanup`` in HA mode) -----------
+
+    async def take(self, target: str) -> bool:
+        """Acquire ``target``'s lease now, outside the loop and its fair share (no
+        heartbeat: the daemons' shares do not count this holder), and adopt it
+        (``on_acquired``) as the loop would. False: another daemon holds it, storage
+        did not answer, or the adoption refused it (the lease was given back). Keep it
+        with :meth:`renew_held` every ``settings.interval``."""
+        return await self._acquire(target) and self.holds(target)
+
+    async def renew_held(self) -> None:
+        """One renewal of every lease held (the loop's first half)."""
+        await asyncio.gather(*(self._renew(t) for t in list(self._held)))
+
     def resync(self, target: str) -> None:
         """A journal append failed without an answer: the local copy may lack a line
         that storage has. Read it again (and resume) before the next run."""

@@ -78,3 +78,36 @@ def test_the_connection_string_file_is_a_secret_file(tmp_path: Path) -> None:
     assert "AccountKey" not in result.stderr + result.stdout
     os.chmod(secret, 0o600)
     assert preflight(load_config(path)) == []
+
+
+HA_ON = '[ha]\nbackend = "azure_blob"\naccount_url = "https://acct.blob.core.windows.net"\n'
+
+
+def test_ha_cleanup_with_storage_unreachable_says_so_and_removes_nothing(
+    tmp_path: Path,
+) -> None:
+    """In HA mode cleanup acts only under the target's lease: no storage, no lease, no
+    removal (one line naming target, step and cause; exit 1, no traceback)."""
+    secret = tmp_path / "storage.secret"
+    secret.write_text(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    secret.chmod(0o600)
+    ha = '[ha]\nbackend = "azure_blob"\nconnection_string_file = "storage.secret"\n'
+    result = cli(
+        "cleanup", "--config.file", str(write(tmp_path, ha + "[retry]\ntotal = 0\n" + TARGET))
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith(
+        "portal: step cleanup (remove the old credential) refused: storage ([ha]) did not answer: "
+    )
+    assert result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_rotate_refuses_in_ha_mode_too(tmp_path: Path) -> None:
+    path = str(write(tmp_path, HA_ON + TARGET))
+    result = cli("rotate", "--config.file", path, "--target", "portal")
+    assert result.returncode == 2
+    assert "the daemon holding the target's lease rotates it" in result.stderr

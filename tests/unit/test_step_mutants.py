@@ -11,23 +11,43 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from test_step_modules import T0, FakeSite, make_run
+from test_step_modules import (
+    T0,
+    FakeSite,
+    FakeVault,
+    Reached,
+    RollbackVault,
+    fake_reload,
+    make_run,
+    not_due_run,
+    rollback_run,
+    rotation_run,
+    version,
+)
 
+import remediation.rollback as rollback_module
+import remediation.rotation as rotation_module
 from remediation.cleanup import recycle
 from remediation.clock import FakeClock
+from remediation.journal import Journal
 from remediation.reload import ensure_running, reload_and_verify
+from remediation.removal import reloaded_at
 from remediation.results import PendingRemoval
-from remediation.rotation import add_password, remove_by_name
-from remediation.runner import StepError
+from remediation.rollback import ROLLBACK_TAG, rollback
+from remediation.rotation import add_password, remove_by_name, rotate
+from remediation.runner import Run, StepError
+from remediation.verify import Verification
 from tenant.errors import NotFound, Unavailable
 from tenant.models import (
+    KEY_ID_TAG,
     NewPassword,
     PasswordCredential,
     RemoveOutcome,
     SecretValue,
+    SecretVersion,
     SiteInstance,
     SiteState,
     WorkerProcess,
@@ -297,3 +317,166 @@ async def test_the_retry_layer_waits_as_long_as_retry_after_says(tmp_path: Path)
 
     assert await run.call("plan", "read", throttled) == "ok"
     assert clock.slept == [7.0]
+
+
+# -- reloaded_at's fallback to the verify time, and the grace period ----------------------
+# Named NOT killed in docs/remediation.md until these: no unit test had a run verified
+# without an applied rung, and every unit test ran with grace_period 0.
+
+
+async def test_reloaded_at_without_an_applied_rung_is_when_the_run_verified(
+    tmp_path: Path,
+) -> None:
+    """No rung was applied (the app was on the new version already, or the ladder's
+    lines were compacted away): the reload time is the verify's done line, not its
+    begin line, not a later step's done line, not the forward ladder's verify for the
+    rollback's, and not "now" (mutants: `or`, `!=` on the phase or the step, the step
+    or the phase names replaced)."""
+    clock = FakeClock(T0)
+    run = await make_run(tmp_path, clock)
+    await run.write("reload.refresh", "begin", {})  # begun, never applied
+    clock.advance(5)
+    await run.write("verify", "begin", {})
+    clock.advance(15)
+    await run.write("verify", "done", {})
+    verified = clock.now()
+    clock.advance(10)
+    await run.write("grace_period", "done", {"seconds": 10})  # a later done line
+    clock.advance(10)
+    await run.write("rollback.verify", "begin", {})
+    clock.advance(10)
+    await run.write("rollback.verify", "done", {})
+    rollback_verified = clock.now()
+    clock.advance(100)
+    assert reloaded_at(run) == verified == T0 + timedelta(seconds=20)
+    assert reloaded_at(run, "rollback.") == rollback_verified
+    await run.write("rollback.reload.restart", "done", {})  # an applied rung wins
+    assert reloaded_at(run, "rollback.") == clock.now()
+    assert reloaded_at(run) == verified  # the rollback's rung is not the forward ladder's
+
+
+async def resumed_after_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace: float
+) -> tuple[Run, list[datetime]]:
+    """A rotation journaled up to its verify (a resume), with ``grace_period = grace``;
+    the removal of the old credential is a spy that records when it was asked."""
+    run, _ = await not_due_run(tmp_path)
+    run.settings = replace(run.settings, grace_period=grace)
+    await run.write("plan", "done", {"client_id": "cid", "old_key_ids": ["old-key"]})
+    await run.write("add_password", "begin", {})
+    await run.write("add_password", "done", {"new_key_id": "new-key"})
+    await run.write("write_keyvault", "begin", {})
+    await run.write("write_keyvault", "done", {"new_version": "v2"})
+    await run.write("verify", "done", {"rung": "refresh"})
+    settled: list[datetime] = []
+
+    async def spy(run: Run, *a: object) -> None:
+        settled.append(run.clock.now())
+
+    monkeypatch.setattr(rotation_module, "settle_old", spy)
+    return run, settled
+
+
+@pytest.mark.parametrize("grace", [1.0, 2.0])
+async def test_the_old_credential_waits_out_the_grace_period_after_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace: float
+) -> None:
+    """With ``grace_period`` > 0 the old credential is settled only ``grace`` seconds
+    after the verify, and the wait is journaled (mutants: `> 1`, `is_done` for
+    `not is_done`, the sleep or its record given None)."""
+    run, settled = await resumed_after_verify(tmp_path, monkeypatch, grace)
+    clock = cast(FakeClock, run.clock)
+    assert await rotate(run, force=False) == (
+        "success",
+        "rotated (reloaded by refresh): Key Vault version v2 holds credential new-key; "
+        "removed no old credential",
+    )
+    assert clock.slept == [grace]
+    assert settled == [T0 + timedelta(seconds=grace)]
+    done = [e for e in run.rec.entries if e.step == "grace_period" and e.phase == "done"]
+    assert [e.data.get("seconds") for e in done] == [grace]
+
+
+async def test_a_resumed_run_does_not_wait_out_a_grace_period_it_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, settled = await resumed_after_verify(tmp_path, monkeypatch, 2.0)
+    await run.write("grace_period", "begin", {})
+    await run.write("grace_period", "done", {"seconds": 2.0})
+    await rotate(run, force=False)
+    assert cast(FakeClock, run.clock).slept == []
+    assert settled == [T0]
+    assert [e.phase for e in run.rec.entries if e.step == "grace_period"] == ["begin", "done"]
+
+
+# -- journal fields a resumed run or a later cleanup reads back ---------------------------
+# mutmut's "argument replaced by None" survivors that touch them (docs/remediation.md).
+
+
+async def test_a_pending_removal_journals_the_version_that_holds_the_new_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No proof yet: the old credential is journaled pending removal with the keyId and
+    the Key Vault version the app should be on; a later cleanup (another process, after
+    a restart) reads exactly these to gather its proof (mutants: `keep_version=None` in
+    settle_old, `new_version` given as None by rotate)."""
+    run, settled = await resumed_after_verify(tmp_path, monkeypatch, 0.0)
+    monkeypatch.undo()  # the real settle_old
+    outcome, detail = await rotate(run, force=False)
+    assert outcome == "success", detail
+    assert settled == []
+    pending = run.facts.pending()
+    assert pending is not None
+    assert (pending.pending_key_ids, pending.keep_key_id, pending.keep_version) == (
+        ("old-key",),
+        "new-key",
+        "v2",
+    )
+    reread = Journal(tmp_path, "portal").runs()[-1].entries
+    line = next(e for e in reread if e.step == "pending_removal" and e.phase == "done")
+    assert (line.data["keep_key_id"], line.data["keep_version"]) == ("new-key", "v2")
+
+
+async def test_the_plan_journals_the_version_a_rollback_restores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan journals Key Vault's current version before the write: the rollback
+    (perhaps a resumed one, in another process) restores exactly that version
+    (mutant: `old_version=None`)."""
+    current = SecretVersion(
+        "s", "v1", SecretValue("abcdef"), True, T0, T0, None, None, None, {KEY_ID_TAG: "old-key"}
+    )
+    run, _ = await rotation_run(tmp_path, FakeVault(current))
+
+    async def reload(run: Run, version: str, **kw: object) -> Verification:
+        raise Reached(version)
+
+    monkeypatch.setattr(rotation_module, "reload_and_verify", reload)
+    with pytest.raises(Reached):
+        await rotate(run, force=True)
+    plan = next(e for e in run.rec.entries if e.step == "plan" and e.phase == "done")
+    assert plan.data["old_version"] == "v1"
+    assert run.facts.old_version == "v1"
+
+
+async def test_a_resumed_rollback_adopts_its_own_restore_that_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore's reply was lost but the write landed (Key Vault's current version
+    carries this run's rollback tag): it is journaled as the restored version and the
+    app is reloaded onto it; nothing is written twice (mutants: the done line's step,
+    phase or `Restored(...)` given None)."""
+    run, _ = await rollback_run(tmp_path, RollbackVault(version("v1", {})))
+    own = version("v-own", {ROLLBACK_TAG: run.rec.run})
+    vault = cast(RollbackVault, run.clients.vault)
+    vault.current = own
+    await run.write("rollback.restore", "begin", {"restore_from": "v1"})
+    seen: list[str] = []
+    monkeypatch.setattr(rollback_module, "reload_and_verify", await fake_reload(True, seen))
+    outcome, _ = await rollback(run)
+    assert outcome == "rolled_back"
+    assert vault.writes == []
+    assert seen == ["v-own"]
+    assert run.facts.restored_version == "v-own"
+    done = [e for e in run.rec.entries if e.step == "rollback.restore" and e.phase == "done"]
+    assert [e.data.get("restored_version") for e in done] == ["v-own"]
