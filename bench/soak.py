@@ -88,7 +88,14 @@ class Soak:
         self.d: dict[str, Any] = json.loads(describe_file.read_text())
         ctx = ssl.create_default_context(cafile=self.d["ca_file"])
         self.admin = httpx.Client(verify=ctx, timeout=30)
-        self.admin.post(self.d["admin_url"] + "faults", json={"app_sync_interval_seconds": 0})
+        # No modelled Azure delays (a new secret refused for 20 s, a refresh taking 5 s):
+        # the soak counts memory per run, and with them a rotation took ~40 s.
+        quick = {
+            "app_sync_interval_seconds": 0,
+            "propagation_delay_seconds": 0,
+            "refresh_delay_seconds": 0,
+        }
+        self.admin.post(self.d["admin_url"] + "faults", json=quick).raise_for_status()
         token_file = tmp / "webhook.token"
         write_secret_file(token_file, TOKEN)
         secret_file = tmp / "operator-secret"
