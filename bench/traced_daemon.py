@@ -34,7 +34,15 @@ def _dump(signum: int, frame: FrameType | None) -> None:
         tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "25")))
     gc.collect()
     kinds = Counter(type(o).__qualname__ for o in gc.get_objects())
+    records = [o for o in gc.get_objects() if type(o).__name__ == "RunRecord"]
+    holders: Counter[str] = Counter()
+    for r in records:
+        for ref in gc.get_referrers(r):
+            if ref is not records:
+                holders[f"{type(ref).__qualname__} len={_len(ref)} entries={bool(r.entries)}"] += 1
     facts = {
+        "run_records": len(records),
+        "run_record_holders": dict(holders.most_common(20)),
         "ssl_contexts": kinds.get("SSLContext", 0),
         "objects": sum(kinds.values()),
         "by_type": dict(kinds.most_common(60)),
@@ -45,6 +53,13 @@ def _dump(signum: int, frame: FrameType | None) -> None:
     tmp = OUT / f"snapshot-{_count}.json.tmp"
     tmp.write_text(json.dumps(facts))
     tmp.rename(OUT / f"snapshot-{_count}.json")
+
+
+def _len(o: object) -> int:
+    try:
+        return len(o)  # type: ignore[arg-type]
+    except TypeError:
+        return -1
 
 
 _ssl_made = 0
