@@ -16,6 +16,13 @@ The daemon's RSS (``/proc/PID/status`` VmRSS) is sampled before the first run an
 ``--every`` runs. Issue 9's target: growth after the first 100 runs at most 10 MB.
 Guards are opened wide (no daily cap, tiny backoff, no circuit, no duplicate window)
 so that every alert is a run.
+
+The per-run growth is printed as the median of the slopes between samples after the
+first. ``--kinds 3`` (say) soaks one kind of run; ``--trace DIR`` runs the daemon under
+bench/traced_daemon.py and dumps a tracemalloc snapshot into DIR at every sample (for
+``tracemalloc.Snapshot.load`` and ``compare_to``). What grows, by kind, is in
+docs/performance.md ("The soak's per-run growth"): the runs the wide-open guards keep
+(an unbroken failure streak, every rotation of the day), not a leak.
 """
 
 from __future__ import annotations

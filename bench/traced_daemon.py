@@ -2,7 +2,8 @@
 
 For memory investigations only (bench/soak.py --trace DIR). The first SIGUSR2 starts
 tracemalloc (``SOAK_TRACE_FRAMES`` frames, 25 by default; tracing the imports and
-start-up would take minutes, and growth is what is looked for), and each SIGUSR2 writes
+start-up would take minutes, and growth is what is looked for; 0: no tracemalloc), and
+each SIGUSR2 (after ``malloc_trim(0)`` when ``SOAK_MALLOC_TRIM`` is set) writes
 ``DIR/snapshot-<n>.pickle`` (n counts from 1) and, beside it, ``DIR/snapshot-<n>.json``
 with counters that tracemalloc cannot see (live ``ssl.SSLContext`` objects, asyncio
 tasks, gc objects by type). Not part of the daemon: nothing here is imported by it.
@@ -10,6 +11,7 @@ tasks, gc objects by type). Not part of the daemon: nothing here is imported by 
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
@@ -30,9 +32,12 @@ _count = 0
 def _dump(signum: int, frame: FrameType | None) -> None:
     global _count
     _count += 1
-    if not tracemalloc.is_tracing():
-        tracemalloc.start(int(os.environ.get("SOAK_TRACE_FRAMES", "25")))
+    frames = int(os.environ.get("SOAK_TRACE_FRAMES", "25"))
+    if frames and not tracemalloc.is_tracing():
+        tracemalloc.start(frames)
     gc.collect()
+    if os.environ.get("SOAK_MALLOC_TRIM"):  # give freed heap back: what stays is live
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     kinds = Counter(type(o).__qualname__ for o in gc.get_objects())
     records = [o for o in gc.get_objects() if type(o).__name__ == "RunRecord"]
     holders: Counter[str] = Counter()
