@@ -286,8 +286,8 @@ def main() -> int:
     print(f"|-----:|-------:|{'-' * (len(head) + 1)}:|----------:|")
     base = next((rss for n, rss, _ in samples if n == args.every), samples[0][1])
     for n, rss, t in samples:
-        growth = f"{rss - base:+.1f}" if n >= args.every else ""
-        print(f"| {n:4d} | {rss:6.1f} | {growth:>{len(head)}} | {t:9.1f} |")
+        cell = f"{rss - base:+.1f}" if n >= args.every else ""
+        print(f"| {n:4d} | {rss:6.1f} | {cell:>{len(head)}} | {t:9.1f} |")
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(soak.outcomes.items()))
     growth = samples[-1][1] - base
     slopes = sorted(

@@ -22,6 +22,7 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from daemon.cli import main
 
@@ -71,11 +72,12 @@ _ssl_made = 0
 _orig_init = ssl.SSLContext.__new__
 
 
-def _counting_new(cls: type[ssl.SSLContext], *args: object, **kwargs: object) -> ssl.SSLContext:
+def _counting_new(cls: type[ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
     global _ssl_made
     _ssl_made += 1
     (OUT / "ssl_contexts_made").write_text(str(_ssl_made))
-    return _orig_init(cls, *args, **kwargs)
+    made: ssl.SSLContext = _orig_init(cls, *args, **kwargs)
+    return made
 
 
 if __name__ == "__main__":
