@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from tenant._azure import error_fields, map_http_error, parse_graph_time, retry_after_seconds
+from tenant._azure import error_fields, map_http_error, parse_graph_time
 from tenant.endpoints import Cloud
-from tenant.errors import GRAPH, TenantError, Unavailable, classify
-from tenant.graph import middleware_options
+from tenant.errors import GRAPH, TenantError, Unavailable
+from tenant.graph import map_odata_error, middleware_options
 from tenant.models import SignIn, SignInLog, SignInsUnreadable
 
 SERVICE = GRAPH
@@ -137,24 +137,13 @@ class GraphSignInReader:
                 )
             response = await self._get(url, params, op)
             params = None  # a nextLink carries its own query
-            if response.status_code >= 400:
-                code, message, inner = error_fields(response.text)
-                if response.status_code == 403:
-                    return SignInsUnreadable(
-                        app_id=app_id,
-                        reason=message or "403 Forbidden",
-                        status=403,
-                        code=code,
-                    )
-                raise classify(
-                    SERVICE,
-                    op,
-                    message or response.reason_phrase or "no error message",
-                    status=response.status_code,
-                    code=code,
-                    inner_code=inner,
-                    retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            if response.status_code == 403:
+                code, message, _ = error_fields(response.text)
+                return SignInsUnreadable(
+                    app_id=app_id, reason=message or "403 Forbidden", status=403, code=code
                 )
+            if response.status_code >= 400:
+                raise map_odata_error(response, op)
             body = _json(response)
             items = body.get("value")
             if not isinstance(items, list):
