@@ -253,44 +253,49 @@ class Daemon:
         self.metrics.changed()
 
     def _schedule(self, config: Config, first_run: datetime) -> None:
-        assert self._scheduler is not None
-        for target in config.targets:
-            for probe in PROBE_NAMES:
-                sched = config.probes.schedule(probe)
-                self._scheduler.add_job(
-                    self._scheduled_probe,
-                    IntervalTrigger(seconds=sched.interval_seconds, jitter=sched.jitter_seconds),
-                    args=(target.name, probe),
-                    id=f"{target.name}/{probe}",
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=max(1, math.ceil(sched.interval_seconds)),
-                    next_run_time=first_run,
-                    replace_existing=True,
-                )
-        expiry = config.probes.expiry  # the daemon's own credential, on the expiry schedule
-        self._scheduler.add_job(
-            self.check_operator_credential,
-            IntervalTrigger(seconds=expiry.interval_seconds, jitter=expiry.jitter_seconds),
-            id="operator",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, math.ceil(expiry.interval_seconds)),
-            next_run_time=first_run,
-            replace_existing=True,
-        )
-        inv = config.inventory
-        if inv.enabled:
-            self._scheduler.add_job(
-                self._scheduled_inventory,
-                IntervalTrigger(seconds=inv.interval_seconds, jitter=inv.jitter_seconds),
-                id="inventory",
+        scheduler = self._scheduler
+        assert scheduler is not None
+
+        def every(
+            job: Callable[..., Awaitable[object]],
+            job_id: str,
+            interval: float,
+            jitter: float,
+            args: tuple[str, ...] = (),
+        ) -> None:
+            """One job: no overlap, missed runs coalesced, the first one at ``first_run``."""
+            scheduler.add_job(
+                job,
+                IntervalTrigger(seconds=interval, jitter=jitter),
+                args=args,
+                id=job_id,
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, math.ceil(inv.interval_seconds)),
+                misfire_grace_time=max(1, math.ceil(interval)),
                 next_run_time=first_run,
                 replace_existing=True,
             )
+
+        for target in config.targets:
+            for probe in PROBE_NAMES:
+                sched = config.probes.schedule(probe)
+                every(
+                    self._scheduled_probe,
+                    f"{target.name}/{probe}",
+                    sched.interval_seconds,
+                    sched.jitter_seconds,
+                    (target.name, probe),
+                )
+        expiry = config.probes.expiry  # the daemon's own credential, on the expiry schedule
+        every(
+            self.check_operator_credential,
+            "operator",
+            expiry.interval_seconds,
+            expiry.jitter_seconds,
+        )
+        inv = config.inventory
+        if inv.enabled:
+            every(self._scheduled_inventory, "inventory", inv.interval_seconds, inv.jitter_seconds)
 
     async def check_operator_credential(self) -> OperatorExpiry | None:
         """Export when the daemon's own credential expires (exporters/operator.py); one

@@ -199,6 +199,39 @@ def _json(response: httpx.Response, operation: str, *, write: bool = False) -> A
         ) from None
 
 
+async def send_graph(
+    http: httpx.AsyncClient,
+    credential: AsyncTokenCredential,
+    cloud: Cloud,
+    method: str,
+    url: str,
+    op: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """One Graph request with ``credential``'s token, through msgraph_core's middleware
+    (:func:`middleware_options`). Writes (``body`` given: the POST actions) go out once;
+    reads are retried by the middleware. A failure to get the token or to get a reply
+    is raised classified; the reply is returned whatever its status."""
+    write = body is not None
+    try:
+        token = await credential.get_token(cloud.graph_scope)
+    except Exception as e:
+        raise map_odata_error(e, op) from None  # nothing was sent
+    try:
+        return await http.request(
+            method,
+            url,
+            params=params,
+            json=body,
+            headers={"Authorization": f"Bearer {token.token}"},
+            extensions=middleware_options(single_shot=write),
+        )
+    except httpx.HTTPError as e:
+        raise map_odata_error(e, op, write=write) from None
+
+
 class GraphAppRegistrations:
     """:class:`~tenant.ports.AppRegistrations` for one app, by object id or appId.
 
@@ -232,25 +265,12 @@ class GraphAppRegistrations:
     async def _send(
         self, method: str, url: str, op: str, *, body: dict[str, Any] | None = None
     ) -> httpx.Response:
-        """One Graph request with the operator's token; an error reply is raised
-        classified. Writes (``body`` given: the POST actions) go out once."""
-        write = body is not None
-        try:
-            token = await self._credential.get_token(self._cloud.graph_scope)
-        except Exception as e:
-            raise map_odata_error(e, op) from None  # nothing was sent
-        try:
-            response = await self._http.request(
-                method,
-                url,
-                json=body,
-                headers={"Authorization": f"Bearer {token.token}"},
-                extensions=middleware_options(single_shot=write),
-            )
-        except httpx.HTTPError as e:
-            raise map_odata_error(e, op, write=write) from None
+        """:func:`send_graph`; an error reply is raised classified."""
+        response = await send_graph(
+            self._http, self._credential, self._cloud, method, url, op, body=body
+        )
         if response.status_code >= 400:
-            raise map_odata_error(response, op, write=write)
+            raise map_odata_error(response, op, write=body is not None)
         return response
 
     async def get_app(self) -> AppRegistration:
@@ -277,7 +297,7 @@ class GraphAppRegistrations:
         self._client_id = _text(app, "appId") or self._client_id
         return AppRegistration(
             object_id=object_id,
-            client_id=_text(app, "appId") or (self._client_id or ""),
+            client_id=self._client_id or "",
             display_name=_text(app, "displayName"),
             credentials=tuple(_credential(pc) for pc in passwords),
         )

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from tenant._azure import error_fields, map_http_error, parse_graph_time
+from tenant._azure import error_fields, parse_graph_time
 from tenant.endpoints import Cloud
-from tenant.errors import GRAPH, TenantError, Unavailable
-from tenant.graph import map_odata_error, middleware_options
+from tenant.errors import GRAPH, TenantError
+from tenant.graph import map_odata_error, send_graph
 from tenant.models import SignIn, SignInLog, SignInsUnreadable
 
 SERVICE = GRAPH
@@ -103,19 +103,9 @@ class GraphSignInReader:
         self._max_pages = max_pages
 
     async def _get(self, url: str, params: dict[str, str] | None, op: str) -> httpx.Response:
-        try:
-            token = await self._credential.get_token(self._cloud.graph_scope)
-        except Exception as e:
-            raise map_http_error(e, SERVICE, op) from None
-        try:
-            return await self._http.get(
-                url,
-                params=params,
-                headers={"Authorization": f"Bearer {token.token}"},
-                extensions=middleware_options(),  # without them the middleware is skipped
-            )
-        except httpx.HTTPError as e:
-            raise Unavailable(SERVICE, op, f"connection failed: {type(e).__name__}") from None
+        return await send_graph(
+            self._http, self._credential, self._cloud, "GET", url, op, params=params
+        )
 
     async def service_principal_sign_ins(
         self, app_id: str, since: datetime

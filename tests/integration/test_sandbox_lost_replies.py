@@ -47,7 +47,8 @@ def operator(d: dict[str, Any]) -> AsyncClientSecretCredential:
 
 
 def graph_client(d: dict[str, Any], cred: AsyncClientSecretCredential) -> GraphServiceClient:
-    """msgraph-sdk with its default middleware (retry handler included), as the daemon."""
+    """msgraph-sdk with its default middleware (retry handler included), as a user of the
+    sandbox would build it (the daemon itself sends JSON over the same middleware)."""
     http = httpx.AsyncClient(verify=ssl.create_default_context(cafile=d["ca_file"]))
     http = GraphClientFactory.create_with_default_middleware(client=http)
     host = httpx.URL(d["graph_url"]).host
